@@ -1,0 +1,21 @@
+/**
+ * `npm run bench -- NAME` runs one benchmark; `npm run bench` runs them all. Figures are JSON
+ * lines on stdout; a table goes to stderr.
+ */
+import { runBind } from './bind.ts'
+import { printTable } from './report.ts'
+
+const benches: Record<string, () => void | Promise<void>> = {
+  bind: runBind,
+}
+
+const wanted = process.argv.slice(2)
+const unknown = wanted.filter((name) => !(name in benches))
+if (unknown.length > 0) {
+  process.stderr.write(
+    `unknown bench: ${unknown.join(', ')}; known: ${Object.keys(benches).join(', ')}\n`,
+  )
+  process.exit(2)
+}
+for (const name of wanted.length > 0 ? wanted : Object.keys(benches)) await benches[name]!()
+printTable()

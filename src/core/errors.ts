@@ -1,0 +1,102 @@
+/**
+ * The one catalogue of Lockstep's error codes. Every error that crosses an API boundary carries
+ * one of these codes and the HTTP status it maps to; `docs/errors.md` documents each of them.
+ */
+export const errorCatalogue = {
+  VALIDATION_FAILED: { status: 400, summary: 'The input does not match its schema or rules.' },
+  CYCLE_IN_GRAPH: { status: 400, summary: 'A packet’s jobs depend on each other in a cycle.' },
+  LIMIT_EXCEEDED: { status: 400, summary: 'The input is larger than a configured limit allows.' },
+  PAYLOAD_TOO_LARGE: {
+    status: 413,
+    summary: 'The request body is larger than the server accepts.',
+  },
+  UNAUTHORIZED: { status: 401, summary: 'No token, or a token the server does not know.' },
+  FORBIDDEN: { status: 403, summary: 'The token’s role or owner may not do this.' },
+  NOT_FOUND: { status: 404, summary: 'No such route.' },
+  ORDER_NOT_FOUND: { status: 404, summary: 'No order has this id.' },
+  JOB_NOT_FOUND: { status: 404, summary: 'No job has this id.' },
+  PACKET_NOT_FOUND: { status: 404, summary: 'No packet has this id or name.' },
+  WORKER_NOT_FOUND: { status: 404, summary: 'No worker is registered with this id.' },
+  PRODUCT_NOT_FOUND: { status: 404, summary: 'No live target holds this product.' },
+  NO_WORKER_FOR_PROJECT: {
+    status: 422,
+    summary: 'No live worker holds the artifact’s project data, so it cannot be bound.',
+  },
+  STALE_ATTEMPT: {
+    status: 409,
+    summary: 'A result for an attempt that is no longer the job’s current attempt.',
+  },
+  ALREADY_FINAL: { status: 409, summary: 'The order or job has already ended.' },
+  DOWNLOAD_DISABLED: { status: 403, summary: 'This server does not allow downloading products.' },
+  SCHEMA_TOO_NEW: {
+    status: 500,
+    summary: 'The database was migrated by a newer Lockstep than this one.',
+  },
+  UNAVAILABLE: { status: 503, summary: 'The server is starting or stopping.' },
+  INTERNAL: { status: 500, summary: 'An internal error; the log has the details under its id.' },
+} as const satisfies Record<string, { status: number; summary: string }>
+
+/** A code from {@link errorCatalogue}. */
+export type ErrorCode = keyof typeof errorCatalogue
+
+/** One problem found in user input, at a path such as `steps[2].distribution`. */
+export interface Issue {
+  /** Where the problem is, e.g. `jobs[3].after[0]`; empty for the input as a whole. */
+  path: string
+  /** What is wrong, in words a user can act on. */
+  message: string
+}
+
+/** The base of every error Lockstep raises on purpose. */
+export class LockstepError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.name = 'LockstepError'
+    this.code = code
+    this.status = errorCatalogue[code].status
+  }
+}
+
+/** Bad input: one or more {@link Issue}s, each naming a path. */
+export class ValidationError extends LockstepError {
+  readonly issues: readonly Issue[]
+  constructor(issues: readonly Issue[], code: ErrorCode = 'VALIDATION_FAILED') {
+    super(code, issues.map(formatIssue).join('\n'))
+    this.name = 'ValidationError'
+    this.issues = issues
+  }
+}
+
+/** A packet whose jobs wait on each other in a loop; `cycle` names them, first repeated last. */
+export class CycleError extends ValidationError {
+  readonly cycle: readonly string[]
+  constructor(path: string, cycle: readonly string[]) {
+    super([{ path, message: `cycle: ${cycle.join(' → ')}` }], 'CYCLE_IN_GRAPH')
+    this.name = 'CycleError'
+    this.cycle = cycle
+  }
+}
+
+/** Renders an issue as `path: message`, or the message alone when it concerns the whole input. */
+export function formatIssue(issue: Issue): string {
+  return issue.path === '' ? issue.message : `${issue.path}: ${issue.message}`
+}
+
+/** Renders a path of keys and indexes the way users write it: `steps[2].distribution`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = ''
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`
+    else out += out === '' ? String(key) : `.${String(key)}`
+  }
+  return out
+}
+
+/** Joins a prefix path and a child path: `joinPath('jobs[2]', 'after[0]')` is `jobs[2].after[0]`. */
+export function joinPath(prefix: string, child: string): string {
+  if (prefix === '') return child
+  if (child === '') return prefix
+  return child.startsWith('[') ? prefix + child : `${prefix}.${child}`
+}

@@ -1,0 +1,150 @@
+/**
+ * Lockstep's domain model. Each word has one meaning, fixed by the glossary in
+ * `docs/architecture.md`. Types named `…Options` are what users write; `compile…()` functions
+ * check them once and return the `Resolved…` forms the internals use.
+ */
+import type { Id } from './ids.ts'
+
+/** What a job runs. Exactly one of `builtin`, `exec` or `image`. */
+export type Operation =
+  /** A built-in operation of the worker agent: `noop`, `count`, `sum`, `mean`, `histogram`, … */
+  | { builtin: string; args?: Record<string, unknown> }
+  /** A process on a worker, started in a fresh job directory. */
+  | { exec: string[]; env?: Record<string, string> }
+  /** A container, run as one Pod per attempt on a Kubernetes target. */
+  | { image: string; command?: string[]; env?: Record<string, string> }
+
+/**
+ * How a step's products reach the next step's first jobs; each defines the locks between them.
+ * - `distribute`: the one last job locks every first job of the next step (one → all).
+ * - `collect`: every last job locks the one first job of the next step (all → one).
+ * - `arrange`: every last job locks every first job of the next step (all → all).
+ * - `round-robin`: last job i locks first job (i + 1) mod N; both steps have N jobs.
+ * - `none`: no locks; the next step starts without waiting for this one.
+ */
+export type Distribution = 'distribute' | 'collect' | 'arrange' | 'round-robin' | 'none'
+
+/** The distributions, in the order the docs list them. */
+export const distributions: readonly Distribution[] = [
+  'distribute',
+  'collect',
+  'arrange',
+  'round-robin',
+  'none',
+]
+
+/**
+ * One stage of an artifact, expanded into jobs over the context's workers.
+ * - `initialize`, `finalize`: one job on the initiator.
+ * - `parallel`: one job per worker.
+ * - `sequential`: initiator → w1 → … → wN → initiator, chained by locks; `init` and `final` are
+ *   the initiator's operations at either end (default: `noop`).
+ * - `round-robin`: N rounds of N jobs; in round r the job on worker i passes its product to the
+ *   job on worker (i + 1) mod N of round r + 1.
+ * - `iterate`: the inner steps, `iterations` times over.
+ */
+export type StepSpec =
+  | {
+      kind: 'initialize' | 'parallel' | 'finalize' | 'round-robin'
+      op: Operation
+      /** How this step's products reach the next step. Inferred from the shapes when omitted. */
+      distribution?: Distribution
+    }
+  | {
+      kind: 'sequential'
+      op: Operation
+      init?: Operation
+      final?: Operation
+      distribution?: Distribution
+    }
+  | { kind: 'iterate'; iterations: number; steps: StepSpec[]; distribution?: Distribution }
+
+/** The kinds of step. */
+export type StepKind = StepSpec['kind']
+
+/** A submitted workflow: the project whose data it runs on, and its steps in order. */
+export interface Artifact {
+  /** The data project; the workers that hold its data form the scheduler context. */
+  project: string
+  steps: StepSpec[]
+}
+
+/** The workers valid for an artifact (those holding its project's data), plus the Initiator. */
+export interface SchedulerContext {
+  /** The target that runs initialization, aggregation and teardown; usually the scheduler. */
+  initiator: string
+  /** The workers, in the order jobs are numbered over them. */
+  workers: string[]
+}
+
+/** A job of a bound artifact, numbered 0, 1, 2, … in expansion order. */
+export interface BoundJob {
+  /** The job's number: step by step, and inside a step in the context's worker order. */
+  id: number
+  /** The worker (or the initiator) that runs it: bound jobs are strict to their worker. */
+  worker: string
+  /** The index of the top-level step the job comes from. */
+  step: number
+  /**
+   * The iteration the job belongs to, counted from 0, of the outermost `iterate` around it;
+   * 0 outside any `iterate`.
+   */
+  iteration: number
+  /** The jobs that may start once this one has succeeded (its outgoing locks), ascending. */
+  locks: number[]
+  /** What the job runs. */
+  op: Operation
+  /** Where the job's step stands in the artifact, e.g. `steps[1].steps[0]`. */
+  stepPath: string
+}
+
+/** A lock row: when job `jobId` succeeds, job `nextId` may start (once all its locks are released). */
+export interface Lock {
+  jobId: Id
+  nextId: Id
+}
+
+/** Where a job may run. `strict` pins it to one target; `any` lets dispatch choose. */
+export type TargetPolicy = { kind: 'any' } | { kind: 'strict'; target: string }
+
+/** A key/value parameter a job uses. A unique resource is held by one running job at a time. */
+export interface Resource {
+  key: string
+  value: string
+  /** @default false */
+  unique: boolean
+}
+
+/** What happens when a job's attempts are used up. */
+export type OnExhausted = 'fail-order' | 'continue'
+
+/** A job's failure policy, as resolved from its options and its order's defaults. */
+export interface FailurePolicy {
+  /** Attempts in all, the first included. @default 1 */
+  attempts: number
+  /** The wait before the second attempt. @default 1000 */
+  backoffMs: number
+  /** Each further wait is this many times the one before. @default 2 */
+  backoffFactor: number
+  /** No wait is longer than this. @default 60000 */
+  maxBackoffMs: number
+  /** A wait varies at random by up to this fraction either way. @default 0.2 */
+  jitter: number
+  /** A retry avoids the targets where earlier attempts failed, while others can run it. @default false */
+  otherTarget: boolean
+  /** `fail-order` ends the order; `continue` skips only the failed job's dependents. @default 'fail-order' */
+  onExhausted: OnExhausted
+}
+
+/** How an attempt ended. */
+export interface JobResult {
+  ok: boolean
+  /** The exit code of an `exec` or `image` operation. */
+  exitCode?: number
+  /** A machine-readable reason for a failure: `exit-code`, `timeout`, `worker-lost`, `cancelled`, … */
+  reason?: string
+  /** Words for a person. */
+  message?: string
+  /** URLs of artefacts the job published beside its product. */
+  artefacts?: string[]
+}

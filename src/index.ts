@@ -1,0 +1,43 @@
+/**
+ * Lockstep's library contract. Everything a program embedding Lockstep may rely on is exported
+ * here; the rest of `src/` is internal.
+ */
+export type {
+  Artifact,
+  BoundJob,
+  Distribution,
+  FailurePolicy,
+  JobResult,
+  Lock,
+  OnExhausted,
+  Operation,
+  Resource,
+  SchedulerContext,
+  StepKind,
+  StepSpec,
+  TargetPolicy,
+} from './core/model.ts'
+export { distributions } from './core/model.ts'
+export { bind, toJobGraph } from './core/bind.ts'
+export type { BindOptions, GraphJob, JobGraph } from './core/bind.ts'
+export { compileArtifact, compileContext } from './core/schema.ts'
+export { compilePacket, defaultPacketLimits, findCycle, targetPolicy } from './core/packet.ts'
+export type {
+  Packet,
+  PacketJob,
+  PacketJobOptions,
+  PacketLimits,
+  PacketOptions,
+} from './core/packet.ts'
+export { backoffDelay, compileFailurePolicy, defaultFailurePolicy } from './core/failure-policy.ts'
+export type { FailurePolicyOptions } from './core/failure-policy.ts'
+export { IdGenerator, bytesToId, idTime, idToBytes, isId } from './core/ids.ts'
+export type { Id, RandomSource } from './core/ids.ts'
+export {
+  CycleError,
+  LockstepError,
+  ValidationError,
+  errorCatalogue,
+  formatIssue,
+} from './core/errors.ts'
+export type { ErrorCode, Issue } from './core/errors.ts'

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest'
+import { readSubmission } from '../../src/core/document.ts'
+
+describe('artifact and packet files', () => {
+  it('reads an artifact from YAML', () => {
+    const got = readSubmission(
+      [
+        'project: sales',
+        'steps:',
+        '  - kind: parallel',
+        '    op: { builtin: count }',
+        '  - kind: finalize',
+        '    op: { builtin: sum }',
+      ].join('\n'),
+    )
+    expect(got.kind).toBe('artifact')
+    if (got.kind === 'artifact') expect(got.artifact.steps).toHaveLength(2)
+  })
+
+  it('reads a packet from JSON', () => {
+    const got = readSubmission(
+      JSON.stringify({ name: 'p', jobs: [{ name: 'a', op: { exec: ['true'] } }] }),
+    )
+    expect(got.kind).toBe('packet')
+  })
+
+  it.each([
+    { name: 'malformed YAML', text: 'project: p\nsteps: [\n', error: 'order.yaml:3:1' },
+    {
+      name: 'a duplicate key',
+      text: 'project: p\nproject: q\nsteps: []',
+      error: 'order.yaml:2:1: Map keys must be unique',
+    },
+    {
+      name: 'a list at the top',
+      text: '- 1\n- 2',
+      error: 'expected an artifact (project, steps) or a packet (name, jobs)',
+    },
+    { name: 'neither steps nor jobs', text: 'name: x', error: 'found neither field' },
+    {
+      name: 'a schema error',
+      text: 'project: p\nsteps:\n  - kind: parallel',
+      error: 'steps[0].op: is required',
+    },
+  ])('explains $name', ({ text, error }) => {
+    expect(() => readSubmission(text, 'order.yaml')).toThrow(error)
+  })
+})
