@@ -41,3 +41,17 @@ export {
   formatIssue,
 } from './core/errors.ts'
 export type { ErrorCode, Issue } from './core/errors.ts'
+export type {
+  Job,
+  JobState,
+  Order,
+  OrderState,
+  Target,
+  TargetKind,
+  TargetPolicyOverride,
+} from './core/model.ts'
+export { finalJobStates } from './core/model.ts'
+export { DEFAULT_PRIORITY, compileOrderOptions } from './core/order.ts'
+export type { OrderOptions, ResolvedOrderOptions } from './core/order.ts'
+export { readDocument, readSubmission } from './core/document.ts'
+export type { Submission } from './core/document.ts'

@@ -148,3 +148,80 @@ export interface JobResult {
   /** URLs of artefacts the job published beside its product. */
   artefacts?: string[]
 }
+
+/** Where a job stands. `waiting`: some lock into it is held; `ready`: queued for dispatch. */
+export type JobState =
+  'waiting' | 'ready' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled'
+
+/** The states a job does not leave. */
+export const finalJobStates: ReadonlySet<JobState> = new Set([
+  'succeeded',
+  'failed',
+  'skipped',
+  'cancelled',
+])
+
+/** One unit of execution in an order. */
+export interface Job {
+  id: Id
+  orderId: Id
+  /** The job's position in its packet, or its number in its bound artifact. */
+  index: number
+  /** Unique within the order. */
+  name: string
+  op: Operation
+  /** Where the job may run, after the order's override. */
+  policy: TargetPolicy
+  /** The resources it uses. */
+  uses: Resource[]
+  failure: FailurePolicy
+  /** An attempt running longer than this fails with reason `timeout`. */
+  timeoutMs: number | undefined
+  state: JobState
+  /** The current attempt's number, from 1; 0 before the first. */
+  attempt: number
+  /** For artifact jobs: the top-level step and the iteration. */
+  step?: number
+  iteration?: number
+}
+
+/** Replaces the target policy of an order's jobs: of all of them, or of some by name. */
+export interface TargetPolicyOverride {
+  all?: TargetPolicy
+  jobs?: Record<string, TargetPolicy>
+}
+
+/** Where an order stands. */
+export type OrderState = 'running' | 'succeeded' | 'failed' | 'cancelled'
+
+/** One run of a packet or of a bound artifact. */
+export interface Order {
+  id: Id
+  /** What the order runs. */
+  source: { kind: 'packet'; packetId: Id } | { kind: 'artifact'; artifactId: Id }
+  /** 1–100; higher runs first. @default 50 */
+  priority: number
+  /** Who the order belongs to: only the owner (or an admin) may cancel it. */
+  owner: string
+  /** Who submitted it, when someone submits on the owner's behalf. */
+  creator: string
+  override: TargetPolicyOverride | undefined
+  state: OrderState
+  /** Unix milliseconds. */
+  createdAt: number
+}
+
+/** The kinds of target: workers pull jobs, Kubernetes clusters get Pods pushed to them. */
+export type TargetKind = 'worker' | 'kubernetes' | 'initiator'
+
+/** A place jobs run. */
+export interface Target {
+  id: string
+  kind: TargetKind
+  /** Free slots. */
+  availability: number
+  /** Free-form labels, e.g. `{ zone: 'eu' }`. */
+  labels: Record<string, string>
+  /** The data projects the target holds (workers only). */
+  projects: string[]
+}

@@ -125,7 +125,10 @@ export function toIssues(issues: readonly z.core.$ZodIssue[], root = ''): Issue[
       continue
     }
     let message = issue.message.replace(/^Invalid input: /, '')
-    if (issue.code === 'invalid_type' && issue.input === undefined) message = 'is required'
+    if (issue.code === 'invalid_type') {
+      if (message.endsWith('received undefined')) message = 'is required'
+      else if (issue.expected === 'int') message = 'expected a whole number'
+    }
     out.push({ path, message })
   }
   return out
