@@ -3,10 +3,12 @@
  * lines on stdout; a table goes to stderr.
  */
 import { runBind } from './bind.ts'
+import { runCore } from './core.ts'
 import { printTable } from './report.ts'
 
 const benches: Record<string, () => void | Promise<void>> = {
   bind: runBind,
+  core: runCore,
 }
 
 const wanted = process.argv.slice(2)

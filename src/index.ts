@@ -55,3 +55,12 @@ export { DEFAULT_PRIORITY, compileOrderOptions } from './core/order.ts'
 export type { OrderOptions, ResolvedOrderOptions } from './core/order.ts'
 export { readDocument, readSubmission } from './core/document.ts'
 export type { Submission } from './core/document.ts'
+export { FakeClock, systemClock } from './core/clock.ts'
+export type { Clock, Timer } from './core/clock.ts'
+export { Scheduler, describeWaitReason } from './core/dispatch/scheduler.ts'
+export type {
+  PendingJob,
+  ScheduleJobOptions,
+  SchedulerOptions,
+  WaitReason,
+} from './core/dispatch/scheduler.ts'
