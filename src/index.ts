@@ -64,3 +64,25 @@ export type {
   SchedulerOptions,
   WaitReason,
 } from './core/dispatch/scheduler.ts'
+export { Engine, targetRegistrationSchema } from './core/engine/engine.ts'
+export type {
+  Assignment,
+  EngineOptions,
+  JobInput,
+  JobWait,
+  PacketRecord,
+  TargetRegistration,
+} from './core/engine/engine.ts'
+export type {
+  EngineEvent,
+  EngineEventMap,
+  EngineEventType,
+  EngineListener,
+} from './core/engine/events.ts'
+export { emptyCounts } from './core/engine/fulfilment.ts'
+export type {
+  AttemptState,
+  JobCounts,
+  OrderFulfilment,
+  TargetFulfilment,
+} from './core/engine/fulfilment.ts'

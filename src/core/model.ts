@@ -183,6 +183,8 @@ export interface Job {
   /** For artifact jobs: the top-level step and the iteration. */
   step?: number
   iteration?: number
+  /** Why the job failed, was skipped or was cancelled, e.g. `exit-code 2: no input`. */
+  reason?: string
 }
 
 /** Replaces the target policy of an order's jobs: of all of them, or of some by name. */

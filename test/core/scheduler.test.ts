@@ -342,6 +342,28 @@ describe('Scheduler: priorities, strictness, resources', () => {
     solo.s.scheduleJob({ id: 'retry', avoid: ['w1'] })
     expect(solo.pick('w1')).toBe('retry')
   })
+
+  it('never keeps a strict job off its only target', () => {
+    const { s, pick } = setup(['w1', 'w2'])
+    s.scheduleJob({ id: 'pinned', target: 'w1', avoid: ['w1'] })
+    expect(pick('w2')).toBeNull()
+    expect(pick('w1')).toBe('pinned')
+  })
+
+  it('gives a strict-only target (the initiator) its own jobs and nothing else', () => {
+    const { clock, s, pick } = setup(['w1'])
+    s.registerWorker('initiator', { strictOnly: true })
+    s.onJobComplete('initiator', 'made-here', ok)
+    s.scheduleJob({ id: 'flexible', deps: ['made-here'] })
+    s.scheduleJob({ id: 'cached', target: undefined })
+    s.scheduleJob({ id: 'own', target: 'initiator' })
+    expect(pick('initiator')).toBe('own')
+    expect(pick('initiator')).toBeNull()
+    // A retry that avoids w1 still runs there: the initiator is not another place for it.
+    s.scheduleJob({ id: 'retry', avoid: ['w1'] })
+    clock.advance(DEPS)
+    expect([pick('w1'), pick('w1'), pick('w1')].sort()).toEqual(['cached', 'flexible', 'retry'])
+  })
 })
 
 describe('Scheduler.cycle for push targets', () => {

@@ -200,6 +200,8 @@ class TargetQueues {
   readonly first = new Heap<DispatchJob>()
   readonly second = new Heap<DispatchJob>()
   readonly strict = new Heap<DispatchJob>()
+  /** Takes only the jobs strict to it: it has no local queues and no share of the global one. */
+  strictOnly = false
   /** Waiting, unparked jobs strict to this target: the slots a cycle keeps for them. */
   strictWaiting = 0
   readonly picks: PickRequest[] = []
@@ -265,9 +267,13 @@ export class Scheduler {
     this.clock = options.clock ?? systemClock
   }
 
-  /** Registers a worker (or any target), or brings a lost one back. */
-  registerWorker(workerId: string): void {
-    this.target(workerId)
+  /**
+   * Registers a worker (or any target), or brings a lost one back. A `strictOnly` target (the
+   * initiator) takes only the jobs strict to it, never one from the global or local queues.
+   */
+  registerWorker(workerId: string, options?: { strictOnly?: boolean }): void {
+    const t = this.target(workerId)
+    if (options?.strictOnly !== undefined) t.strictOnly = options.strictOnly
   }
 
   /**
@@ -536,6 +542,7 @@ export class Scheduler {
     if (entry.holders === undefined) entry.holders = [t]
     else if (entry.holders.includes(t)) return
     else entry.holders.push(t)
+    if (t.strictOnly) return
     const own = entry.pending
     if (own !== undefined && own.state === WAITING && !own.parked && own.strict === undefined) {
       t.first.push(own, own.key)
@@ -571,7 +578,7 @@ export class Scheduler {
     const holders = job.entry.holders
     if (holders !== undefined) {
       for (const t of holders) {
-        if (!t.live) continue
+        if (!t.live || t.strictOnly) continue
         t.first.push(job, job.key)
         this.serve(t)
       }
@@ -591,7 +598,7 @@ export class Scheduler {
       const holders = dep.holders
       if (holders === undefined) continue
       for (const t of holders) {
-        if (t.mark === mark || !t.live) continue
+        if (t.mark === mark || !t.live || t.strictOnly) continue
         t.mark = mark
         t.second.push(job, job.key)
         this.serve(t)
@@ -662,7 +669,7 @@ export class Scheduler {
         bestRank = RANK_GLOBAL
         bestHeap = t.strict
       }
-      const global = this.top(this.global, RANK_GLOBAL, undefined)
+      const global = t.strictOnly ? undefined : this.top(this.global, RANK_GLOBAL, undefined)
       if (
         global !== undefined &&
         (best === undefined || beats(global, RANK_GLOBAL, best, bestRank))
@@ -691,9 +698,10 @@ export class Scheduler {
   /** True when `job` should not run on `t` because another live target could run it. */
   private avoids(job: DispatchJob, t: TargetQueues): boolean {
     const avoid = job.job.avoid
-    if (avoid === undefined || !avoid.includes(t.id)) return false
+    // A strict job has nowhere else to go.
+    if (avoid === undefined || job.strict !== undefined || !avoid.includes(t.id)) return false
     for (const other of this.targets.values())
-      if (other.live && !avoid.includes(other.id)) return true
+      if (other.live && !other.strictOnly && !avoid.includes(other.id)) return true
     return false
   }
 
@@ -706,7 +714,7 @@ export class Scheduler {
     let bestSpare = -Infinity
     let bestFree = 0
     for (const [t, n] of slots) {
-      if (n <= 0 || this.avoids(job, t)) continue
+      if (n <= 0 || t.strictOnly || this.avoids(job, t)) continue
       const spare = n - t.strictWaiting
       if (spare > bestSpare || (spare === bestSpare && n > bestFree)) {
         best = t

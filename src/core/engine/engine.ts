@@ -1,0 +1,976 @@
+/**
+ * The engine: orders from submission to a final state. It turns packets and bound artifacts
+ * into jobs joined by locks, releases locks as jobs succeed, hands ready jobs to the dispatch
+ * core, follows every attempt (fulfilment), applies failure policies, and loses workers whose
+ * leases run out. Pure and in memory: the scheduler service persists its event stream and
+ * serves it.
+ *
+ * Invariants the tests hold it to: every order reaches a final state; no attempt starts after
+ * its order ended; a job succeeds at most once, because a result is accepted only for the
+ * job's current attempt on the target running it.
+ */
+import { z } from 'zod'
+import { bind, toJobGraph } from '../bind.ts'
+import type { Clock, Timer } from '../clock.ts'
+import { systemClock } from '../clock.ts'
+import { LockstepError, ValidationError } from '../errors.ts'
+import { backoffDelay, compileFailurePolicy } from '../failure-policy.ts'
+import { IdGenerator } from '../ids.ts'
+import type { Id } from '../ids.ts'
+import type {
+  Artifact,
+  Job,
+  JobResult,
+  JobState,
+  Lock,
+  Operation,
+  Order,
+  OrderState,
+  Resource,
+  Target,
+  TargetPolicy,
+} from '../model.ts'
+import { finalJobStates } from '../model.ts'
+import { compileOrderOptions } from '../order.ts'
+import type { ResolvedOrderOptions } from '../order.ts'
+import { compilePacket } from '../packet.ts'
+import type { Packet } from '../packet.ts'
+import { compileArtifact, nameSchema, parseInput } from '../schema.ts'
+import { Scheduler } from '../dispatch/scheduler.ts'
+import type { WaitReason } from '../dispatch/scheduler.ts'
+import type { EngineEvent, EngineEventMap, EngineEventType, EngineListener } from './events.ts'
+import { emptyCounts } from './fulfilment.ts'
+import type { AttemptState, JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
+
+/** Options of an {@link Engine}. */
+export interface EngineOptions {
+  /** @default the system clock */
+  clock?: Clock
+  /** How long a ready job waits for the targets holding its product. @default 500 */
+  cacheTimeoutMs?: number
+  /** How long it then waits for the targets holding its inputs. @default 500 */
+  depsTimeoutMs?: number
+  /** A worker silent for this long is lost. @default 30000 */
+  leaseMs?: number
+  /** The id of the built-in target that runs initiator jobs. @default 'initiator' */
+  initiator?: string
+  /** Random numbers in [0, 1) for backoff jitter. @default Math.random */
+  random?: () => number
+  /** Makes the ids of orders, jobs and packets. */
+  ids?: IdGenerator
+}
+
+/** What a target says when it registers (or registers again after a restart or a loss). */
+export const targetRegistrationSchema = z.strictObject({
+  id: nameSchema,
+  /** @default 'worker' */
+  kind: z.enum(['worker', 'kubernetes']).optional(),
+  /** How many jobs it runs at once. @default 1 */
+  slots: z.number().int().min(0).max(1_000_000).optional(),
+  labels: z.record(z.string(), z.string().max(256)).optional(),
+  /** The data projects it holds. */
+  projects: z.array(nameSchema).max(10_000).optional(),
+  /** Products in its cache. */
+  cached: z.array(z.string()).optional(),
+  /** Attempts it is still running; any other attempt it was running is lost. */
+  running: z
+    .array(z.strictObject({ jobId: z.string(), attempt: z.number().int().min(1) }))
+    .optional(),
+})
+
+/** What a target says when it registers. */
+export type TargetRegistration = z.input<typeof targetRegistrationSchema>
+
+/** A job handed to a target: everything it needs to run one attempt. */
+export interface Assignment {
+  orderId: Id
+  jobId: Id
+  name: string
+  attempt: number
+  target: string
+  op: Operation
+  /** The resources the job uses, unique or not: parameters of the run. */
+  resources: Resource[]
+  /** An attempt running longer than this fails with reason `timeout`. */
+  timeoutMs: number | undefined
+  /** The products it reads: the jobs whose locks it waited for, and who holds each. */
+  inputs: JobInput[]
+  step?: number
+  iteration?: number
+}
+
+/** One product a job reads. */
+export interface JobInput {
+  jobId: Id
+  name: string
+  /** Live targets holding it; empty when none does any more. */
+  holders: string[]
+}
+
+/** Why a job has not started: locks, a backoff, or a dispatch reason. */
+export type JobWait =
+  { kind: 'locks'; waitingFor: Id[] } | { kind: 'backoff'; until: number } | WaitReason
+
+/** A stored packet. */
+export interface PacketRecord {
+  id: Id
+  name: string
+  packet: Packet
+  createdAt: number
+}
+
+interface TargetRecord {
+  target: Target
+  live: boolean
+  /** 0: no lease (the initiator, push targets). */
+  leaseMs: number
+  leaseDue: number
+  leaseTimer: Timer | undefined
+  /** Running attempts, by job id. */
+  running: Map<Id, JobRecord>
+}
+
+class OrderRecord {
+  readonly order: Order
+  readonly jobs: JobRecord[] = []
+  readonly counts: JobCounts = emptyCounts()
+  startedAt: number | undefined = undefined
+  endedAt: number | undefined = undefined
+  reason: string | undefined = undefined
+  /** For artifacts: how many iterations its `iterate` steps run; 1 without them. */
+  iterations = 0
+  constructor(order: Order) {
+    this.order = order
+  }
+}
+
+class JobRecord {
+  readonly job: Job
+  readonly order: OrderRecord
+  /** The jobs it reads from: its incoming locks. */
+  readonly inputs: JobRecord[] = []
+  /** The jobs waiting on it: its outgoing locks. */
+  readonly next: JobRecord[] = []
+  /** Incoming locks not yet released. */
+  held = 0
+  /** Unique resource keys, as the dispatch core takes them. */
+  readonly uses: string[]
+  readonly resources: Resource[]
+  readonly attempts: TargetFulfilment[] = []
+  /** Targets where earlier attempts failed, for retries on another target. */
+  avoid: string[] | undefined = undefined
+  retryTimer: Timer | undefined = undefined
+  retryAt: number | undefined = undefined
+  timeoutTimer: Timer | undefined = undefined
+  /** The target running the current attempt. */
+  runningOn: TargetRecord | undefined = undefined
+
+  constructor(job: Job, order: OrderRecord, resources: Resource[]) {
+    this.job = job
+    this.order = order
+    this.resources = resources
+    this.uses = resources.filter((r) => r.unique).map((r) => r.key)
+  }
+
+  get current(): TargetFulfilment | undefined {
+    return this.attempts[this.attempts.length - 1]
+  }
+}
+
+const ORDER_NOT_FINAL: ReadonlySet<OrderState> = new Set(['running'])
+
+/**
+ * Runs orders. Every method that changes state emits the events of the change before it
+ * returns; listeners run synchronously, in registration order.
+ */
+export class Engine {
+  private readonly clock: Clock
+  private readonly random: () => number
+  private readonly ids: IdGenerator
+  private readonly leaseMs: number
+  readonly initiator: string
+  private readonly dispatch: Scheduler
+  private readonly listeners: EngineListener[] = []
+  private readonly targetRecords = new Map<string, TargetRecord>()
+  private readonly packets = new Map<Id, PacketRecord>()
+  private readonly packetsByName = new Map<string, PacketRecord>()
+  private readonly orders = new Map<Id, OrderRecord>()
+  private readonly jobRecords = new Map<Id, JobRecord>()
+  private stopped = false
+
+  constructor(options: EngineOptions = {}) {
+    this.clock = options.clock ?? systemClock
+    this.random = options.random ?? Math.random
+    this.ids = options.ids ?? new IdGenerator()
+    this.leaseMs = options.leaseMs ?? 30_000
+    this.initiator = options.initiator ?? 'initiator'
+    this.dispatch = new Scheduler({
+      cacheTimeoutMs: options.cacheTimeoutMs ?? 500,
+      depsTimeoutMs: options.depsTimeoutMs ?? 500,
+      clock: this.clock,
+    })
+    this.addTarget(
+      { id: this.initiator, kind: 'initiator', availability: 0, labels: {}, projects: [] },
+      0,
+    )
+  }
+
+  /** Listens to every event; returns a function that stops listening. */
+  on(listener: EngineListener): () => void {
+    this.listeners.push(listener)
+    return () => {
+      const i = this.listeners.indexOf(listener)
+      if (i >= 0) this.listeners.splice(i, 1)
+    }
+  }
+
+  // ---- targets ----
+
+  /**
+   * Registers a worker or a push target, or registers one again: after a loss it is live
+   * again, and after an agent restart every attempt it no longer runs (not in `running`) is lost.
+   */
+  registerTarget(input: TargetRegistration): Target {
+    const spec = parseInput(targetRegistrationSchema, input)
+    if (spec.id === this.initiator) {
+      throw new ValidationError([
+        { path: 'id', message: `'${spec.id}' is the initiator's id; choose another` },
+      ])
+    }
+    const kind = spec.kind ?? 'worker'
+    const target: Target = {
+      id: spec.id,
+      kind,
+      availability: spec.slots ?? 1,
+      labels: spec.labels ?? {},
+      projects: [...new Set(spec.projects ?? [])].sort(),
+    }
+    const record = this.addTarget(target, kind === 'worker' ? this.leaseMs : 0)
+    this.emit('worker:registered', { target })
+    for (const id of spec.cached ?? []) this.dispatch.addCached(spec.id, id)
+    const still = new Set((spec.running ?? []).map((r) => `${r.jobId}#${r.attempt}`))
+    for (const job of [...record.running.values()]) {
+      if (!still.has(`${job.job.id}#${job.job.attempt}`)) {
+        this.loseAttempt(job, `${spec.id} restarted without it`)
+      }
+    }
+    return target
+  }
+
+  /** Renews a worker's lease. Throws WORKER_NOT_FOUND for a worker that is unknown or lost. */
+  heartbeat(targetId: string): void {
+    const record = this.liveTarget(targetId)
+    if (record.leaseMs > 0) record.leaseDue = this.clock.now() + record.leaseMs
+  }
+
+  /** A target leaves: its running attempts fail with `worker-lost` and follow their policy. */
+  removeTarget(targetId: string): void {
+    const record = this.liveTarget(targetId)
+    this.drop(record, 'worker:left', `${targetId} left`)
+  }
+
+  /** A registered target. */
+  target(targetId: string): Target | undefined {
+    return this.targetRecords.get(targetId)?.target
+  }
+
+  /** Every registered target, with whether it is live. */
+  targets(): { target: Target; live: boolean; running: number }[] {
+    return [...this.targetRecords.values()].map((r) => ({
+      target: r.target,
+      live: r.live,
+      running: r.running.size,
+    }))
+  }
+
+  /** Records products a target gained or lost from its cache. */
+  reportCache(targetId: string, added: readonly string[], removed: readonly string[] = []): void {
+    this.liveTarget(targetId)
+    for (const id of added) this.dispatch.addCached(targetId, id)
+    for (const id of removed) this.dispatch.removeCached(targetId, id)
+  }
+
+  // ---- submission ----
+
+  /** Checks and stores a packet; a name used before gets a new version under a new id. */
+  createPacket(input: unknown): PacketRecord {
+    const packet = compilePacket(input)
+    const record: PacketRecord = {
+      id: this.ids.next(this.clock.now()),
+      name: packet.name,
+      packet,
+      createdAt: this.clock.now(),
+    }
+    this.packets.set(record.id, record)
+    this.packetsByName.set(record.name, record)
+    this.emit('packet:created', { packetId: record.id, name: record.name, packet })
+    return record
+  }
+
+  /** A packet by id, or the latest of that name. */
+  packet(idOrName: string): PacketRecord | undefined {
+    return this.packets.get(idOrName) ?? this.packetsByName.get(idOrName)
+  }
+
+  /** Orders a stored packet (by id or name). */
+  orderPacket(packetRef: string, options: unknown, submitter: string): OrderFulfilment {
+    const record = this.packet(packetRef)
+    if (record === undefined) {
+      throw new LockstepError('PACKET_NOT_FOUND', `no packet has the id or name '${packetRef}'`)
+    }
+    const packet = record.packet
+    const resolved = compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
+    const resources = new Map(packet.resources.map((r) => [r.key, r]))
+    const now = this.clock.now()
+    const order = this.newOrder({ kind: 'packet', packetId: record.id }, resolved, submitter, now)
+    const jobs = packet.jobs.map((pj) => {
+      const job: Job = {
+        id: this.ids.next(now),
+        orderId: order.order.id,
+        index: pj.index,
+        name: pj.name,
+        op: pj.op,
+        policy: overridePolicy(resolved, pj.name, pj.policy),
+        uses: pj.uses.map((key) => resources.get(key)!),
+        failure: compileFailurePolicy(pj.failure, resolved.failure, packet.failure),
+        timeoutMs: pj.timeoutMs,
+        state: 'waiting',
+        attempt: 0,
+      }
+      return job
+    })
+    const locks: Lock[] = []
+    for (const pj of packet.jobs) {
+      for (const a of pj.after) locks.push({ jobId: jobs[a]!.id, nextId: jobs[pj.index]!.id })
+    }
+    return this.start(order, jobs, locks)
+  }
+
+  /** Stores a packet and orders it once. */
+  submitPacket(input: unknown, options: unknown, submitter: string): OrderFulfilment {
+    const record = this.createPacket(input)
+    return this.orderPacket(record.id, options, submitter)
+  }
+
+  /**
+   * Binds an artifact over the live workers that hold its project's data (in id order) and the
+   * initiator, and orders it. Throws NO_WORKER_FOR_PROJECT when no live worker holds the data.
+   */
+  submitArtifact(input: unknown, options: unknown, submitter: string): OrderFulfilment {
+    const artifact: Artifact = compileArtifact(input)
+    const resolved = compileOrderOptions(options)
+    if (resolved.override !== undefined) {
+      throw new ValidationError([
+        {
+          path: 'override',
+          message: "an artifact's jobs are bound to the workers that hold its project's data",
+        },
+      ])
+    }
+    const workers = this.workersFor(artifact.project)
+    if (workers.length === 0) {
+      throw new LockstepError(
+        'NO_WORKER_FOR_PROJECT',
+        `no live worker holds the data of project '${artifact.project}'`,
+      )
+    }
+    const now = this.clock.now()
+    const bound = bind(artifact, { initiator: this.initiator, workers })
+    const graph = toJobGraph(bound, this.ids, now)
+    const artifactId = this.ids.next(now)
+    const order = this.newOrder({ kind: 'artifact', artifactId }, resolved, submitter, now)
+    const failure = compileFailurePolicy(resolved.failure)
+    const jobs = graph.jobs.map((g) => {
+      const job: Job = {
+        id: g.id,
+        orderId: order.order.id,
+        index: g.index,
+        name: g.name,
+        op: g.op,
+        policy: g.policy,
+        uses: [],
+        failure,
+        timeoutMs: undefined,
+        state: 'waiting',
+        attempt: 0,
+        step: g.step,
+        iteration: g.iteration,
+      }
+      order.iterations = Math.max(order.iterations, g.iteration + 1)
+      return job
+    })
+    return this.start(order, jobs, graph.locks)
+  }
+
+  /** The live workers holding a project's data, in id order: an artifact's context. */
+  workersFor(project: string): string[] {
+    const out: string[] = []
+    for (const r of this.targetRecords.values()) {
+      if (r.live && r.target.kind === 'worker' && r.target.projects.includes(project)) {
+        out.push(r.target.id)
+      }
+    }
+    return out.sort()
+  }
+
+  // ---- dispatch ----
+
+  /** Hands up to `max` jobs to a pulling target and starts their attempts. */
+  pick(targetId: string, max: number): Assignment[] {
+    const record = this.liveTarget(targetId)
+    const out: Assignment[] = []
+    while (out.length < max && !this.stopped) {
+      const pending = this.dispatch.tryPickJob(targetId)
+      if (pending === null) break
+      out.push(this.startAttempt(this.jobRecords.get(pending.job.id)!, record))
+    }
+    return out
+  }
+
+  /** One scheduling cycle for push targets: free slots per target in, started attempts out. */
+  cycle(availability: ReadonlyMap<string, number>): Assignment[] {
+    const live = new Map<string, number>()
+    for (const [id, n] of availability)
+      if (this.targetRecords.get(id)?.live === true) live.set(id, n)
+    return this.dispatch
+      .cycle(live)
+      .map((a) =>
+        this.startAttempt(this.jobRecords.get(a.jobId)!, this.targetRecords.get(a.target)!),
+      )
+  }
+
+  /**
+   * Records the result of an attempt. Throws STALE_ATTEMPT when the attempt is not the job's
+   * current one on this target (it was retried, lost, cancelled or timed out), so a job is
+   * never recorded as succeeded twice.
+   */
+  complete(targetId: string, jobId: Id, attempt: number, result: JobResult): void {
+    const job = this.jobRecords.get(jobId)
+    if (job === undefined) throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${jobId}`)
+    const current = job.current
+    if (
+      job.job.state !== 'running' ||
+      current === undefined ||
+      current.attempt !== attempt ||
+      current.target !== targetId
+    ) {
+      throw new LockstepError(
+        'STALE_ATTEMPT',
+        `attempt ${attempt} of job ${jobId} on ${targetId} is not current` +
+          (current === undefined
+            ? ''
+            : ` (the job is ${job.job.state}; its latest attempt is ${current.attempt} on ${current.target})`),
+      )
+    }
+    this.dispatch.onJobComplete(targetId, jobId, result)
+    if (result.ok) this.succeed(job, targetId)
+    else this.attemptFailed(job, result)
+  }
+
+  // ---- cancellation ----
+
+  /**
+   * Cancels an order in any state: waiting jobs are cancelled, running attempts are told to
+   * stop. Cancelling a cancelled order does nothing; a succeeded or failed one is ALREADY_FINAL.
+   */
+  cancelOrder(orderId: Id, reason = 'cancelled by request'): OrderFulfilment {
+    const order = this.orderRecord(orderId)
+    if (order.order.state === 'running') this.endOrder(order, 'cancelled', reason)
+    else if (order.order.state !== 'cancelled') {
+      throw new LockstepError('ALREADY_FINAL', `order ${orderId} has already ${order.order.state}`)
+    }
+    return this.fulfilment(orderId)
+  }
+
+  /**
+   * Cancels one job in any state but a final one: a running attempt is told to stop, and the
+   * jobs that wait on it are skipped; the rest of the order runs on.
+   */
+  cancelJob(jobId: Id, reason = 'cancelled by request'): Job {
+    const job = this.jobRecord(jobId)
+    if (finalJobStates.has(job.job.state)) {
+      throw new LockstepError('ALREADY_FINAL', `job ${jobId} has already ${job.job.state}`)
+    }
+    this.cancel(job, reason)
+    this.skipDependents(job)
+    this.settle(job.order)
+    return job.job
+  }
+
+  // ---- queries ----
+
+  order(orderId: Id): Order | undefined {
+    return this.orders.get(orderId)?.order
+  }
+
+  /** Every order, oldest first. */
+  listOrders(): Order[] {
+    return [...this.orders.values()].map((o) => o.order)
+  }
+
+  fulfilment(orderId: Id): OrderFulfilment {
+    const o = this.orderRecord(orderId)
+    const total = o.jobs.length
+    const ended = total - o.counts.waiting - o.counts.ready - o.counts.running
+    const out: OrderFulfilment = {
+      orderId,
+      state: o.order.state,
+      priority: o.order.priority,
+      owner: o.order.owner,
+      total,
+      counts: { ...o.counts },
+      progress: total === 0 ? 1 : ended / total,
+      createdAt: o.order.createdAt,
+    }
+    if (o.iterations > 1) {
+      out.iterations = o.iterations
+      let iteration = o.iterations - 1
+      for (const j of o.jobs) {
+        if (!finalJobStates.has(j.job.state)) iteration = Math.min(iteration, j.job.iteration ?? 0)
+      }
+      out.iteration = iteration
+    }
+    if (o.startedAt !== undefined) out.startedAt = o.startedAt
+    if (o.endedAt !== undefined) out.endedAt = o.endedAt
+    if (o.reason !== undefined) out.reason = o.reason
+    return out
+  }
+
+  job(jobId: Id): Job | undefined {
+    return this.jobRecords.get(jobId)?.job
+  }
+
+  /** An order's jobs, in their order in the packet or artifact. */
+  jobs(orderId: Id): Job[] {
+    return this.orderRecord(orderId).jobs.map((j) => j.job)
+  }
+
+  /** Every attempt of a job, first first. */
+  attempts(jobId: Id): TargetFulfilment[] {
+    return this.jobRecord(jobId).attempts
+  }
+
+  /** The products a job reads and where they are. */
+  inputs(jobId: Id): JobInput[] {
+    return this.jobRecord(jobId).inputs.map((p) => ({
+      jobId: p.job.id,
+      name: p.job.name,
+      holders: this.dispatch.holders(p.job.id),
+    }))
+  }
+
+  /** Any live target holding a job's product. */
+  locateArtifact(jobId: Id): string | undefined {
+    return this.dispatch.locateArtifact(jobId)
+  }
+
+  /** Why a job has not started yet; undefined once it runs or has ended. */
+  explain(jobId: Id): JobWait | undefined {
+    const job = this.jobRecord(jobId)
+    if (job.job.state === 'waiting') {
+      if (job.retryAt !== undefined) return { kind: 'backoff', until: job.retryAt }
+      return {
+        kind: 'locks',
+        waitingFor: job.inputs.filter((p) => p.job.state !== 'succeeded').map((p) => p.job.id),
+      }
+    }
+    if (job.job.state === 'ready') return this.dispatch.explain(jobId)
+    return undefined
+  }
+
+  /** Ends every timer; the engine takes no more work. */
+  stop(): void {
+    this.stopped = true
+    this.dispatch.stop()
+    for (const t of this.targetRecords.values()) t.leaseTimer?.cancel()
+    for (const j of this.jobRecords.values()) {
+      j.retryTimer?.cancel()
+      j.timeoutTimer?.cancel()
+    }
+  }
+
+  // ---- internals: orders ----
+
+  private newOrder(
+    source: Order['source'],
+    resolved: ResolvedOrderOptions,
+    submitter: string,
+    now: number,
+  ): OrderRecord {
+    return new OrderRecord({
+      id: this.ids.next(now),
+      source,
+      priority: resolved.priority,
+      owner: resolved.owner ?? submitter,
+      creator: submitter,
+      override: resolved.override,
+      state: 'running',
+      createdAt: now,
+    })
+  }
+
+  /** Links an order's jobs by its locks, announces it, and makes its first jobs ready. */
+  private start(order: OrderRecord, jobs: Job[], locks: Lock[]): OrderFulfilment {
+    const byId = new Map<Id, JobRecord>()
+    for (const job of jobs) {
+      const record = new JobRecord(job, order, job.uses)
+      byId.set(job.id, record)
+      order.jobs.push(record)
+    }
+    for (const lock of locks) {
+      const from = byId.get(lock.jobId)!
+      const to = byId.get(lock.nextId)!
+      from.next.push(to)
+      to.inputs.push(from)
+      to.held++
+    }
+    this.orders.set(order.order.id, order)
+    for (const record of order.jobs) this.jobRecords.set(record.job.id, record)
+    order.counts.waiting = jobs.length
+    this.emit('order:submitted', { order: order.order, jobs, locks })
+    for (const record of order.jobs) if (record.held === 0) this.ready(record)
+    return this.fulfilment(order.order.id)
+  }
+
+  /** Ends an order: every job not yet final is cancelled and running attempts are stopped. */
+  private endOrder(order: OrderRecord, state: OrderState, reason: string | undefined): void {
+    if (!ORDER_NOT_FINAL.has(order.order.state)) return
+    order.order.state = state
+    for (const job of order.jobs) {
+      if (!finalJobStates.has(job.job.state)) this.cancel(job, `order ${state}`)
+    }
+    order.endedAt = this.clock.now()
+    order.reason = reason
+    const orderId = order.order.id
+    if (state === 'succeeded') this.emit('order:succeeded', { orderId })
+    else if (state === 'failed') this.emit('order:failed', { orderId, reason: reason ?? 'failed' })
+    else this.emit('order:cancelled', { orderId, reason: reason ?? 'cancelled' })
+  }
+
+  /** Ends the order once every job has: failed if any failed, cancelled if any was cancelled. */
+  private settle(order: OrderRecord): void {
+    if (order.order.state !== 'running') return
+    const c = order.counts
+    if (c.waiting + c.ready + c.running > 0) return
+    if (c.failed > 0)
+      this.endOrder(order, 'failed', `${c.failed} of ${order.jobs.length} jobs failed`)
+    else if (c.cancelled > 0) {
+      this.endOrder(
+        order,
+        'cancelled',
+        `${c.cancelled} of ${order.jobs.length} jobs were cancelled`,
+      )
+    } else this.endOrder(order, 'succeeded', undefined)
+  }
+
+  // ---- internals: jobs ----
+
+  private setState(job: JobRecord, state: JobState): void {
+    const counts = job.order.counts
+    counts[job.job.state]--
+    counts[state]++
+    job.job.state = state
+  }
+
+  /** Every lock into the job is released (or its backoff is over): it goes to dispatch. */
+  private ready(job: JobRecord): void {
+    job.retryAt = undefined
+    job.retryTimer = undefined
+    this.setState(job, 'ready')
+    const policy = job.job.policy
+    this.dispatch.scheduleJob({
+      id: job.job.id,
+      deps: job.inputs.length > 0 ? job.inputs.map((p) => p.job.id) : undefined,
+      priority: job.order.order.priority,
+      target: policy.kind === 'strict' ? policy.target : undefined,
+      uses: job.uses.length > 0 ? job.uses : undefined,
+      avoid: job.avoid,
+    })
+    this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
+  }
+
+  private startAttempt(job: JobRecord, target: TargetRecord): Assignment {
+    const now = this.clock.now()
+    job.job.attempt++
+    const attempt = job.job.attempt
+    const fulfilment: TargetFulfilment = {
+      jobId: job.job.id,
+      orderId: job.order.order.id,
+      attempt,
+      target: target.target.id,
+      state: 'running',
+      transitions: [{ state: 'running', at: now }],
+    }
+    job.attempts.push(fulfilment)
+    job.runningOn = target
+    target.running.set(job.job.id, job)
+    this.setState(job, 'running')
+    job.order.startedAt ??= now
+    if (job.job.timeoutMs !== undefined) {
+      job.timeoutTimer = this.clock.setTimeout(() => this.timedOut(job, attempt), job.job.timeoutMs)
+    }
+    this.emit('attempt:started', {
+      orderId: job.order.order.id,
+      jobId: job.job.id,
+      attempt,
+      target: target.target.id,
+    })
+    const out: Assignment = {
+      orderId: job.order.order.id,
+      jobId: job.job.id,
+      name: job.job.name,
+      attempt,
+      target: target.target.id,
+      op: job.job.op,
+      resources: job.resources,
+      timeoutMs: job.job.timeoutMs,
+      inputs: this.inputs(job.job.id),
+    }
+    if (job.job.step !== undefined) out.step = job.job.step
+    if (job.job.iteration !== undefined) out.iteration = job.job.iteration
+    return out
+  }
+
+  /** Ends the current attempt's record; the caller decides what follows. */
+  private endAttempt(job: JobRecord, state: AttemptState, result: JobResult | undefined): void {
+    const current = job.current!
+    current.state = state
+    current.transitions.push({ state, at: this.clock.now() })
+    if (result?.reason !== undefined) current.reason = result.reason
+    else if (!(result?.ok ?? true)) current.reason = failureReason(result!)
+    if (result?.exitCode !== undefined) current.exitCode = result.exitCode
+    if (result?.message !== undefined) current.message = result.message
+    if (state === 'succeeded') current.product = current.target
+    job.timeoutTimer?.cancel()
+    job.timeoutTimer = undefined
+    job.runningOn?.running.delete(job.job.id)
+    job.runningOn = undefined
+    this.emit('attempt:ended', {
+      orderId: job.order.order.id,
+      jobId: job.job.id,
+      fulfilment: current,
+    })
+  }
+
+  private succeed(job: JobRecord, targetId: string): void {
+    this.endAttempt(job, 'succeeded', { ok: true })
+    this.setState(job, 'succeeded')
+    const orderId = job.order.order.id
+    this.emit('job:succeeded', {
+      orderId,
+      jobId: job.job.id,
+      attempt: job.job.attempt,
+      target: targetId,
+    })
+    // A lock is released once, by the one success of the job that holds it.
+    for (const next of job.next) {
+      if (--next.held === 0 && next.job.state === 'waiting') this.ready(next)
+    }
+    this.settle(job.order)
+  }
+
+  /** A running attempt failed: retry by the job's policy, or give the job up. */
+  private attemptFailed(job: JobRecord, result: JobResult): void {
+    const reason = failureReason(result)
+    const failedOn = job.current!.target
+    this.endAttempt(job, 'failed', result)
+    const policy = job.job.failure
+    const orderId = job.order.order.id
+    if (job.job.attempt < policy.attempts && job.order.order.state === 'running') {
+      if (policy.otherTarget && !(job.avoid ?? []).includes(failedOn)) {
+        job.avoid = [...(job.avoid ?? []), failedOn]
+      }
+      const delay = backoffDelay(policy, job.job.attempt + 1, this.random())
+      this.setState(job, 'waiting')
+      job.retryAt = this.clock.now() + delay
+      this.emit('job:retrying', {
+        orderId,
+        jobId: job.job.id,
+        attempt: job.job.attempt,
+        retryAt: job.retryAt,
+        reason,
+      })
+      if (delay === 0) this.ready(job)
+      else {
+        job.retryTimer = this.clock.setTimeout(() => {
+          if (job.job.state === 'waiting' && job.retryAt !== undefined) this.ready(job)
+        }, delay)
+      }
+      return
+    }
+    this.setState(job, 'failed')
+    job.job.reason = describeFailure(result)
+    this.emit('job:failed', { orderId, jobId: job.job.id, attempt: job.job.attempt, reason })
+    if (policy.onExhausted === 'fail-order') {
+      this.endOrder(job.order, 'failed', `job ${job.job.name} failed: ${job.job.reason}`)
+    } else {
+      this.skipDependents(job)
+      this.settle(job.order)
+    }
+  }
+
+  /** Every job that waits, directly or not, on one that will never succeed is skipped. */
+  private skipDependents(from: JobRecord): void {
+    const stack = [...from.next]
+    const why = `job ${from.job.name} ${from.job.state}`
+    while (stack.length > 0) {
+      const job = stack.pop()!
+      if (finalJobStates.has(job.job.state)) continue
+      // A dependent cannot have started: one of its locks is still held.
+      this.setState(job, 'skipped')
+      job.job.reason = why
+      this.emit('job:skipped', { orderId: job.order.order.id, jobId: job.job.id, reason: why })
+      stack.push(...job.next)
+    }
+  }
+
+  /** Cancels a job that is not final, telling its target to stop a running attempt. */
+  private cancel(job: JobRecord, reason: string): void {
+    const state = job.job.state
+    job.retryTimer?.cancel()
+    job.retryTimer = undefined
+    job.retryAt = undefined
+    if (state === 'running') {
+      const current = job.current!
+      this.emit('attempt:stop', {
+        orderId: job.order.order.id,
+        jobId: job.job.id,
+        attempt: current.attempt,
+        target: current.target,
+        reason,
+      })
+      this.dispatch.cancelJob(job.job.id)
+      this.endAttempt(job, 'cancelled', { ok: false, reason: 'cancelled', message: reason })
+    } else if (state === 'ready') {
+      this.dispatch.cancelJob(job.job.id)
+    }
+    this.setState(job, 'cancelled')
+    job.job.reason = reason
+    this.emit('job:cancelled', { orderId: job.order.order.id, jobId: job.job.id, reason })
+  }
+
+  private timedOut(job: JobRecord, attempt: number): void {
+    if (job.job.state !== 'running' || job.job.attempt !== attempt) return
+    const current = job.current!
+    const message = `attempt ${attempt} ran longer than ${job.job.timeoutMs} ms`
+    this.emit('attempt:stop', {
+      orderId: job.order.order.id,
+      jobId: job.job.id,
+      attempt,
+      target: current.target,
+      reason: 'timeout',
+    })
+    const result: JobResult = { ok: false, reason: 'timeout', message }
+    this.dispatch.cancelJob(job.job.id, result)
+    this.attemptFailed(job, result)
+  }
+
+  private loseAttempt(job: JobRecord, message: string): void {
+    const result: JobResult = { ok: false, reason: 'worker-lost', message }
+    this.dispatch.cancelJob(job.job.id, result)
+    this.attemptFailed(job, result)
+  }
+
+  // ---- internals: targets ----
+
+  private addTarget(target: Target, leaseMs: number): TargetRecord {
+    let record = this.targetRecords.get(target.id)
+    if (record === undefined) {
+      record = {
+        target,
+        live: true,
+        leaseMs,
+        leaseDue: 0,
+        leaseTimer: undefined,
+        running: new Map(),
+      }
+      this.targetRecords.set(target.id, record)
+    } else {
+      record.target = target
+      record.live = true
+      record.leaseMs = leaseMs
+    }
+    this.dispatch.registerWorker(target.id, { strictOnly: target.kind === 'initiator' })
+    if (leaseMs > 0) {
+      record.leaseDue = this.clock.now() + leaseMs
+      if (record.leaseTimer === undefined) this.armLease(record, leaseMs)
+    }
+    return record
+  }
+
+  /** One timer per worker, moved on lazily: a heartbeat only writes the new due time. */
+  private armLease(record: TargetRecord, ms: number): void {
+    record.leaseTimer = this.clock.setTimeout(() => {
+      record.leaseTimer = undefined
+      if (!record.live || this.stopped) return
+      const left = record.leaseDue - this.clock.now()
+      if (left > 0) this.armLease(record, left)
+      else this.drop(record, 'worker:lost', `${record.target.id} stopped heartbeating`)
+    }, ms)
+  }
+
+  private drop(record: TargetRecord, event: 'worker:lost' | 'worker:left', why: string): void {
+    record.live = false
+    record.leaseTimer?.cancel()
+    record.leaseTimer = undefined
+    this.dispatch.removeWorker(record.target.id)
+    this.emit(event, { targetId: record.target.id })
+    for (const job of [...record.running.values()]) this.loseAttempt(job, why)
+  }
+
+  private liveTarget(targetId: string): TargetRecord {
+    const record = this.targetRecords.get(targetId)
+    if (record === undefined || !record.live) {
+      throw new LockstepError(
+        'WORKER_NOT_FOUND',
+        record === undefined
+          ? `no target is registered as '${targetId}'`
+          : `target '${targetId}' was lost; register it again`,
+      )
+    }
+    return record
+  }
+
+  private orderRecord(orderId: Id): OrderRecord {
+    const o = this.orders.get(orderId)
+    if (o === undefined)
+      throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
+    return o
+  }
+
+  private jobRecord(jobId: Id): JobRecord {
+    const j = this.jobRecords.get(jobId)
+    if (j === undefined) throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${jobId}`)
+    return j
+  }
+
+  private emit<K extends EngineEventType>(type: K, body: EngineEventMap[K]): void {
+    if (this.listeners.length === 0) return
+    const event = { type, at: this.clock.now(), ...body } as EngineEvent
+    for (const listener of this.listeners) listener(event)
+  }
+}
+
+/** The policy of a job after its order's override: per job name first, then for all jobs. */
+function overridePolicy(
+  resolved: ResolvedOrderOptions,
+  name: string,
+  policy: TargetPolicy,
+): TargetPolicy {
+  return resolved.override?.jobs?.[name] ?? resolved.override?.all ?? policy
+}
+
+/** A machine-readable reason for a failed result: `exit-code`, `timeout`, `worker-lost`, … */
+function failureReason(result: JobResult): string {
+  if (result.reason !== undefined) return result.reason
+  if (result.exitCode !== undefined) return 'exit-code'
+  return 'failed'
+}
+
+/** The reason with its details, for people: `exit-code 3: out of memory`. */
+function describeFailure(result: JobResult): string {
+  let out = failureReason(result)
+  if (result.exitCode !== undefined) out += ` ${result.exitCode}`
+  if (result.message !== undefined) out += `: ${result.message}`
+  return out
+}

@@ -1,0 +1,48 @@
+/**
+ * The engine's one event stream: a typed `noun:verb` event for every transition. The store
+ * persists them, the API streams them, the dashboard draws them.
+ */
+import type { Id } from '../ids.ts'
+import type { Job, Lock, Order, Target } from '../model.ts'
+import type { Packet } from '../packet.ts'
+import type { TargetFulfilment } from './fulfilment.ts'
+
+/** Every event, by type. Each also carries `type` and `at` (Unix milliseconds). */
+export interface EngineEventMap {
+  'packet:created': { packetId: Id; name: string; packet: Packet }
+  /** An order with all its jobs and locks, as the store keeps them. */
+  'order:submitted': { order: Order; jobs: Job[]; locks: Lock[] }
+  'order:succeeded': { orderId: Id }
+  'order:failed': { orderId: Id; reason: string }
+  'order:cancelled': { orderId: Id; reason: string }
+  /** Every lock into the job is released: it is queued for dispatch. */
+  'job:ready': { orderId: Id; jobId: Id }
+  /** An attempt failed and another follows at `retryAt`. */
+  'job:retrying': { orderId: Id; jobId: Id; attempt: number; retryAt: number; reason: string }
+  'job:succeeded': { orderId: Id; jobId: Id; attempt: number; target: string }
+  'job:failed': { orderId: Id; jobId: Id; attempt: number; reason: string }
+  /** A job that can no longer run because a job it waits for failed or was cancelled. */
+  'job:skipped': { orderId: Id; jobId: Id; reason: string }
+  'job:cancelled': { orderId: Id; jobId: Id; reason: string }
+  'attempt:started': { orderId: Id; jobId: Id; attempt: number; target: string }
+  /** An attempt ended; `fulfilment` is its full record. */
+  'attempt:ended': { orderId: Id; jobId: Id; fulfilment: TargetFulfilment }
+  /** The target should stop running this attempt (its order ended, it timed out, or it was cancelled). */
+  'attempt:stop': { orderId: Id; jobId: Id; attempt: number; target: string; reason: string }
+  'worker:registered': { target: Target }
+  /** A worker stopped heartbeating past its lease. */
+  'worker:lost': { targetId: string }
+  /** A worker said goodbye. */
+  'worker:left': { targetId: string }
+}
+
+/** The name of an event. */
+export type EngineEventType = keyof EngineEventMap
+
+/** One event of the stream. */
+export type EngineEvent = {
+  [K in EngineEventType]: { type: K; at: number } & EngineEventMap[K]
+}[EngineEventType]
+
+/** Receives every event, in order, synchronously with the transition. */
+export type EngineListener = (event: EngineEvent) => void

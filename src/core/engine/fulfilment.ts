@@ -1,0 +1,70 @@
+/**
+ * Fulfilment (seed 002): the progress records of an order and of each attempt of its jobs.
+ */
+import type { Id } from '../ids.ts'
+import type { JobState, OrderState } from '../model.ts'
+
+/** Counts of an order's jobs by state. */
+export type JobCounts = Record<JobState, number>
+
+/** A fresh {@link JobCounts} with every state at 0. */
+export function emptyCounts(): JobCounts {
+  return {
+    waiting: 0,
+    ready: 0,
+    running: 0,
+    succeeded: 0,
+    failed: 0,
+    skipped: 0,
+    cancelled: 0,
+  }
+}
+
+/** Where an order stands, as the API and the dashboard show it. */
+export interface OrderFulfilment {
+  orderId: Id
+  state: OrderState
+  priority: number
+  owner: string
+  /** How many jobs the order has. */
+  total: number
+  counts: JobCounts
+  /** The share of jobs in a final state, from 0 to 1. */
+  progress: number
+  /**
+   * For artifacts with `iterate` steps: the lowest iteration (from 0) that still has unfinished
+   * jobs, or the last one once every job has ended.
+   */
+  iteration?: number
+  /** For artifacts with `iterate` steps: how many iterations the order runs. */
+  iterations?: number
+  /** Unix milliseconds. */
+  createdAt: number
+  /** When the first attempt started. */
+  startedAt?: number
+  /** When the order reached its final state. */
+  endedAt?: number
+  /** Why the order failed or was cancelled. */
+  reason?: string
+}
+
+/** Where an attempt stands: `running` from the moment a target takes it. */
+export type AttemptState = 'running' | 'succeeded' | 'failed' | 'cancelled'
+
+/** One attempt of one job on one target (a Pod on Kubernetes). */
+export interface TargetFulfilment {
+  jobId: Id
+  orderId: Id
+  /** From 1. */
+  attempt: number
+  target: string
+  state: AttemptState
+  /** Every state the attempt has been in, with the Unix milliseconds it entered it. */
+  transitions: { state: AttemptState; at: number }[]
+  /** Why the attempt failed or was cancelled: `exit-code`, `timeout`, `worker-lost`, … */
+  reason?: string
+  exitCode?: number
+  message?: string
+  /** The target holding the product, for a succeeded attempt. */
+  product?: string
+}
