@@ -185,6 +185,8 @@ export interface Job {
   iteration?: number
   /** Why the job failed, was skipped or was cancelled, e.g. `exit-code 2: no input`. */
   reason?: string
+  /** While the job backs off before a retry: when the retry becomes ready (Unix milliseconds). */
+  retryAt?: number
 }
 
 /** Replaces the target policy of an order's jobs: of all of them, or of some by name. */

@@ -327,6 +327,24 @@ export class Scheduler {
   }
 
   /**
+   * Records a job that already runs on `workerId`, as after a restart of the process around
+   * the scheduler: it holds its unique resources and completes like any picked job.
+   */
+  scheduleRunning(options: ScheduleJobOptions, workerId: string): PendingJob {
+    const entry = this.entry(options.id)
+    if (entry.pending !== undefined) return entry.pending
+    const priority = checkJob(options)
+    const strict = options.target === undefined ? undefined : this.target(options.target, false)
+    const job = new DispatchJob(options, entry, undefined, strict, priority, this.seq++, 3)
+    entry.pending = job
+    job.state = RUNNING
+    job.runningOn = this.target(workerId, false)
+    this.running++
+    for (const r of options.uses ?? []) this.resourceHolder.set(r, job)
+    return job
+  }
+
+  /**
    * Takes the best job `workerId` may run, waiting until there is one. Resolves with null when
    * `signal` aborts or the scheduler stops.
    */

@@ -37,7 +37,7 @@ import { compilePacket } from '../packet.ts'
 import type { Packet } from '../packet.ts'
 import { compileArtifact, nameSchema, parseInput } from '../schema.ts'
 import { Scheduler } from '../dispatch/scheduler.ts'
-import type { WaitReason } from '../dispatch/scheduler.ts'
+import type { ScheduleJobOptions, WaitReason } from '../dispatch/scheduler.ts'
 import type { EngineEvent, EngineEventMap, EngineEventType, EngineListener } from './events.ts'
 import { emptyCounts } from './fulfilment.ts'
 import type { AttemptState, JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
@@ -111,6 +111,19 @@ export interface JobInput {
 export type JobWait =
   { kind: 'locks'; waitingFor: Id[] } | { kind: 'backoff'; until: number } | WaitReason
 
+/** What {@link Engine.restore} rebuilds from: the store's snapshot of what is in flight. */
+export interface EngineState {
+  packets: PacketRecord[]
+  orders: {
+    stored: { order: Order; startedAt?: number; iterations: number }
+    jobs: Job[]
+    locks: readonly Lock[]
+  }[]
+  attempts: TargetFulfilment[]
+  targets: { target: Target; live: boolean }[]
+  products: { productId: string; targetId: string }[]
+}
+
 /** A stored packet. */
 export interface PacketRecord {
   id: Id
@@ -160,7 +173,6 @@ class JobRecord {
   /** Targets where earlier attempts failed, for retries on another target. */
   avoid: string[] | undefined = undefined
   retryTimer: Timer | undefined = undefined
-  retryAt: number | undefined = undefined
   timeoutTimer: Timer | undefined = undefined
   /** The target running the current attempt. */
   runningOn: TargetRecord | undefined = undefined
@@ -247,7 +259,10 @@ export class Engine {
     }
     const record = this.addTarget(target, kind === 'worker' ? this.leaseMs : 0)
     this.emit('worker:registered', { target })
-    for (const id of spec.cached ?? []) this.dispatch.addCached(spec.id, id)
+    const cached = spec.cached ?? []
+    for (const id of cached) this.dispatch.addCached(spec.id, id)
+    if (cached.length > 0)
+      this.emit('cache:changed', { targetId: spec.id, added: cached, removed: [] })
     const still = new Set((spec.running ?? []).map((r) => `${r.jobId}#${r.attempt}`))
     for (const job of [...record.running.values()]) {
       if (!still.has(`${job.job.id}#${job.job.attempt}`)) {
@@ -286,15 +301,20 @@ export class Engine {
   /** Records products a target gained or lost from its cache. */
   reportCache(targetId: string, added: readonly string[], removed: readonly string[] = []): void {
     this.liveTarget(targetId)
+    if (added.length === 0 && removed.length === 0) return
     for (const id of added) this.dispatch.addCached(targetId, id)
     for (const id of removed) this.dispatch.removeCached(targetId, id)
+    this.emit('cache:changed', { targetId, added: [...added], removed: [...removed] })
   }
 
   // ---- submission ----
 
   /** Checks and stores a packet; a name used before gets a new version under a new id. */
   createPacket(input: unknown): PacketRecord {
-    const packet = compilePacket(input)
+    return this.storePacket(compilePacket(input))
+  }
+
+  private storePacket(packet: Packet): PacketRecord {
     const record: PacketRecord = {
       id: this.ids.next(this.clock.now()),
       name: packet.name,
@@ -348,7 +368,10 @@ export class Engine {
 
   /** Stores a packet and orders it once. */
   submitPacket(input: unknown, options: unknown, submitter: string): OrderFulfilment {
-    const record = this.createPacket(input)
+    // Both checked before anything is stored: a bad order leaves no packet behind.
+    const packet = compilePacket(input)
+    compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
+    const record = this.storePacket(packet)
     return this.orderPacket(record.id, options, submitter)
   }
 
@@ -399,7 +422,7 @@ export class Engine {
       order.iterations = Math.max(order.iterations, g.iteration + 1)
       return job
     })
-    return this.start(order, jobs, graph.locks)
+    return this.start(order, jobs, graph.locks, artifact)
   }
 
   /** The live workers holding a project's data, in id order: an artifact's context. */
@@ -497,6 +520,111 @@ export class Engine {
     return job.job
   }
 
+  // ---- recovery ----
+
+  /**
+   * Rebuilds a fresh engine from stored state, emitting nothing for what is already stored:
+   * ready jobs are queued again, running attempts stay with their targets (whose leases start
+   * over, a grace period for live workers to heartbeat), backoffs and timeouts resume where they
+   * were. Attempts on targets that were not live are lost at once, with events.
+   */
+  restore(state: EngineState): void {
+    if (this.orders.size > 0 || this.packets.size > 0) {
+      throw new Error('restore() needs a fresh engine')
+    }
+    const now = this.clock.now()
+    for (const p of state.packets) {
+      this.packets.set(p.id, p)
+      const latest = this.packetsByName.get(p.name)
+      if (latest === undefined || latest.createdAt <= p.createdAt) this.packetsByName.set(p.name, p)
+    }
+    for (const { target, live } of state.targets) {
+      if (target.id === this.initiator) continue
+      if (live) this.addTarget(target, target.kind === 'worker' ? this.leaseMs : 0)
+      else {
+        this.targetRecords.set(target.id, {
+          target,
+          live: false,
+          leaseMs: 0,
+          leaseDue: 0,
+          leaseTimer: undefined,
+          running: new Map(),
+        })
+      }
+    }
+    for (const p of state.products) {
+      if (this.targetRecords.get(p.targetId)?.live === true) {
+        this.dispatch.addCached(p.targetId, p.productId)
+      }
+    }
+    const attempts = new Map<Id, TargetFulfilment[]>()
+    for (const a of state.attempts) {
+      let list = attempts.get(a.jobId)
+      if (list === undefined) attempts.set(a.jobId, (list = []))
+      list.push(a)
+    }
+    const restored: OrderRecord[] = []
+    for (const o of state.orders) {
+      const order = new OrderRecord(o.stored.order)
+      order.startedAt = o.stored.startedAt
+      order.iterations = o.stored.iterations
+      this.link(order, o.jobs, o.locks)
+      for (const job of order.jobs) {
+        order.counts[job.job.state]++
+        job.held = job.inputs.filter((p) => p.job.state !== 'succeeded').length
+        const list = attempts.get(job.job.id)
+        if (list !== undefined) job.attempts.push(...list.sort((a, b) => a.attempt - b.attempt))
+      }
+      restored.push(order)
+    }
+    const lost: JobRecord[] = []
+    for (const order of restored) {
+      for (const job of order.jobs) {
+        const state = job.job.state
+        if (state === 'ready') this.dispatch.scheduleJob(this.dispatchOptions(job))
+        else if (state === 'running') {
+          const current = job.current
+          const target = current === undefined ? undefined : this.targetRecords.get(current.target)
+          if (current === undefined || target?.live !== true) {
+            lost.push(job)
+            continue
+          }
+          this.dispatch.scheduleRunning(this.dispatchOptions(job), target.target.id)
+          job.runningOn = target
+          target.running.set(job.job.id, job)
+          if (job.job.timeoutMs !== undefined) {
+            const left = current.transitions[0]!.at + job.job.timeoutMs - now
+            const attempt = current.attempt
+            job.timeoutTimer = this.clock.setTimeout(
+              () => this.timedOut(job, attempt),
+              Math.max(0, left),
+            )
+          }
+        } else if (state === 'waiting' && job.job.retryAt !== undefined) {
+          job.retryTimer = this.clock.setTimeout(
+            () => {
+              if (job.job.state === 'waiting' && job.job.retryAt !== undefined) this.ready(job)
+            },
+            Math.max(0, job.job.retryAt - now),
+          )
+        } else if (state === 'waiting' && job.held === 0) {
+          this.ready(job)
+        }
+      }
+    }
+    for (const job of lost) {
+      if (job.current === undefined) {
+        // Stored as running with no attempt: it never started; queue it again.
+        this.setState(job, 'waiting')
+        this.ready(job)
+      } else {
+        job.runningOn = undefined
+        this.loseAttempt(job, `${job.current.target} was not live when the scheduler restarted`)
+      }
+    }
+    for (const order of restored) this.settle(order)
+  }
+
   // ---- queries ----
 
   order(orderId: Id): Order | undefined {
@@ -568,7 +696,7 @@ export class Engine {
   explain(jobId: Id): JobWait | undefined {
     const job = this.jobRecord(jobId)
     if (job.job.state === 'waiting') {
-      if (job.retryAt !== undefined) return { kind: 'backoff', until: job.retryAt }
+      if (job.job.retryAt !== undefined) return { kind: 'backoff', until: job.job.retryAt }
       return {
         kind: 'locks',
         waitingFor: job.inputs.filter((p) => p.job.state !== 'succeeded').map((p) => p.job.id),
@@ -609,8 +737,8 @@ export class Engine {
     })
   }
 
-  /** Links an order's jobs by its locks, announces it, and makes its first jobs ready. */
-  private start(order: OrderRecord, jobs: Job[], locks: Lock[]): OrderFulfilment {
+  /** Makes an order's job records, joins them by its locks, and indexes them. */
+  private link(order: OrderRecord, jobs: Job[], locks: readonly Lock[]): void {
     const byId = new Map<Id, JobRecord>()
     for (const job of jobs) {
       const record = new JobRecord(job, order, job.uses)
@@ -626,8 +754,24 @@ export class Engine {
     }
     this.orders.set(order.order.id, order)
     for (const record of order.jobs) this.jobRecords.set(record.job.id, record)
+  }
+
+  /** Links an order's jobs by its locks, announces it, and makes its first jobs ready. */
+  private start(
+    order: OrderRecord,
+    jobs: Job[],
+    locks: Lock[],
+    artifact?: Artifact,
+  ): OrderFulfilment {
+    this.link(order, jobs, locks)
     order.counts.waiting = jobs.length
-    this.emit('order:submitted', { order: order.order, jobs, locks })
+    this.emit('order:submitted', {
+      order: order.order,
+      jobs,
+      locks,
+      iterations: order.iterations,
+      ...(artifact === undefined ? {} : { artifact }),
+    })
     for (const record of order.jobs) if (record.held === 0) this.ready(record)
     return this.fulfilment(order.order.id)
   }
@@ -674,19 +818,23 @@ export class Engine {
 
   /** Every lock into the job is released (or its backoff is over): it goes to dispatch. */
   private ready(job: JobRecord): void {
-    job.retryAt = undefined
+    job.job.retryAt = undefined
     job.retryTimer = undefined
     this.setState(job, 'ready')
+    this.dispatch.scheduleJob(this.dispatchOptions(job))
+    this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
+  }
+
+  private dispatchOptions(job: JobRecord): ScheduleJobOptions {
     const policy = job.job.policy
-    this.dispatch.scheduleJob({
+    return {
       id: job.job.id,
       deps: job.inputs.length > 0 ? job.inputs.map((p) => p.job.id) : undefined,
       priority: job.order.order.priority,
       target: policy.kind === 'strict' ? policy.target : undefined,
       uses: job.uses.length > 0 ? job.uses : undefined,
       avoid: job.avoid,
-    })
-    this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
+    }
   }
 
   private startAttempt(job: JobRecord, target: TargetRecord): Assignment {
@@ -782,18 +930,18 @@ export class Engine {
       }
       const delay = backoffDelay(policy, job.job.attempt + 1, this.random())
       this.setState(job, 'waiting')
-      job.retryAt = this.clock.now() + delay
+      job.job.retryAt = this.clock.now() + delay
       this.emit('job:retrying', {
         orderId,
         jobId: job.job.id,
         attempt: job.job.attempt,
-        retryAt: job.retryAt,
+        retryAt: job.job.retryAt,
         reason,
       })
       if (delay === 0) this.ready(job)
       else {
         job.retryTimer = this.clock.setTimeout(() => {
-          if (job.job.state === 'waiting' && job.retryAt !== undefined) this.ready(job)
+          if (job.job.state === 'waiting' && job.job.retryAt !== undefined) this.ready(job)
         }, delay)
       }
       return
@@ -829,7 +977,7 @@ export class Engine {
     const state = job.job.state
     job.retryTimer?.cancel()
     job.retryTimer = undefined
-    job.retryAt = undefined
+    job.job.retryAt = undefined
     if (state === 'running') {
       const current = job.current!
       this.emit('attempt:stop', {

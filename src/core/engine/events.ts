@@ -3,15 +3,24 @@
  * persists them, the API streams them, the dashboard draws them.
  */
 import type { Id } from '../ids.ts'
-import type { Job, Lock, Order, Target } from '../model.ts'
+import type { Artifact, Job, Lock, Order, Target } from '../model.ts'
 import type { Packet } from '../packet.ts'
 import type { TargetFulfilment } from './fulfilment.ts'
 
 /** Every event, by type. Each also carries `type` and `at` (Unix milliseconds). */
 export interface EngineEventMap {
   'packet:created': { packetId: Id; name: string; packet: Packet }
-  /** An order with all its jobs and locks, as the store keeps them. */
-  'order:submitted': { order: Order; jobs: Job[]; locks: Lock[] }
+  /**
+   * An order with all its jobs and locks, as the store keeps them; for an artifact, the
+   * artifact too and how many iterations it runs.
+   */
+  'order:submitted': {
+    order: Order
+    jobs: Job[]
+    locks: Lock[]
+    iterations: number
+    artifact?: Artifact
+  }
   'order:succeeded': { orderId: Id }
   'order:failed': { orderId: Id; reason: string }
   'order:cancelled': { orderId: Id; reason: string }
@@ -34,6 +43,8 @@ export interface EngineEventMap {
   'worker:lost': { targetId: string }
   /** A worker said goodbye. */
   'worker:left': { targetId: string }
+  /** Products a target gained or lost from its cache. */
+  'cache:changed': { targetId: string; added: string[]; removed: string[] }
 }
 
 /** The name of an event. */

@@ -1,0 +1,223 @@
+/**
+ * The journal turns the engine's events into the next store batch. It records what changed, and
+ * reads the rows when the batch is taken: a job that went ready → running → succeeded between two
+ * commits is written once, in its last state. Everything emitted before `take()` is in the batch,
+ * so the rows and the event log always agree.
+ */
+import type { Engine, PacketRecord } from '../core/engine/engine.ts'
+import type { EngineEvent } from '../core/engine/events.ts'
+import type { TargetFulfilment } from '../core/engine/fulfilment.ts'
+import type { Id } from '../core/ids.ts'
+import type { Job, Lock, Target } from '../core/model.ts'
+import { emptyBatch } from '../store/store.ts'
+import type { ArtifactRecord, Batch, EventRow } from '../store/store.ts'
+
+export class Journal {
+  private packets: PacketRecord[] = []
+  private artifacts: ArtifactRecord[] = []
+  private newOrders = new Map<Id, { jobs: Job[]; locks: Lock[]; iterations: number }>()
+  private orders = new Set<Id>()
+  private jobs = new Set<Id>()
+  private attempts = new Map<string, TargetFulfilment>()
+  private released: Id[] = []
+  private targets = new Map<string, { target: Target; live: boolean; at: number }>()
+  /** Product and target → added (true) or removed (false); the last change wins. */
+  private products = new Map<string, boolean>()
+  private cachesDropped = new Set<string>()
+  private holders = new Map<string, Id | undefined>()
+  private events: EventRow[] = []
+
+  get empty(): boolean {
+    return this.events.length === 0
+  }
+
+  /** How many events wait for the next batch. */
+  get size(): number {
+    return this.events.length
+  }
+
+  add(e: EngineEvent, engine: Engine): void {
+    switch (e.type) {
+      case 'packet:created':
+        this.packets.push(engine.packet(e.packetId)!)
+        break
+      case 'order:submitted':
+        this.newOrders.set(e.order.id, { jobs: e.jobs, locks: e.locks, iterations: e.iterations })
+        if (e.artifact !== undefined && e.order.source.kind === 'artifact') {
+          this.artifacts.push({
+            id: e.order.source.artifactId,
+            artifact: e.artifact,
+            createdAt: e.at,
+          })
+        }
+        break
+      case 'order:succeeded':
+      case 'order:failed':
+      case 'order:cancelled':
+        this.orders.add(e.orderId)
+        break
+      case 'job:ready':
+      case 'job:retrying':
+      case 'job:failed':
+      case 'job:skipped':
+      case 'job:cancelled':
+        this.jobs.add(e.jobId)
+        break
+      case 'job:succeeded':
+        this.jobs.add(e.jobId)
+        this.released.push(e.jobId)
+        this.product(e.jobId, e.target, true)
+        break
+      case 'attempt:started': {
+        this.jobs.add(e.jobId)
+        this.orders.add(e.orderId)
+        const job = engine.job(e.jobId)!
+        this.attempts.set(`${e.jobId}#${e.attempt}`, engine.attempts(e.jobId)[e.attempt - 1]!)
+        for (const r of job.uses) if (r.unique) this.holders.set(r.key, e.jobId)
+        break
+      }
+      case 'attempt:ended': {
+        const f = e.fulfilment
+        this.attempts.set(`${f.jobId}#${f.attempt}`, f)
+        for (const r of engine.job(e.jobId)!.uses) {
+          if (r.unique && (this.holders.get(r.key) ?? e.jobId) === e.jobId) {
+            this.holders.set(r.key, undefined)
+          }
+        }
+        break
+      }
+      case 'attempt:stop':
+        break
+      case 'worker:registered':
+        this.targets.set(e.target.id, { target: e.target, live: true, at: e.at })
+        break
+      case 'worker:lost':
+      case 'worker:left': {
+        const target = engine.target(e.targetId)!
+        this.targets.set(e.targetId, { target, live: false, at: e.at })
+        this.cachesDropped.add(e.targetId)
+        for (const key of this.products.keys()) {
+          if (key.endsWith(`\t${e.targetId}`)) this.products.delete(key)
+        }
+        break
+      }
+      case 'cache:changed':
+        for (const id of e.added) this.product(id, e.targetId, true)
+        for (const id of e.removed) this.product(id, e.targetId, false)
+        break
+    }
+    this.events.push(eventRow(e))
+  }
+
+  private product(productId: string, targetId: string, present: boolean): void {
+    this.products.set(`${productId}\t${targetId}`, present)
+  }
+
+  /** Everything recorded since the last take, as one batch; the journal starts empty again. */
+  take(engine: Engine): Batch {
+    const batch = emptyBatch()
+    batch.packets = this.packets
+    batch.artifacts = this.artifacts
+    for (const [orderId, o] of this.newOrders) {
+      const f = engine.fulfilment(orderId)
+      batch.orders.push({
+        stored: {
+          order: engine.order(orderId)!,
+          startedAt: f.startedAt,
+          endedAt: f.endedAt,
+          reason: f.reason,
+          iterations: o.iterations,
+        },
+        jobs: o.jobs,
+        locks: o.locks,
+      })
+      // Inserted in their current state: no update needed.
+      for (const job of o.jobs) this.jobs.delete(job.id)
+      this.orders.delete(orderId)
+    }
+    for (const orderId of this.orders) {
+      const f = engine.fulfilment(orderId)
+      batch.orderUpdates.push({
+        id: orderId,
+        state: f.state,
+        startedAt: f.startedAt,
+        endedAt: f.endedAt,
+        reason: f.reason,
+      })
+    }
+    for (const jobId of this.jobs) {
+      const job = engine.job(jobId)!
+      batch.jobUpdates.push({
+        id: jobId,
+        state: job.state,
+        attempt: job.attempt,
+        reason: job.reason,
+        retryAt: job.retryAt,
+      })
+    }
+    batch.attempts = [...this.attempts.values()]
+    batch.released = this.released
+    batch.targets = [...this.targets.values()]
+    batch.cachesDropped = [...this.cachesDropped]
+    for (const [key, present] of this.products) {
+      const tab = key.indexOf('\t')
+      const location = { productId: key.slice(0, tab), targetId: key.slice(tab + 1) }
+      if (present) batch.productsAdded.push(location)
+      else batch.productsRemoved.push(location)
+    }
+    for (const [key, holder] of this.holders) batch.holders.push({ key, holder })
+    batch.events = this.events
+    this.reset()
+    return batch
+  }
+
+  private reset(): void {
+    this.packets = []
+    this.artifacts = []
+    this.newOrders = new Map()
+    this.orders = new Set()
+    this.jobs = new Set()
+    this.attempts = new Map()
+    this.released = []
+    this.targets = new Map()
+    this.products = new Map()
+    this.cachesDropped = new Set()
+    this.holders = new Map()
+    this.events = []
+  }
+}
+
+/** An event as the log keeps it: the ids in columns, the rest as compact JSON. */
+function eventRow(e: EngineEvent): EventRow {
+  const row: EventRow = { at: e.at, type: e.type, body: '' }
+  let body: Record<string, unknown>
+  switch (e.type) {
+    case 'order:submitted':
+      row.orderId = e.order.id
+      body = { source: e.order.source, priority: e.order.priority, jobs: e.jobs.length }
+      break
+    case 'packet:created':
+      body = { packetId: e.packetId, name: e.name }
+      break
+    case 'worker:registered':
+      body = { targetId: e.target.id, kind: e.target.kind, slots: e.target.availability }
+      break
+    case 'attempt:ended': {
+      const f = e.fulfilment
+      row.orderId = e.orderId
+      row.jobId = e.jobId
+      body = { attempt: f.attempt, target: f.target, state: f.state, reason: f.reason }
+      break
+    }
+    default: {
+      const { type: _type, at: _at, ...rest } = e
+      body = rest
+      if ('orderId' in e) row.orderId = e.orderId
+      if ('jobId' in e) row.jobId = e.jobId
+      delete body.orderId
+      delete body.jobId
+    }
+  }
+  row.body = JSON.stringify(body)
+  return row
+}

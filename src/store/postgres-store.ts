@@ -1,0 +1,328 @@
+/**
+ * The scale-out store: PostgreSQL, shared by every scheduler process that opens it. A commit is
+ * one transaction of a fixed number of statements whatever its size: rows travel as arrays and
+ * are spread with `unnest`.
+ */
+import pg from 'pg'
+import type { Id } from '../core/ids.ts'
+import type { Job, Lock } from '../core/model.ts'
+import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import {
+  assembleSnapshot,
+  attemptColumns,
+  attemptValues,
+  decodeAttempt,
+  decodeEvent,
+  decodeJob,
+  decodeLock,
+  decodeOrder,
+  jobColumns,
+  jobValues,
+  migrationsTable,
+  numbered,
+  orderColumns,
+  orderValues,
+  orderWithCounts,
+  pendingMigrations,
+  readSql,
+  rowValues,
+  toBin,
+} from './schema.ts'
+import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
+import type {
+  Batch,
+  Snapshot,
+  Store,
+  StoreCapabilities,
+  StoredEvent,
+  StoredOrder,
+} from './store.ts'
+
+/** Options of a {@link PostgresStore}. */
+export interface PostgresStoreOptions {
+  /** e.g. `postgres://postgres@127.0.0.1:5432/lockstep` */
+  url: string
+  /** The schema that holds Lockstep's tables; created when missing. @default 'lockstep' */
+  schema?: string
+  /** Connections in the pool. @default 4 */
+  poolSize?: number
+}
+
+const INT8 = 20
+const parseInt8 = (v: string): number => Number(v)
+const types = {
+  // BIGINT columns hold Unix milliseconds and sequence numbers, all well inside 2^53.
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8
+      ? parseInt8
+      : (pg.types.getTypeParser as (o: number, f?: string) => unknown)(
+          oid,
+          format,
+        )) as typeof pg.types.getTypeParser,
+}
+
+/** Column i of every row, as one array parameter. */
+function column(rows: unknown[][], i: number): unknown[] {
+  return rows.map((r) => r[i])
+}
+
+/** `unnest($1::t1[], $2::t2[], …)` for the given element types. */
+function unnest(typesOf: string[], from = 1): string {
+  return `unnest(${typesOf.map((t, i) => `$${i + from}::${t}[]`).join(', ')})`
+}
+
+const orderTypes = [
+  'bytea',
+  'text',
+  'bytea',
+  'int',
+  'text',
+  'text',
+  'text',
+  'text',
+  'bigint',
+  'bigint',
+  'bigint',
+  'text',
+  'int',
+]
+const jobTypes = [
+  'bytea',
+  'bytea',
+  'int',
+  'text',
+  'text',
+  'text',
+  'text',
+  'text',
+  'bigint',
+  'text',
+  'int',
+  'int',
+  'int',
+  'text',
+  'bigint',
+]
+const attemptTypes = ['bytea', 'int', 'text', 'text', 'text', 'text', 'int', 'text', 'text']
+
+export class PostgresStore implements Store {
+  readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: true }
+  private readonly pool: pg.Pool
+  readonly schema: string
+
+  constructor(options: PostgresStoreOptions) {
+    this.schema = options.schema ?? 'lockstep'
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema)) {
+      throw new Error(`schema '${this.schema}' must be a lower-case SQL identifier`)
+    }
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 4,
+      options: `-c search_path=${this.schema}`,
+      types,
+    })
+    // An idle connection that dies is replaced by the pool; the error must not crash the process.
+    this.pool.on('error', () => {})
+  }
+
+  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('BEGIN')
+      const out = await fn(client)
+      await client.query('COMMIT')
+      return out
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {})
+      throw e
+    } finally {
+      client.release()
+    }
+  }
+
+  async migrate(): Promise<number> {
+    return this.transaction(async (c) => {
+      // One migrator at a time across every process that shares this database.
+      await c.query("SELECT pg_advisory_xact_lock(hashtext('lockstep_migrations'))")
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`)
+      await c.query(migrationsTable)
+      const { rows } = await c.query<{ v: number | null }>(
+        'SELECT max(version) AS v FROM lockstep_migrations',
+      )
+      const current = rows[0]?.v ?? 0
+      for (const m of pendingMigrations(current, `schema ${this.schema}`)) {
+        await c.query(m.sql('postgres'))
+        await c.query(
+          'INSERT INTO lockstep_migrations (version, name, applied_at) VALUES ($1, $2, $3)',
+          [m.version, m.name, Date.now()],
+        )
+      }
+      const after = await c.query<{ v: number }>(
+        'SELECT max(version) AS v FROM lockstep_migrations',
+      )
+      return after.rows[0]!.v
+    })
+  }
+
+  async commit(batch: Batch): Promise<void> {
+    await this.transaction(async (c) => {
+      const q = async (sql: string, rows: unknown[][], typesOf: string[]) => {
+        if (rows.length === 0) return
+        await c.query(
+          sql,
+          typesOf.map((_, i) => column(rows, i)),
+        )
+      }
+      await q(
+        `INSERT INTO packets (id, name, body, created_at) SELECT * FROM ${unnest(['bytea', 'text', 'text', 'bigint'])}`,
+        batch.packets.map(rowValues.packet),
+        ['bytea', 'text', 'text', 'bigint'],
+      )
+      await q(
+        `INSERT INTO artifacts (id, project, body, created_at) SELECT * FROM ${unnest(['bytea', 'text', 'text', 'bigint'])}`,
+        batch.artifacts.map(rowValues.artifact),
+        ['bytea', 'text', 'text', 'bigint'],
+      )
+      await q(
+        `INSERT INTO orders (${orderColumns}) SELECT * FROM ${unnest(orderTypes)}`,
+        batch.orders.map((o) => orderValues(o.stored)),
+        orderTypes,
+      )
+      await q(
+        `INSERT INTO jobs (${jobColumns}) SELECT * FROM ${unnest(jobTypes)}`,
+        batch.orders.flatMap((o) => o.jobs.map(jobValues)),
+        jobTypes,
+      )
+      await q(
+        `INSERT INTO locks (job_id, next_id, released) SELECT a, b, 0 FROM ${unnest(['bytea', 'bytea'])} AS u(a, b)`,
+        batch.orders.flatMap((o) => o.locks.map(rowValues.lock)),
+        ['bytea', 'bytea'],
+      )
+      await q(
+        `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at, reason = u.reason
+         FROM ${unnest(['bytea', 'text', 'bigint', 'bigint', 'text'])} AS u(id, state, started_at, ended_at, reason)
+         WHERE orders.id = u.id`,
+        batch.orderUpdates.map(rowValues.orderUpdate),
+        ['bytea', 'text', 'bigint', 'bigint', 'text'],
+      )
+      await q(
+        `UPDATE jobs SET state = u.state, attempt = u.attempt, reason = u.reason, retry_at = u.retry_at
+         FROM ${unnest(['bytea', 'text', 'int', 'text', 'bigint'])} AS u(id, state, attempt, reason, retry_at)
+         WHERE jobs.id = u.id`,
+        batch.jobUpdates.map(rowValues.jobUpdate),
+        ['bytea', 'text', 'int', 'text', 'bigint'],
+      )
+      await q(
+        `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM ${unnest(attemptTypes)}
+         ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
+           transitions = excluded.transitions, reason = excluded.reason,
+           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product`,
+        batch.attempts.map(attemptValues),
+        attemptTypes,
+      )
+      if (batch.released.length > 0) {
+        await c.query('UPDATE locks SET released = 1 WHERE job_id = ANY($1::bytea[])', [
+          batch.released.map(toBin),
+        ])
+      }
+      await q(
+        `INSERT INTO targets (id, kind, slots, labels, projects, live, updated_at)
+         SELECT * FROM ${unnest(['text', 'text', 'int', 'text', 'text', 'smallint', 'bigint'])}
+         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
+           labels = excluded.labels, projects = excluded.projects, live = excluded.live,
+           updated_at = excluded.updated_at`,
+        batch.targets.map(rowValues.target),
+        ['text', 'text', 'int', 'text', 'text', 'smallint', 'bigint'],
+      )
+      if (batch.cachesDropped.length > 0) {
+        await c.query('DELETE FROM products WHERE target_id = ANY($1::text[])', [
+          batch.cachesDropped,
+        ])
+      }
+      await q(
+        `INSERT INTO products (product_id, target_id) SELECT * FROM ${unnest(['text', 'text'])} ON CONFLICT DO NOTHING`,
+        batch.productsAdded.map(rowValues.product),
+        ['text', 'text'],
+      )
+      await q(
+        `DELETE FROM products p USING ${unnest(['text', 'text'])} AS u(pid, tid)
+         WHERE p.product_id = u.pid AND p.target_id = u.tid`,
+        batch.productsRemoved.map(rowValues.product),
+        ['text', 'text'],
+      )
+      await q(
+        `INSERT INTO resources (key, holder) SELECT * FROM ${unnest(['text', 'bytea'])}
+         ON CONFLICT (key) DO UPDATE SET holder = excluded.holder`,
+        batch.holders.map(rowValues.holder),
+        ['text', 'bytea'],
+      )
+      await q(
+        `INSERT INTO events (at, type, order_id, job_id, body) SELECT * FROM ${unnest(['bigint', 'text', 'bytea', 'bytea', 'text'])}`,
+        batch.events.map(rowValues.event),
+        ['bigint', 'text', 'bytea', 'bytea', 'text'],
+      )
+    })
+  }
+
+  async load(): Promise<Snapshot> {
+    return this.transaction(async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
+      const all = async <T extends pg.QueryResultRow>(sql: string) => (await c.query<T>(sql)).rows
+      return assembleSnapshot({
+        packets: await all(readSql.packets),
+        orders: await all(readSql.runningOrders),
+        jobs: await all(readSql.runningJobs),
+        locks: await all(readSql.runningLocks),
+        attempts: await all(readSql.runningAttempts),
+        targets: await all(readSql.targets),
+        products: await all(readSql.products),
+        holders: await all(readSql.holders),
+      })
+    })
+  }
+
+  private async rows<T extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<T[]> {
+    return (await this.pool.query<T>(numbered(sql), params)).rows
+  }
+
+  async order(
+    orderId: Id,
+  ): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined> {
+    const id = toBin(orderId)
+    const row = (await this.rows<OrderRow>(readSql.order, [id]))[0]
+    if (row === undefined) return undefined
+    return orderWithCounts(row, await this.rows(readSql.orderCounts, [id]))
+  }
+
+  async listOrders(limit: number): Promise<StoredOrder[]> {
+    return (await this.rows<OrderRow>(readSql.listOrders, [limit])).map(decodeOrder)
+  }
+
+  async jobs(orderId: Id): Promise<Job[]> {
+    return (await this.rows<JobRow>(readSql.jobs, [toBin(orderId)])).map(decodeJob)
+  }
+
+  async attempts(jobId: Id): Promise<TargetFulfilment[]> {
+    const rows = await this.rows<AttemptRow & { order_id: Buffer }>(readSql.attempts, [
+      toBin(jobId),
+    ])
+    return rows.map(decodeAttempt)
+  }
+
+  async locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {
+    return (await this.rows<LockRowDb>(readSql.locks, [toBin(orderId)])).map(decodeLock)
+  }
+
+  async events(afterSeq: number, limit: number): Promise<StoredEvent[]> {
+    return (await this.rows<EventRowDb>(readSql.events, [afterSeq, limit])).map(decodeEvent)
+  }
+
+  /** Drops the schema and everything in it: for tests and teardown. */
+  async dropSchema(): Promise<void> {
+    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`)
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end()
+  }
+}

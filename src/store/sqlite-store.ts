@@ -1,0 +1,239 @@
+/**
+ * The embedded store: one SQLite file in WAL mode, written by one process. Every commit is one
+ * transaction of prepared statements; with `synchronous = FULL` a resolved commit survives a
+ * power cut, with `NORMAL` it survives a crash of the process.
+ */
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import Database from 'better-sqlite3'
+import type { Id } from '../core/ids.ts'
+import type { Job, Lock } from '../core/model.ts'
+import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import {
+  assembleSnapshot,
+  attemptColumns,
+  attemptValues,
+  decodeAttempt,
+  decodeEvent,
+  decodeJob,
+  decodeLock,
+  decodeOrder,
+  jobColumns,
+  jobValues,
+  migrationsTable,
+  orderColumns,
+  orderValues,
+  orderWithCounts,
+  pendingMigrations,
+  readSql,
+  rowValues,
+  toBin,
+} from './schema.ts'
+import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
+import type {
+  Batch,
+  Snapshot,
+  Store,
+  StoreCapabilities,
+  StoredEvent,
+  StoredOrder,
+} from './store.ts'
+
+/** Options of a {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** The database file; `:memory:` for a store that lives as long as the process. */
+  path: string
+  /** `full` survives power loss; `normal` survives a process crash. @default 'full' */
+  synchronous?: 'full' | 'normal'
+}
+
+/** Runs a synchronous call and reports its outcome as a promise, throws included. */
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn())
+  } catch (e) {
+    return Promise.reject(e instanceof Error ? e : new Error(String(e)))
+  }
+}
+
+const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ')
+
+export class SqliteStore implements Store {
+  readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: false }
+  private readonly db: Database.Database
+  private readonly path: string
+  private statements: ReturnType<SqliteStore['prepare']> | undefined
+
+  constructor(options: SqliteStoreOptions) {
+    this.path = options.path
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true })
+    this.db = new Database(options.path)
+    this.db.pragma('journal_mode = WAL')
+    this.db.pragma(`synchronous = ${options.synchronous ?? 'full'}`)
+    this.db.pragma('busy_timeout = 10000')
+    this.db.pragma('foreign_keys = OFF')
+  }
+
+  migrate(): Promise<number> {
+    this.db.exec(migrationsTable)
+    // BEGIN IMMEDIATE takes the write lock first, so two processes migrating at once run one
+    // after the other, and the second finds nothing left to do.
+    const run = this.db.transaction(() => {
+      const row = this.db.prepare('SELECT max(version) AS v FROM lockstep_migrations').get() as {
+        v: number | null
+      }
+      const current = row.v ?? 0
+      for (const m of pendingMigrations(current, this.path)) {
+        this.db.exec(m.sql('sqlite'))
+        this.db
+          .prepare('INSERT INTO lockstep_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+          .run(m.version, m.name, Date.now())
+      }
+      return (
+        this.db.prepare('SELECT max(version) AS v FROM lockstep_migrations').get() as { v: number }
+      ).v
+    })
+    return settle(() => run.immediate())
+  }
+
+  private prepare() {
+    const db = this.db
+    return {
+      packet: db.prepare('INSERT INTO packets (id, name, body, created_at) VALUES (?, ?, ?, ?)'),
+      artifact: db.prepare(
+        'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
+      ),
+      order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(13)})`),
+      job: db.prepare(`INSERT INTO jobs (${jobColumns}) VALUES (${placeholders(15)})`),
+      lock: db.prepare('INSERT INTO locks (job_id, next_id, released) VALUES (?, ?, 0)'),
+      // Values come id first, as for PostgreSQL's unnest.
+      orderUpdate: db.prepare(
+        `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at,
+           reason = u.reason
+         FROM (SELECT ? AS id, ? AS state, ? AS started_at, ? AS ended_at, ? AS reason) AS u
+         WHERE orders.id = u.id`,
+      ),
+      jobUpdate: db.prepare(
+        `UPDATE jobs SET state = u.state, attempt = u.attempt, reason = u.reason,
+           retry_at = u.retry_at
+         FROM (SELECT ? AS id, ? AS state, ? AS attempt, ? AS reason, ? AS retry_at) AS u
+         WHERE jobs.id = u.id`,
+      ),
+      attempt: db.prepare(
+        `INSERT INTO target_fulfilments (${attemptColumns}) VALUES (${placeholders(9)})
+         ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
+           transitions = excluded.transitions, reason = excluded.reason,
+           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product`,
+      ),
+      release: db.prepare('UPDATE locks SET released = 1 WHERE job_id = ?'),
+      target: db.prepare(
+        `INSERT INTO targets (id, kind, slots, labels, projects, live, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
+           labels = excluded.labels, projects = excluded.projects, live = excluded.live,
+           updated_at = excluded.updated_at`,
+      ),
+      productAdd: db.prepare(
+        'INSERT INTO products (product_id, target_id) VALUES (?, ?) ON CONFLICT DO NOTHING',
+      ),
+      productRemove: db.prepare('DELETE FROM products WHERE product_id = ? AND target_id = ?'),
+      cacheDrop: db.prepare('DELETE FROM products WHERE target_id = ?'),
+      holderSet: db.prepare(
+        'INSERT INTO resources (key, holder) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder',
+      ),
+      event: db.prepare(
+        'INSERT INTO events (at, type, order_id, job_id, body) VALUES (?, ?, ?, ?, ?)',
+      ),
+    }
+  }
+
+  commit(batch: Batch): Promise<void> {
+    return settle(() => this.write(batch))
+  }
+
+  private write(batch: Batch): void {
+    const s = (this.statements ??= this.prepare())
+    const each = <T>(statement: Database.Statement, rows: T[], values: (row: T) => unknown[]) => {
+      for (const row of rows) statement.run(...values(row))
+    }
+    this.db.transaction(() => {
+      each(s.packet, batch.packets, rowValues.packet)
+      each(s.artifact, batch.artifacts, rowValues.artifact)
+      for (const o of batch.orders) {
+        s.order.run(...orderValues(o.stored))
+        each(s.job, o.jobs, jobValues)
+        each(s.lock, o.locks, rowValues.lock)
+      }
+      each(s.orderUpdate, batch.orderUpdates, rowValues.orderUpdate)
+      each(s.jobUpdate, batch.jobUpdates, rowValues.jobUpdate)
+      each(s.attempt, batch.attempts, attemptValues)
+      for (const id of batch.released) s.release.run(toBin(id))
+      each(s.target, batch.targets, rowValues.target)
+      for (const id of batch.cachesDropped) s.cacheDrop.run(id)
+      each(s.productAdd, batch.productsAdded, rowValues.product)
+      each(s.productRemove, batch.productsRemoved, rowValues.product)
+      each(s.holderSet, batch.holders, rowValues.holder)
+      each(s.event, batch.events, rowValues.event)
+    })()
+  }
+
+  load(): Promise<Snapshot> {
+    const db = this.db
+    const all = <T>(sql: string) => db.prepare(sql).all() as T[]
+    const read = db.transaction(() =>
+      assembleSnapshot({
+        packets: all(readSql.packets),
+        orders: all(readSql.runningOrders),
+        jobs: db.prepare(readSql.runningJobs).iterate() as IterableIterator<JobRow>,
+        locks: db.prepare(readSql.runningLocks).iterate() as IterableIterator<
+          LockRowDb & { order_id: Buffer }
+        >,
+        attempts: all(readSql.runningAttempts),
+        targets: all(readSql.targets),
+        products: all(readSql.products),
+        holders: all(readSql.holders),
+      }),
+    )
+    return settle(read)
+  }
+
+  order(orderId: Id): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined> {
+    const id = toBin(orderId)
+    const row = this.db.prepare(readSql.order).get(id) as OrderRow | undefined
+    if (row === undefined) return Promise.resolve(undefined)
+    const states = this.db.prepare(readSql.orderCounts).all(id) as { state: string; n: number }[]
+    return Promise.resolve(orderWithCounts(row, states))
+  }
+
+  listOrders(limit: number): Promise<StoredOrder[]> {
+    const rows = this.db.prepare(readSql.listOrders).all(limit) as OrderRow[]
+    return Promise.resolve(rows.map(decodeOrder))
+  }
+
+  jobs(orderId: Id): Promise<Job[]> {
+    const rows = this.db.prepare(readSql.jobs).all(toBin(orderId)) as JobRow[]
+    return Promise.resolve(rows.map(decodeJob))
+  }
+
+  attempts(jobId: Id): Promise<TargetFulfilment[]> {
+    const rows = this.db.prepare(readSql.attempts).all(toBin(jobId)) as (AttemptRow & {
+      order_id: Buffer
+    })[]
+    return Promise.resolve(rows.map(decodeAttempt))
+  }
+
+  locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {
+    const rows = this.db.prepare(readSql.locks).all(toBin(orderId)) as LockRowDb[]
+    return Promise.resolve(rows.map(decodeLock))
+  }
+
+  events(afterSeq: number, limit: number): Promise<StoredEvent[]> {
+    const rows = this.db.prepare(readSql.events).all(afterSeq, limit) as EventRowDb[]
+    return Promise.resolve(rows.map(decodeEvent))
+  }
+
+  close(): Promise<void> {
+    if (this.db.open) this.db.close()
+    return Promise.resolve()
+  }
+}

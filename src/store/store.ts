@@ -1,0 +1,150 @@
+/**
+ * The store: Lockstep's durable state behind one interface, with two backends (SQLite embedded,
+ * PostgreSQL to scale out). No connection or transaction type appears here: each backend owns
+ * its connections, and one call is one transaction.
+ */
+import type { Id } from '../core/ids.ts'
+import type { Artifact, Job, Lock, Order, OrderState, Target } from '../core/model.ts'
+import type { PacketRecord } from '../core/engine/engine.ts'
+import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+
+/** What a backend can do; tests and the service ask this, never the backend's name. */
+export interface StoreCapabilities {
+  /** Several processes may open the same store at once (PostgreSQL). */
+  sharedAcrossProcesses: boolean
+}
+
+/** An artifact as submitted, kept beside the order that binds it. */
+export interface ArtifactRecord {
+  id: Id
+  artifact: Artifact
+  createdAt: number
+}
+
+/** An order with what its fulfilment needs beyond the order itself. */
+export interface StoredOrder {
+  order: Order
+  startedAt?: number
+  endedAt?: number
+  reason?: string
+  /** For artifacts with `iterate` steps: how many iterations; 0 otherwise. */
+  iterations: number
+}
+
+/** The fields of an order that change after it is stored. */
+export interface OrderUpdate {
+  id: Id
+  state: OrderState
+  startedAt?: number
+  endedAt?: number
+  reason?: string
+}
+
+/** The fields of a job that change after it is stored. */
+export interface JobUpdate {
+  id: Id
+  state: Job['state']
+  attempt: number
+  reason?: string
+  retryAt?: number
+}
+
+/** One product in one target's cache. */
+export interface ProductLocation {
+  productId: string
+  targetId: string
+}
+
+/** A row of the event log. */
+export interface EventRow {
+  at: number
+  type: string
+  orderId?: Id
+  jobId?: Id
+  /** The event's fields as JSON. */
+  body: string
+}
+
+/** A stored event, with its place in the log. */
+export interface StoredEvent extends EventRow {
+  seq: number
+}
+
+/**
+ * Everything one group commit writes, in one transaction. Rows hold the state at the moment the
+ * batch was taken, so applying them in the order of the fields below is always consistent.
+ */
+export interface Batch {
+  packets: PacketRecord[]
+  artifacts: ArtifactRecord[]
+  /** New orders with all their jobs and locks. */
+  orders: { stored: StoredOrder; jobs: Job[]; locks: Lock[] }[]
+  orderUpdates: OrderUpdate[]
+  jobUpdates: JobUpdate[]
+  /** Attempts to insert or update. */
+  attempts: TargetFulfilment[]
+  /** Jobs whose outgoing locks are now released. */
+  released: Id[]
+  targets: { target: Target; live: boolean; at: number }[]
+  productsAdded: ProductLocation[]
+  productsRemoved: ProductLocation[]
+  /** Targets whose whole cache is gone (lost or left). */
+  cachesDropped: string[]
+  /** Unique resources taken (`holder` set) or freed (`holder` undefined). */
+  holders: { key: string; holder: Id | undefined }[]
+  events: EventRow[]
+}
+
+/** An empty {@link Batch}. */
+export function emptyBatch(): Batch {
+  return {
+    packets: [],
+    artifacts: [],
+    orders: [],
+    orderUpdates: [],
+    jobUpdates: [],
+    attempts: [],
+    released: [],
+    targets: [],
+    productsAdded: [],
+    productsRemoved: [],
+    cachesDropped: [],
+    holders: [],
+    events: [],
+  }
+}
+
+/** What a scheduler needs to carry on after a restart: everything still in flight. */
+export interface Snapshot {
+  packets: PacketRecord[]
+  /** Orders still running, with their jobs, locks and attempts. */
+  orders: { stored: StoredOrder; jobs: Job[]; locks: (Lock & { released: boolean })[] }[]
+  attempts: TargetFulfilment[]
+  targets: { target: Target; live: boolean }[]
+  products: ProductLocation[]
+  holders: { key: string; holder: Id }[]
+}
+
+/** Durable state. Every method is one transaction; a resolved commit is on disk. */
+export interface Store {
+  readonly capabilities: StoreCapabilities
+  /** Brings the schema up to date; returns its version. Safe to run twice, or at once from two processes. */
+  migrate(): Promise<number>
+  /** Writes a batch in one transaction. */
+  commit(batch: Batch): Promise<void>
+  /** Reads what is in flight, to rebuild the engine. */
+  load(): Promise<Snapshot>
+  /** An order, running or ended, with its job counts. */
+  order(orderId: Id): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined>
+  /** Orders, newest first. */
+  listOrders(limit: number): Promise<StoredOrder[]>
+  /** An order's jobs in their order. */
+  jobs(orderId: Id): Promise<Job[]>
+  /** Every attempt of a job, first first. */
+  attempts(jobId: Id): Promise<TargetFulfilment[]>
+  /** Where each lock stands, for audits. */
+  locks(orderId: Id): Promise<(Lock & { released: boolean })[]>
+  /** Events after `afterSeq`, oldest first. */
+  events(afterSeq: number, limit: number): Promise<StoredEvent[]>
+  close(): Promise<void>
+}

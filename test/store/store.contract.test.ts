@@ -1,0 +1,249 @@
+/**
+ * One contract, both backends: what the engine does, written through the journal, reads back
+ * the same; migrations are idempotent, safe at once from two processes, and refuse a newer schema.
+ */
+import { spawn } from 'node:child_process'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Engine, FakeClock, LockstepError } from '../../src/index.ts'
+import type { EngineEvent } from '../../src/index.ts'
+import { Journal } from '../../src/scheduler/journal.ts'
+import { openStore } from '../../src/store/open-store.ts'
+import { schemaVersion } from '../../src/store/schema.ts'
+import type { Store } from '../../src/store/store.ts'
+import { backends } from './backends.ts'
+import type { Backend } from './backends.ts'
+
+const op = { builtin: 'noop' }
+
+describe.each(backends)('store contract: %s', (_name, make) => {
+  let backend: Backend
+  const open: Store[] = []
+
+  function store(): Store {
+    const s = backend.open()
+    open.push(s)
+    return s
+  }
+
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close()
+    await backend.destroy()
+  })
+
+  /** An engine whose every change is committed to `s` after each step. */
+  function recorded(s: Store) {
+    const clock = new FakeClock()
+    const engine = new Engine({ clock, leaseMs: 10_000, cacheTimeoutMs: 10, depsTimeoutMs: 10 })
+    const journal = new Journal()
+    const events: EngineEvent[] = []
+    engine.on((e) => {
+      events.push(e)
+      journal.add(e, engine)
+    })
+    const commit = () => s.commit(journal.take(engine))
+    return { clock, engine, commit, events }
+  }
+
+  it('migrates once, and running it again changes nothing', async () => {
+    backend = make('migrate')
+    const s = store()
+    expect(await s.migrate()).toBe(schemaVersion)
+    expect(await s.migrate()).toBe(schemaVersion)
+    const rows = await backend.query<{ version: number }>('SELECT version FROM lockstep_migrations')
+    expect(rows.map((r) => Number(r.version))).toEqual([schemaVersion])
+  })
+
+  it('lets two processes migrate at once', async () => {
+    backend = make('concurrent')
+    const child = () =>
+      new Promise<string>((resolve, reject) => {
+        const p = spawn(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            '-e',
+            `import { openStore } from './src/store/open-store.ts'
+             const s = openStore(process.env.URL); console.log(await s.migrate()); await s.close()`,
+          ],
+          { env: { ...process.env, URL: backend.url }, stdio: ['ignore', 'pipe', 'inherit'] },
+        )
+        let out = ''
+        p.stdout.on('data', (d: Buffer) => (out += d.toString()))
+        p.on('error', reject)
+        p.on('exit', (code) =>
+          code === 0 ? resolve(out.trim()) : reject(new Error(`exit ${code}`)),
+        )
+      })
+    expect(await Promise.all([child(), child(), child()])).toEqual(
+      Array(3).fill(String(schemaVersion)),
+    )
+    const s = openStore(backend.url)
+    open.push(s)
+    expect(await s.migrate()).toBe(schemaVersion)
+  })
+
+  it('refuses a schema newer than the code', async () => {
+    backend = make('too_new')
+    await store().migrate()
+    await backend.query(
+      "INSERT INTO lockstep_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
+    )
+    const err = await store()
+      .migrate()
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(LockstepError)
+    expect((err as LockstepError).code).toBe('SCHEMA_TOO_NEW')
+    expect((err as Error).message).toMatch(/schema version 999, newer than this Lockstep's 1/)
+  })
+
+  it('reads back an order in flight as the engine left it', async () => {
+    backend = make('roundtrip')
+    const s = store()
+    await s.migrate()
+    const { engine, commit } = recorded(s)
+    engine.registerTarget({ id: 'w1', slots: 4, labels: { zone: 'eu' }, projects: ['p'] })
+    const order = engine.submitPacket(
+      {
+        name: 'build',
+        resources: [{ key: 'gpu', value: 'one', unique: true }],
+        jobs: [
+          { name: 'a', op },
+          { name: 'b', op: { exec: ['make'] }, after: ['a'], uses: ['gpu'], timeoutMs: 5000 },
+          { name: 'c', op, after: ['b'] },
+        ],
+      },
+      { priority: 80, owner: 'team' },
+      'ana',
+    )
+    await commit()
+    const [a] = engine.pick('w1', 4)
+    engine.complete('w1', a!.jobId, 1, { ok: true })
+    const [b] = engine.pick('w1', 4)
+    await commit()
+
+    const snap = await store().load()
+    expect(snap.packets.map((p) => p.name)).toEqual(['build'])
+    expect(snap.targets).toEqual([
+      {
+        target: {
+          id: 'w1',
+          kind: 'worker',
+          availability: 4,
+          labels: { zone: 'eu' },
+          projects: ['p'],
+        },
+        live: true,
+      },
+    ])
+    expect(snap.orders).toHaveLength(1)
+    const stored = snap.orders[0]!
+    expect(stored.stored.order).toEqual(engine.order(order.orderId))
+    expect(stored.jobs).toEqual(engine.jobs(order.orderId))
+    expect(stored.locks.map((l) => [l.jobId, l.nextId, l.released])).toEqual([
+      [a!.jobId, b!.jobId, true],
+      [b!.jobId, engine.jobs(order.orderId)[2]!.id, false],
+    ])
+    expect(snap.attempts).toEqual([...engine.attempts(a!.jobId), ...engine.attempts(b!.jobId)])
+    expect(snap.products).toEqual([{ productId: a!.jobId, targetId: 'w1' }])
+    expect(snap.holders).toEqual([{ key: 'gpu', holder: b!.jobId }])
+
+    // A restored engine carries on from there.
+    const next = new Engine({ clock: new FakeClock(), leaseMs: 10_000 })
+    next.restore(snap)
+    expect(next.fulfilment(order.orderId).counts).toMatchObject({
+      succeeded: 1,
+      running: 1,
+      waiting: 1,
+    })
+    next.complete('w1', b!.jobId, 1, { ok: true })
+    const [c] = next.pick('w1', 4)
+    expect(c!.inputs).toEqual([{ jobId: b!.jobId, name: 'b', holders: ['w1'] }])
+    next.stop()
+  })
+
+  it('keeps ended orders out of the snapshot but answers for them', async () => {
+    backend = make('ended')
+    const s = store()
+    await s.migrate()
+    const { engine, commit } = recorded(s)
+    engine.registerTarget({ id: 'w1' })
+    const order = engine.submitPacket(
+      {
+        name: 'p',
+        jobs: [
+          { name: 'a', op },
+          { name: 'b', op },
+        ],
+      },
+      {},
+      'ana',
+    )
+    const [a] = engine.pick('w1', 1)
+    engine.complete('w1', a!.jobId, 1, { ok: false, exitCode: 3, message: 'boom' })
+    await commit()
+    expect((await s.load()).orders).toEqual([])
+    const summary = await s.order(order.orderId)
+    expect(summary).toMatchObject({
+      order: { id: order.orderId, state: 'failed' },
+      reason: 'job a failed: exit-code 3: boom',
+      total: 2,
+      counts: { failed: 1, cancelled: 1 },
+    })
+    expect((await s.jobs(order.orderId)).map((j) => [j.name, j.state])).toEqual([
+      ['a', 'failed'],
+      ['b', 'cancelled'],
+    ])
+    expect(await s.attempts(a!.jobId)).toEqual(engine.attempts(a!.jobId))
+    expect((await s.listOrders(10)).map((o) => o.order.id)).toEqual([order.orderId])
+    expect(await s.order('00000000-0000-7000-8000-000000000000')).toBeUndefined()
+  })
+
+  it('stores ids as 16 bytes and logs every event in order', async () => {
+    backend = make('events')
+    const s = store()
+    await s.migrate()
+    const { engine, commit, events } = recorded(s)
+    engine.registerTarget({ id: 'w1' })
+    const order = engine.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'ana')
+    const [a] = engine.pick('w1', 1)
+    engine.complete('w1', a!.jobId, 1, { ok: true })
+    await commit()
+    const lengths = await backend.query<{ n: number }>(
+      `SELECT ${backend.name === 'sqlite' ? 'length' : 'octet_length'}(id) AS n FROM jobs`,
+    )
+    expect(lengths.map((r) => Number(r.n))).toEqual([16])
+    const logged = await s.events(0, 100)
+    expect(logged.map((e) => e.type)).toEqual(events.map((e) => e.type))
+    expect(logged.every((e, i) => i === 0 || e.seq > logged[i - 1]!.seq)).toBe(true)
+    const started = logged.find((e) => e.type === 'attempt:started')!
+    expect(started).toMatchObject({ orderId: order.orderId, jobId: a!.jobId })
+    expect(JSON.parse(started.body)).toEqual({ attempt: 1, target: 'w1' })
+    expect(await s.events(logged[2]!.seq, 2)).toEqual(logged.slice(3, 5))
+  })
+
+  it('forgets the cache of a lost worker', async () => {
+    backend = make('cache')
+    const s = store()
+    await s.migrate()
+    const { engine, commit, clock } = recorded(s)
+    engine.registerTarget({ id: 'w1', cached: ['x', 'y'] })
+    engine.registerTarget({ id: 'w2', cached: ['x'] })
+    engine.reportCache('w1', ['z'], ['y'])
+    await commit()
+    const sorted = async () =>
+      (await s.load()).products.map((p) => `${p.productId}@${p.targetId}`).sort()
+    expect(await sorted()).toEqual(['x@w1', 'x@w2', 'z@w1'])
+    engine.heartbeat('w2')
+    clock.advance(6000)
+    engine.heartbeat('w2')
+    clock.advance(6000)
+    await commit()
+    expect(await sorted()).toEqual(['x@w2'])
+    expect((await s.load()).targets.map((t) => [t.target.id, t.live])).toEqual([
+      ['w1', false],
+      ['w2', true],
+    ])
+    engine.stop()
+  })
+})
