@@ -5,10 +5,14 @@
 import { runBind } from './bind.ts'
 import { runCore } from './core.ts'
 import { printTable } from './report.ts'
+import { runRestart, runStorePostgres, runStoreSqlite } from './store.ts'
 
 const benches: Record<string, () => void | Promise<void>> = {
   bind: runBind,
   core: runCore,
+  'store-sqlite': runStoreSqlite,
+  'store-postgres': runStorePostgres,
+  restart: runRestart,
 }
 
 const wanted = process.argv.slice(2)

@@ -2,7 +2,8 @@
  * The journal turns the engine's events into the next store batch. It records what changed, and
  * reads the rows when the batch is taken: a job that went ready → running → succeeded between two
  * commits is written once, in its last state. Everything emitted before `take()` is in the batch,
- * so the rows and the event log always agree.
+ * and the batch holds copies, so the rows and the event log always agree even while the engine
+ * moves on during an asynchronous commit.
  */
 import type { Engine, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
@@ -121,14 +122,15 @@ export class Journal {
     for (const [orderId, o] of this.newOrders) {
       const f = engine.fulfilment(orderId)
       batch.orders.push({
+        // Copies: the engine moves on while an asynchronous backend writes the batch.
         stored: {
-          order: engine.order(orderId)!,
+          order: { ...engine.order(orderId)! },
           startedAt: f.startedAt,
           endedAt: f.endedAt,
           reason: f.reason,
           iterations: o.iterations,
         },
-        jobs: o.jobs,
+        jobs: o.jobs.map((job) => ({ ...job })),
         locks: o.locks,
       })
       // Inserted in their current state: no update needed.
@@ -155,7 +157,9 @@ export class Journal {
         retryAt: job.retryAt,
       })
     }
-    batch.attempts = [...this.attempts.values()]
+    for (const f of this.attempts.values()) {
+      batch.attempts.push({ ...f, transitions: [...f.transitions] })
+    }
     batch.released = this.released
     batch.targets = [...this.targets.values()]
     batch.cachesDropped = [...this.cachesDropped]

@@ -2,9 +2,13 @@
  * Opens the store a URL names: `postgres://…` (or `postgresql://…`, with an optional `?schema=`)
  * for PostgreSQL, anything else for an SQLite file (`sqlite:` in front is optional).
  */
+import { join } from 'node:path'
 import { PostgresStore } from './postgres-store.ts'
 import { SqliteStore } from './sqlite-store.ts'
 import type { Store } from './store.ts'
+
+/** Where Lockstep keeps its SQLite database when nothing else is said. */
+export const defaultDataDir = '.lockstep'
 
 export function openStore(url: string): Store {
   if (/^postgres(ql)?:\/\//.test(url)) {
@@ -14,4 +18,14 @@ export function openStore(url: string): Store {
     return new PostgresStore({ url: parsed.toString(), schema })
   }
   return new SqliteStore({ path: url.replace(/^sqlite:/, '') })
+}
+
+/**
+ * The store the environment asks for: `LOCKSTEP_DATABASE_URL` when set (PostgreSQL or an SQLite
+ * path), otherwise SQLite at `$LOCKSTEP_DATA_DIR/lockstep.db` (default `./.lockstep`).
+ */
+export function storeUrlFromEnvironment(env: Record<string, string | undefined>): string {
+  const url = env.LOCKSTEP_DATABASE_URL
+  if (url !== undefined && url !== '') return url
+  return join(env.LOCKSTEP_DATA_DIR ?? defaultDataDir, 'lockstep.db')
 }

@@ -26,6 +26,10 @@ import {
   pendingMigrations,
   readSql,
   rowValues,
+  SpecIds,
+  specBody,
+  specHash,
+  specMap,
   toBin,
 } from './schema.ts'
 import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
@@ -90,10 +94,6 @@ const jobTypes = [
   'bytea',
   'bytea',
   'int',
-  'text',
-  'text',
-  'text',
-  'text',
   'text',
   'bigint',
   'text',
@@ -166,6 +166,18 @@ export class PostgresStore implements Store {
 
   async commit(batch: Batch): Promise<void> {
     await this.transaction(async (c) => {
+      try {
+        await this.write(c, batch)
+      } catch (e) {
+        this.specIds.clear()
+        throw e
+      }
+    })
+  }
+
+  private async write(c: pg.PoolClient, batch: Batch): Promise<void> {
+    {
+      // One block, so that the statements read in the order they run.
       const q = async (sql: string, rows: unknown[][], typesOf: string[]) => {
         if (rows.length === 0) return
         await c.query(
@@ -188,9 +200,12 @@ export class PostgresStore implements Store {
         batch.orders.map((o) => orderValues(o.stored)),
         orderTypes,
       )
+      const jobs = batch.orders.flatMap((o) => o.jobs)
+      const bodies = jobs.map(specBody)
+      await this.resolveSpecs(c, bodies)
       await q(
         `INSERT INTO jobs (${jobColumns}) SELECT * FROM ${unnest(jobTypes)}`,
-        batch.orders.flatMap((o) => o.jobs.map(jobValues)),
+        jobs.map((job, i) => jobValues(job, this.specIds.get(bodies[i]!)!)),
         jobTypes,
       )
       await q(
@@ -261,7 +276,26 @@ export class PostgresStore implements Store {
         batch.events.map(rowValues.event),
         ['bigint', 'text', 'bytea', 'bytea', 'text'],
       )
-    })
+    }
+  }
+
+  private readonly specIds = new SpecIds()
+
+  /** Makes sure every body has a stored spec and a known id. */
+  private async resolveSpecs(c: pg.PoolClient, bodies: string[]): Promise<void> {
+    const missing = [...new Set(bodies.filter((b) => this.specIds.get(b) === undefined))]
+    if (missing.length === 0) return
+    const hashes = missing.map(specHash)
+    await c.query(
+      `INSERT INTO job_specs (hash, body) SELECT * FROM ${unnest(['text', 'text'])} ON CONFLICT (hash) DO NOTHING`,
+      [hashes, missing],
+    )
+    const { rows } = await c.query<{ id: number; hash: string }>(
+      'SELECT id, hash FROM job_specs WHERE hash = ANY($1::text[])',
+      [hashes],
+    )
+    const byHash = new Map(rows.map((r) => [r.hash, r.id]))
+    missing.forEach((body, i) => this.specIds.set(body, byHash.get(hashes[i]!)!))
   }
 
   async load(): Promise<Snapshot> {
@@ -269,6 +303,7 @@ export class PostgresStore implements Store {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
       const all = async <T extends pg.QueryResultRow>(sql: string) => (await c.query<T>(sql)).rows
       return assembleSnapshot({
+        specs: await all(readSql.runningSpecs),
         packets: await all(readSql.packets),
         orders: await all(readSql.runningOrders),
         jobs: await all(readSql.runningJobs),
@@ -299,7 +334,9 @@ export class PostgresStore implements Store {
   }
 
   async jobs(orderId: Id): Promise<Job[]> {
-    return (await this.rows<JobRow>(readSql.jobs, [toBin(orderId)])).map(decodeJob)
+    const id = toBin(orderId)
+    const specs = specMap(await this.rows<{ id: number; body: string }>(readSql.specsOf, [id]))
+    return (await this.rows<JobRow>(readSql.jobs, [id])).map((r) => decodeJob(r, specs))
   }
 
   async attempts(jobId: Id): Promise<TargetFulfilment[]> {

@@ -2,6 +2,7 @@
  * The schema both backends share: numbered migrations (never edited once released; a change is a
  * new migration) and the codecs between rows and domain objects. Ids are 16-byte binaries.
  */
+import { createHash } from 'node:crypto'
 import { LockstepError } from '../core/errors.ts'
 import { bytesToId, idToBytes } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
@@ -67,16 +68,17 @@ CREATE TABLE orders (
   iterations INTEGER NOT NULL
 );
 CREATE INDEX orders_state ON orders (state);
+CREATE TABLE job_specs (
+  id ${d === 'sqlite' ? 'INTEGER PRIMARY KEY' : 'BIGSERIAL PRIMARY KEY'},
+  hash TEXT NOT NULL UNIQUE,
+  body TEXT NOT NULL
+);
 CREATE TABLE jobs (
   id ${bin(d)} PRIMARY KEY,
   order_id ${bin(d)} NOT NULL,
   idx INTEGER NOT NULL,
   name TEXT NOT NULL,
-  op TEXT NOT NULL,
-  policy TEXT NOT NULL,
-  uses TEXT NOT NULL,
-  failure TEXT NOT NULL,
-  timeout_ms BIGINT,
+  spec BIGINT NOT NULL,
   state TEXT NOT NULL,
   attempt INTEGER NOT NULL,
   step INTEGER,
@@ -163,7 +165,10 @@ export function pendingMigrations(current: number, where: string): readonly Migr
 /** A binary column as it comes back: Buffer from both drivers. */
 type Bin = Uint8Array
 
-export const toBin = (id: Id): Buffer => Buffer.from(idToBytes(id))
+export const toBin = (id: Id): Buffer => {
+  const bytes = idToBytes(id)
+  return Buffer.from(bytes.buffer, bytes.byteOffset, 16)
+}
 export const fromBin = (b: Bin): Id => bytesToId(b)
 const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v)
 const num = (v: number | string | null | undefined): number | undefined =>
@@ -174,11 +179,7 @@ export interface JobRow {
   order_id: Bin
   idx: number
   name: string
-  op: string
-  policy: string
-  uses: string
-  failure: string
-  timeout_ms: number | string | null
+  spec: number | string
   state: string
   attempt: number
   step: number | null
@@ -188,19 +189,65 @@ export interface JobRow {
 }
 
 export const jobColumns =
-  'id, order_id, idx, name, op, policy, uses, failure, timeout_ms, state, attempt, step, iteration, reason, retry_at'
+  'id, order_id, idx, name, spec, state, attempt, step, iteration, reason, retry_at'
 
-export function jobValues(j: Job): unknown[] {
+/**
+ * What a job runs and under which rules, stored once per distinct value in `job_specs`: every
+ * order of a packet shares its jobs' specs, so a job row stays small and a restart reads each
+ * spec once.
+ */
+export interface JobSpec {
+  op: Job['op']
+  policy: Job['policy']
+  uses: Job['uses']
+  failure: Job['failure']
+  timeoutMs: number | undefined
+}
+
+/** A job's spec as stored text. */
+export function specBody(j: Job): string {
+  return JSON.stringify([j.op, j.policy, j.uses, j.failure, j.timeoutMs ?? null])
+}
+
+/** The key a spec is stored under: a digest of its text. */
+export function specHash(body: string): string {
+  return createHash('sha256').update(body).digest('base64')
+}
+
+export function decodeSpec(body: string): JobSpec {
+  const [op, policy, uses, failure, timeoutMs] = JSON.parse(body) as [
+    Job['op'],
+    Job['policy'],
+    Job['uses'],
+    Job['failure'],
+    number | null,
+  ]
+  return { op, policy, uses, failure, timeoutMs: timeoutMs ?? undefined }
+}
+
+/** Spec ids by body, so a store looks each spec up once. Forgets all when it grows large. */
+export class SpecIds {
+  private readonly ids = new Map<string, number>()
+  get(body: string): number | undefined {
+    return this.ids.get(body)
+  }
+  set(body: string, id: number): void {
+    if (this.ids.size >= 50_000) this.ids.clear()
+    this.ids.set(body, id)
+  }
+  /** After a rolled-back commit: the ids it learnt may name rows that were never stored. */
+  clear(): void {
+    this.ids.clear()
+  }
+}
+
+export function jobValues(j: Job, spec: number): unknown[] {
   return [
     toBin(j.id),
     toBin(j.orderId),
     j.index,
     j.name,
-    JSON.stringify(j.op),
-    JSON.stringify(j.policy),
-    JSON.stringify(j.uses),
-    JSON.stringify(j.failure),
-    j.timeoutMs ?? null,
+    spec,
     j.state,
     j.attempt,
     j.step ?? null,
@@ -210,17 +257,61 @@ export function jobValues(j: Job): unknown[] {
   ]
 }
 
-export function decodeJob(r: JobRow): Job {
+/** An id from its 32 lower-case hex digits, as SQL's `lower(hex(id))` gives them. */
+export function hexToId(h: string): Id {
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+}
+
+/**
+ * The columns of a job read as an array, ids as hex: the fast form for reading millions of
+ * jobs at a restart, where objects and buffers per row cost more than the read itself.
+ */
+export const jobArrayColumns =
+  'lower(hex(id)), idx, name, spec, state, attempt, step, iteration, reason, retry_at'
+
+export function decodeJobArray(r: unknown[], specs: SpecMap, orderId: Id): Job {
+  const spec = specs.get(Number(r[3]))
+  if (spec === undefined) throw new Error(`job spec ${String(r[3])} is missing`)
+  const job: Job = {
+    id: hexToId(r[0] as string),
+    orderId,
+    index: r[1] as number,
+    name: r[2] as string,
+    op: spec.op,
+    policy: spec.policy,
+    uses: spec.uses,
+    failure: spec.failure,
+    timeoutMs: spec.timeoutMs,
+    state: r[4] as Job['state'],
+    attempt: r[5] as number,
+  }
+  if (r[6] !== null) job.step = r[6] as number
+  if (r[7] !== null) job.iteration = r[7] as number
+  if (r[8] !== null) job.reason = r[8] as string
+  if (r[9] !== null) job.retryAt = Number(r[9])
+  return job
+}
+
+/** Specs by id, as a read decodes them. */
+export type SpecMap = ReadonlyMap<number, JobSpec>
+
+export function specMap(rows: readonly { id: number | string; body: string }[]): SpecMap {
+  return new Map(rows.map((r) => [Number(r.id), decodeSpec(r.body)]))
+}
+
+export function decodeJob(r: JobRow, specs: SpecMap, orderId?: Id): Job {
+  const spec = specs.get(Number(r.spec))
+  if (spec === undefined) throw new Error(`job spec ${r.spec} is missing`)
   const job: Job = {
     id: fromBin(r.id),
-    orderId: fromBin(r.order_id),
+    orderId: orderId ?? fromBin(r.order_id),
     index: r.idx,
     name: r.name,
-    op: JSON.parse(r.op) as Job['op'],
-    policy: JSON.parse(r.policy) as Job['policy'],
-    uses: JSON.parse(r.uses) as Job['uses'],
-    failure: JSON.parse(r.failure) as Job['failure'],
-    timeoutMs: num(r.timeout_ms),
+    op: spec.op,
+    policy: spec.policy,
+    uses: spec.uses,
+    failure: spec.failure,
+    timeoutMs: spec.timeoutMs,
     state: r.state as Job['state'],
     attempt: r.attempt,
   }
@@ -455,10 +546,16 @@ const prefixed = (columns: string, alias: string) => columns.replace(/(^|, )/g, 
 export const readSql = {
   packets: 'SELECT id, name, body, created_at FROM packets ORDER BY created_at',
   runningOrders: `SELECT ${orderColumns} FROM orders WHERE state = 'running' ORDER BY id`,
+  runningSpecs: `SELECT id, body FROM job_specs WHERE id IN (SELECT DISTINCT j.spec FROM jobs j
+    JOIN orders o ON o.id = j.order_id WHERE o.state = 'running')`,
+  specsOf:
+    'SELECT id, body FROM job_specs WHERE id IN (SELECT DISTINCT spec FROM jobs WHERE order_id = ?)',
+  specId: 'SELECT id FROM job_specs WHERE hash = ?',
   runningJobs: `SELECT ${prefixed(jobColumns, 'j')} FROM jobs j JOIN orders o ON o.id = j.order_id
     WHERE o.state = 'running' ORDER BY j.order_id, j.idx`,
   runningLocks: `SELECT l.job_id, l.next_id, l.released, j.order_id FROM locks l
-    JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = j.order_id WHERE o.state = 'running'`,
+    JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = j.order_id WHERE o.state = 'running'
+    ORDER BY j.order_id`,
   runningAttempts: `SELECT ${prefixed(attemptColumns, 'f')}, j.order_id FROM target_fulfilments f
     JOIN jobs j ON j.id = f.job_id JOIN orders o ON o.id = j.order_id
     WHERE o.state = 'running' ORDER BY f.job_id, f.attempt`,
@@ -495,6 +592,7 @@ export function decodeLock(r: LockRowDb): Lock & { released: boolean } {
 
 /** The rows {@link readSql} returns for a snapshot, from either backend. */
 export interface SnapshotRows {
+  specs: { id: number | string; body: string }[]
   packets: PacketRow[]
   orders: OrderRow[]
   jobs: Iterable<JobRow>
@@ -505,30 +603,34 @@ export interface SnapshotRows {
   holders: { key: string; holder: Bin }[]
 }
 
-function groupBy<T>(items: Iterable<T>, key: (item: T) => Id): Map<Id, T[]> {
+/**
+ * Splits rows sorted by their `order_id` into runs, one per order, converting each order's id
+ * once rather than once per row.
+ */
+function byOrder<R extends { order_id: Bin }, T>(
+  rows: Iterable<R>,
+  decode: (row: R, orderId: Id) => T,
+): Map<Id, T[]> {
   const out = new Map<Id, T[]>()
-  for (const item of items) {
-    const k = key(item)
-    let list = out.get(k)
-    if (list === undefined) out.set(k, (list = []))
-    list.push(item)
+  let last: Bin | undefined
+  let list: T[] = []
+  let orderId = ''
+  for (const r of rows) {
+    if (last === undefined || !Buffer.from(r.order_id).equals(last)) {
+      last = r.order_id
+      orderId = fromBin(r.order_id)
+      list = out.get(orderId) ?? []
+      out.set(orderId, list)
+    }
+    list.push(decode(r, orderId))
   }
   return out
 }
 
 export function assembleSnapshot(rows: SnapshotRows): Snapshot {
-  const jobs = groupBy(
-    (function* () {
-      for (const r of rows.jobs) yield decodeJob(r)
-    })(),
-    (j) => j.orderId,
-  )
-  const locks = groupBy(
-    (function* () {
-      for (const r of rows.locks) yield { orderId: fromBin(r.order_id), lock: decodeLock(r) }
-    })(),
-    (l) => l.orderId,
-  )
+  const specs = specMap(rows.specs)
+  const jobs = byOrder(rows.jobs, (r, orderId) => decodeJob(r, specs, orderId))
+  const locks = byOrder(rows.locks, decodeLock)
   return {
     packets: rows.packets.map(decodePacket),
     orders: rows.orders.map((r) => {
@@ -536,7 +638,7 @@ export function assembleSnapshot(rows: SnapshotRows): Snapshot {
       return {
         stored,
         jobs: jobs.get(stored.order.id) ?? [],
-        locks: (locks.get(stored.order.id) ?? []).map((l) => l.lock),
+        locks: locks.get(stored.order.id) ?? [],
       }
     }),
     attempts: rows.attempts.map(decodeAttempt),

@@ -25,8 +25,15 @@ import {
   orderValues,
   orderWithCounts,
   pendingMigrations,
+  decodeJobArray,
+  hexToId,
+  jobArrayColumns,
   readSql,
   rowValues,
+  SpecIds,
+  specBody,
+  specHash,
+  specMap,
   toBin,
 } from './schema.ts'
 import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
@@ -104,7 +111,11 @@ export class SqliteStore implements Store {
         'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
       ),
       order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(13)})`),
-      job: db.prepare(`INSERT INTO jobs (${jobColumns}) VALUES (${placeholders(15)})`),
+      job: db.prepare(`INSERT INTO jobs (${jobColumns}) VALUES (${placeholders(11)})`),
+      specInsert: db.prepare(
+        'INSERT INTO job_specs (hash, body) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING',
+      ),
+      specId: db.prepare(readSql.specId).pluck(),
       lock: db.prepare('INSERT INTO locks (job_id, next_id, released) VALUES (?, ?, 0)'),
       // Values come id first, as for PostgreSQL's unnest.
       orderUpdate: db.prepare(
@@ -148,7 +159,14 @@ export class SqliteStore implements Store {
   }
 
   commit(batch: Batch): Promise<void> {
-    return settle(() => this.write(batch))
+    return settle(() => {
+      try {
+        this.write(batch)
+      } catch (e) {
+        this.specIds.clear()
+        throw e
+      }
+    })
   }
 
   private write(batch: Batch): void {
@@ -161,7 +179,7 @@ export class SqliteStore implements Store {
       each(s.artifact, batch.artifacts, rowValues.artifact)
       for (const o of batch.orders) {
         s.order.run(...orderValues(o.stored))
-        each(s.job, o.jobs, jobValues)
+        for (const job of o.jobs) s.job.run(...jobValues(job, this.specId(specBody(job))))
         each(s.lock, o.locks, rowValues.lock)
       }
       each(s.orderUpdate, batch.orderUpdates, rowValues.orderUpdate)
@@ -177,23 +195,61 @@ export class SqliteStore implements Store {
     })()
   }
 
+  private readonly specIds = new SpecIds()
+
+  /** The id of a spec, stored on first use. */
+  private specId(body: string): number {
+    let id = this.specIds.get(body)
+    if (id === undefined) {
+      const s = this.statements!
+      const hash = specHash(body)
+      s.specInsert.run(hash, body)
+      id = Number(s.specId.get(hash))
+      this.specIds.set(body, id)
+    }
+    return id
+  }
+
   load(): Promise<Snapshot> {
     const db = this.db
     const all = <T>(sql: string) => db.prepare(sql).all() as T[]
-    const read = db.transaction(() =>
-      assembleSnapshot({
+    const read = db.transaction(() => {
+      // Jobs and locks are read order by order as arrays with hex ids: at a restart with
+      // millions of jobs, a row object and two buffers per job cost more than the read.
+      const specRows = all<{ id: number; body: string }>(readSql.runningSpecs)
+      const snapshot = assembleSnapshot({
+        specs: specRows,
         packets: all(readSql.packets),
         orders: all(readSql.runningOrders),
-        jobs: db.prepare(readSql.runningJobs).iterate() as IterableIterator<JobRow>,
-        locks: db.prepare(readSql.runningLocks).iterate() as IterableIterator<
-          LockRowDb & { order_id: Buffer }
-        >,
+        jobs: [],
+        locks: [],
         attempts: all(readSql.runningAttempts),
         targets: all(readSql.targets),
         products: all(readSql.products),
         holders: all(readSql.holders),
-      }),
-    )
+      })
+      const specs = specMap(specRows)
+      const jobs = db
+        .prepare(`SELECT ${jobArrayColumns} FROM jobs WHERE order_id = ? ORDER BY idx`)
+        .raw()
+      const locks = db
+        .prepare(
+          `SELECT lower(hex(l.job_id)), lower(hex(l.next_id)), l.released FROM jobs j
+           JOIN locks l ON l.job_id = j.id WHERE j.order_id = ?`,
+        )
+        .raw()
+      for (const o of snapshot.orders) {
+        const orderId = o.stored.order.id
+        const id = toBin(orderId)
+        o.jobs = (jobs.all(id) as unknown[][]).map((r) => decodeJobArray(r, specs, orderId))
+        o.locks = (locks.all(id) as [string, string, number][]).map((r) => ({
+          jobId: hexToId(r[0]),
+          nextId: hexToId(r[1]),
+          released: r[2] === 1,
+        }))
+      }
+      return snapshot
+    })
     return settle(read)
   }
 
@@ -211,8 +267,12 @@ export class SqliteStore implements Store {
   }
 
   jobs(orderId: Id): Promise<Job[]> {
-    const rows = this.db.prepare(readSql.jobs).all(toBin(orderId)) as JobRow[]
-    return Promise.resolve(rows.map(decodeJob))
+    const id = toBin(orderId)
+    const specs = specMap(
+      this.db.prepare(readSql.specsOf).all(id) as { id: number; body: string }[],
+    )
+    const rows = this.db.prepare(readSql.jobs).all(id) as JobRow[]
+    return Promise.resolve(rows.map((r) => decodeJob(r, specs)))
   }
 
   attempts(jobId: Id): Promise<TargetFulfilment[]> {

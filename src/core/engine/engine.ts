@@ -181,13 +181,16 @@ class JobRecord {
     this.job = job
     this.order = order
     this.resources = resources
-    this.uses = resources.filter((r) => r.unique).map((r) => r.key)
+    this.uses =
+      resources.length === 0 ? NO_KEYS : resources.filter((r) => r.unique).map((r) => r.key)
   }
 
   get current(): TargetFulfilment | undefined {
     return this.attempts[this.attempts.length - 1]
   }
 }
+
+const NO_KEYS: string[] = []
 
 const ORDER_NOT_FINAL: ReadonlySet<OrderState> = new Set(['running'])
 
@@ -704,6 +707,19 @@ export class Engine {
     }
     if (job.job.state === 'ready') return this.dispatch.explain(jobId)
     return undefined
+  }
+
+  /**
+   * Drops an ended order and its jobs from memory, once the store holds them: the engine keeps
+   * what is in flight, the store keeps history. Refuses an order still running.
+   */
+  forgetOrder(orderId: Id): void {
+    const order = this.orderRecord(orderId)
+    if (order.order.state === 'running') {
+      throw new LockstepError('VALIDATION_FAILED', `order ${orderId} is still running`)
+    }
+    for (const job of order.jobs) this.jobRecords.delete(job.job.id)
+    this.orders.delete(orderId)
   }
 
   /** Ends every timer; the engine takes no more work. */
