@@ -254,42 +254,51 @@ export class SqliteStore implements Store {
   }
 
   order(orderId: Id): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined> {
-    const id = toBin(orderId)
-    const row = this.db.prepare(readSql.order).get(id) as OrderRow | undefined
-    if (row === undefined) return Promise.resolve(undefined)
-    const states = this.db.prepare(readSql.orderCounts).all(id) as { state: string; n: number }[]
-    return Promise.resolve(orderWithCounts(row, states))
+    return settle(() => {
+      const id = toBin(orderId)
+      const row = this.db.prepare(readSql.order).get(id) as OrderRow | undefined
+      if (row === undefined) return undefined
+      const states = this.db.prepare(readSql.orderCounts).all(id) as { state: string; n: number }[]
+      return orderWithCounts(row, states)
+    })
   }
 
   listOrders(limit: number): Promise<StoredOrder[]> {
-    const rows = this.db.prepare(readSql.listOrders).all(limit) as OrderRow[]
-    return Promise.resolve(rows.map(decodeOrder))
+    return settle(() =>
+      (this.db.prepare(readSql.listOrders).all(limit) as OrderRow[]).map(decodeOrder),
+    )
   }
 
   jobs(orderId: Id): Promise<Job[]> {
-    const id = toBin(orderId)
-    const specs = specMap(
-      this.db.prepare(readSql.specsOf).all(id) as { id: number; body: string }[],
-    )
-    const rows = this.db.prepare(readSql.jobs).all(id) as JobRow[]
-    return Promise.resolve(rows.map((r) => decodeJob(r, specs)))
+    return settle(() => {
+      const id = toBin(orderId)
+      const specs = specMap(
+        this.db.prepare(readSql.specsOf).all(id) as { id: number; body: string }[],
+      )
+      return (this.db.prepare(readSql.jobs).all(id) as JobRow[]).map((r) => decodeJob(r, specs))
+    })
   }
 
   attempts(jobId: Id): Promise<TargetFulfilment[]> {
-    const rows = this.db.prepare(readSql.attempts).all(toBin(jobId)) as (AttemptRow & {
-      order_id: Buffer
-    })[]
-    return Promise.resolve(rows.map(decodeAttempt))
+    return settle(() =>
+      (
+        this.db.prepare(readSql.attempts).all(toBin(jobId)) as (AttemptRow & {
+          order_id: Buffer
+        })[]
+      ).map(decodeAttempt),
+    )
   }
 
   locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {
-    const rows = this.db.prepare(readSql.locks).all(toBin(orderId)) as LockRowDb[]
-    return Promise.resolve(rows.map(decodeLock))
+    return settle(() =>
+      (this.db.prepare(readSql.locks).all(toBin(orderId)) as LockRowDb[]).map(decodeLock),
+    )
   }
 
   events(afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    const rows = this.db.prepare(readSql.events).all(afterSeq, limit) as EventRowDb[]
-    return Promise.resolve(rows.map(decodeEvent))
+    return settle(() =>
+      (this.db.prepare(readSql.events).all(afterSeq, limit) as EventRowDb[]).map(decodeEvent),
+    )
   }
 
   close(): Promise<void> {
