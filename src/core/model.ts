@@ -228,4 +228,6 @@ export interface Target {
   labels: Record<string, string>
   /** The data projects the target holds (workers only). */
   projects: string[]
+  /** Where the target serves its products to peers, e.g. `http://10.0.0.7:7301`. */
+  url?: string
 }

@@ -19,7 +19,7 @@ import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilmen
 import { LockstepError } from '../core/errors.ts'
 import type { ErrorCode } from '../core/errors.ts'
 import type { Id } from '../core/ids.ts'
-import type { Job, JobResult, Target } from '../core/model.ts'
+import type { Job, JobResult, Order, Target } from '../core/model.ts'
 import { parseInput } from '../core/schema.ts'
 import type { Store } from '../store/store.ts'
 import { Journal } from './journal.ts'
@@ -62,6 +62,11 @@ export const heartbeatSchema = z.strictObject({
   removed: z.array(z.string()).optional(),
   /** How many more jobs it can take now. @default 0 */
   free: z.number().int().min(0).max(100_000).optional(),
+  /**
+   * With free slots and nothing to say or hear, wait up to this long for a job before answering
+   * (a long poll). @default 0
+   */
+  waitMs: z.number().int().min(0).max(60_000).optional(),
 })
 
 export type HeartbeatInput = z.input<typeof heartbeatSchema>
@@ -92,6 +97,8 @@ export class SchedulerService {
   private initiatorPump = false
   private readonly initiatorRuns = new Set<Promise<void>>()
   private listeners: ((e: EngineEvent) => void)[] = []
+  /** Heartbeats waiting for work. */
+  private readonly wake = new Set<() => void>()
   /** Events waiting for their commit, kept only while someone listens. */
   private unstored: EngineEvent[] = []
 
@@ -204,7 +211,11 @@ export class SchedulerService {
    * A worker's one call: its results and cache changes in, up to `free` new jobs and the
    * attempts it should stop out. Answers once all of it is stored.
    */
-  async heartbeat(targetId: string, input: HeartbeatInput = {}): Promise<HeartbeatReply> {
+  async heartbeat(
+    targetId: string,
+    input: HeartbeatInput = {},
+    signal?: AbortSignal,
+  ): Promise<HeartbeatReply> {
     this.check()
     const body = parseInput(heartbeatSchema, input)
     this.engine.heartbeat(targetId)
@@ -220,11 +231,59 @@ export class SchedulerService {
     if ((body.added?.length ?? 0) + (body.removed?.length ?? 0) > 0) {
       this.engine.reportCache(targetId, body.added ?? [], body.removed ?? [])
     }
-    const assignments = (body.free ?? 0) > 0 ? this.engine.pick(targetId, body.free!) : []
-    const stop = this.stops.get(targetId) ?? []
-    this.stops.delete(targetId)
+    const free = body.free ?? 0
+    let assignments = free > 0 ? this.engine.pick(targetId, free) : []
+    let stop = this.takeStops(targetId)
+    const waitMs = body.waitMs ?? 0
+    if (assignments.length === 0 && stop.length === 0 && refused.length === 0 && waitMs > 0) {
+      // Results and cache changes are stored before the wait, so none waits on a quiet cluster.
+      await this.durable()
+      await this.waitForWork(waitMs, signal)
+      if (!this.closed && this.failure === undefined && !(signal?.aborted ?? false)) {
+        this.engine.heartbeat(targetId)
+        if (free > 0) assignments = this.engine.pick(targetId, free)
+        stop = this.takeStops(targetId)
+      }
+    }
     await this.durable()
     return { assignments, refused, stop }
+  }
+
+  private takeStops(targetId: string): HeartbeatReply['stop'] {
+    const stop = this.stops.get(targetId) ?? []
+    this.stops.delete(targetId)
+    return stop
+  }
+
+  /** Resolves when a job becomes ready or an attempt must stop, or after `ms`. */
+  private waitForWork(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.wake.delete(done)
+        signal?.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.wake.add(done)
+      signal?.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  /** The order, running or ended. */
+  async order(orderId: Id): Promise<Order> {
+    const live = this.engine.order(orderId)
+    if (live !== undefined) return live
+    const stored = await this.store.order(orderId)
+    if (stored === undefined) {
+      throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
+    }
+    return stored.order
+  }
+
+  /** Orders, newest first: those in memory and the stored ones. */
+  async listOrders(limit: number): Promise<Order[]> {
+    return (await this.store.listOrders(limit)).map((o) => this.engine.order(o.order.id) ?? o.order)
   }
 
   /** One scheduling cycle for push targets; the starts are stored before it returns. */
@@ -285,6 +344,7 @@ export class SchedulerService {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    for (const wake of [...this.wake]) wake()
     this.engine.stop()
     await Promise.allSettled([...this.initiatorRuns])
     if (this.failure === undefined) {
@@ -318,6 +378,9 @@ export class SchedulerService {
       let list = this.stops.get(e.target)
       if (list === undefined) this.stops.set(e.target, (list = []))
       list.push({ jobId: e.jobId, attempt: e.attempt, reason: e.reason })
+    }
+    if ((e.type === 'job:ready' || e.type === 'attempt:stop') && this.wake.size > 0) {
+      for (const wake of [...this.wake]) wake()
     }
     if (e.type === 'job:ready' && !this.initiatorPump) {
       const policy = this.engine.job(e.jobId)?.policy

@@ -103,6 +103,7 @@ const jobTypes = [
   'text',
   'bigint',
 ]
+const targetTypes = ['text', 'text', 'int', 'text', 'text', 'text', 'smallint', 'bigint']
 const attemptTypes = ['bytea', 'int', 'text', 'text', 'text', 'text', 'int', 'text', 'text']
 
 export class PostgresStore implements Store {
@@ -241,13 +242,13 @@ export class PostgresStore implements Store {
         ])
       }
       await q(
-        `INSERT INTO targets (id, kind, slots, labels, projects, live, updated_at)
-         SELECT * FROM ${unnest(['text', 'text', 'int', 'text', 'text', 'smallint', 'bigint'])}
+        `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at)
+         SELECT * FROM ${unnest(targetTypes)}
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
-           labels = excluded.labels, projects = excluded.projects, live = excluded.live,
-           updated_at = excluded.updated_at`,
+           labels = excluded.labels, projects = excluded.projects, url = excluded.url,
+           live = excluded.live, updated_at = excluded.updated_at`,
         batch.targets.map(rowValues.target),
-        ['text', 'text', 'int', 'text', 'text', 'smallint', 'bigint'],
+        targetTypes,
       )
       if (batch.cachesDropped.length > 0) {
         await c.query('DELETE FROM products WHERE target_id = ANY($1::text[])', [

@@ -104,6 +104,7 @@ CREATE TABLE targets (
   slots INTEGER NOT NULL,
   labels TEXT NOT NULL,
   projects TEXT NOT NULL,
+  url TEXT,
   live SMALLINT NOT NULL,
   updated_at BIGINT NOT NULL
 );
@@ -420,6 +421,7 @@ export const rowValues = {
     t.target.availability,
     JSON.stringify(t.target.labels),
     JSON.stringify(t.target.projects),
+    t.target.url ?? null,
     t.live ? 1 : 0,
     t.at,
   ],
@@ -490,6 +492,7 @@ export interface TargetRow {
   slots: number
   labels: string
   projects: string
+  url: string | null
   live: number
 }
 
@@ -501,6 +504,7 @@ export function decodeTarget(r: TargetRow): { target: Target; live: boolean } {
       availability: r.slots,
       labels: JSON.parse(r.labels) as Target['labels'],
       projects: JSON.parse(r.projects) as string[],
+      ...(r.url === null ? {} : { url: r.url }),
     },
     live: r.live === 1,
   }
@@ -559,7 +563,7 @@ export const readSql = {
   runningAttempts: `SELECT ${prefixed(attemptColumns, 'f')}, j.order_id FROM target_fulfilments f
     JOIN jobs j ON j.id = f.job_id JOIN orders o ON o.id = j.order_id
     WHERE o.state = 'running' ORDER BY f.job_id, f.attempt`,
-  targets: 'SELECT id, kind, slots, labels, projects, live FROM targets ORDER BY id',
+  targets: 'SELECT id, kind, slots, labels, projects, url, live FROM targets ORDER BY id',
   products: 'SELECT product_id, target_id FROM products',
   holders: 'SELECT key, holder FROM resources WHERE holder IS NOT NULL',
   order: `SELECT ${orderColumns} FROM orders WHERE id = ?`,

@@ -138,10 +138,11 @@ export class SqliteStore implements Store {
       ),
       release: db.prepare('UPDATE locks SET released = 1 WHERE job_id = ?'),
       target: db.prepare(
-        `INSERT INTO targets (id, kind, slots, labels, projects, live, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
-           labels = excluded.labels, projects = excluded.projects, live = excluded.live,
+           labels = excluded.labels, projects = excluded.projects, url = excluded.url,
+           live = excluded.live,
            updated_at = excluded.updated_at`,
       ),
       productAdd: db.prepare(

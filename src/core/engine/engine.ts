@@ -72,6 +72,12 @@ export const targetRegistrationSchema = z.strictObject({
   projects: z.array(nameSchema).max(10_000).optional(),
   /** Products in its cache. */
   cached: z.array(z.string()).optional(),
+  /** Where it serves its products to peers (http or https). */
+  url: z
+    .string()
+    .regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL')
+    .max(2048)
+    .optional(),
   /** Attempts it is still running; any other attempt it was running is lost. */
   running: z
     .array(z.strictObject({ jobId: z.string(), attempt: z.number().int().min(1) }))
@@ -259,6 +265,7 @@ export class Engine {
       availability: spec.slots ?? 1,
       labels: spec.labels ?? {},
       projects: [...new Set(spec.projects ?? [])].sort(),
+      ...(spec.url === undefined ? {} : { url: spec.url }),
     }
     const record = this.addTarget(target, kind === 'worker' ? this.leaseMs : 0)
     this.emit('worker:registered', { target })
@@ -688,6 +695,21 @@ export class Engine {
       name: p.job.name,
       holders: this.dispatch.holders(p.job.id),
     }))
+  }
+
+  /** Every live target holding a product. */
+  holders(productId: string): string[] {
+    return this.dispatch.holders(productId)
+  }
+
+  /** Counts for metrics: jobs by state over the orders in memory, and the dispatch queues. */
+  stats(): { jobs: JobCounts; queued: number; targets: number; running: number } {
+    const jobs = emptyCounts()
+    for (const o of this.orders.values()) {
+      for (const state of Object.keys(jobs) as JobState[]) jobs[state] += o.counts[state]
+    }
+    const d = this.dispatch.stats()
+    return { jobs, queued: d.waiting, targets: d.targets, running: d.running }
   }
 
   /** Any live target holding a job's product. */

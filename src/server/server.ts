@@ -1,0 +1,353 @@
+/**
+ * The scheduler's HTTP API, version 1. Workbenches submit, follow and cancel; workers register
+ * and heartbeat (a long poll). Every answer that reports a change comes after the change is
+ * stored. `/openapi.json` describes it all; `/metrics` speaks Prometheus.
+ */
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { z } from 'zod'
+import { classify, readDocument } from '../core/document.ts'
+import type { EngineEvent } from '../core/engine/events.ts'
+import { LockstepError, ValidationError } from '../core/errors.ts'
+import { finalJobStates } from '../core/model.ts'
+import type { Order } from '../core/model.ts'
+import { orderOptionsSchema } from '../core/order.ts'
+import { parseInput } from '../core/schema.ts'
+import type { SchedulerService } from '../scheduler/service.ts'
+import { Auth } from './auth.ts'
+import type { Caller, TokenEntry } from './auth.ts'
+import { Router } from './http.ts'
+import type { Log, Request } from './http.ts'
+import { Metrics } from './metrics.ts'
+import { openApiDocument } from './openapi.ts'
+
+/** Options of {@link startServer}. */
+export interface ServerOptions {
+  service: SchedulerService
+  /** @default 7300 */
+  port?: number
+  /** @default '127.0.0.1' */
+  host?: string
+  /** No tokens: the server is open to anyone who can reach it. */
+  tokens?: readonly TokenEntry[]
+  /** The largest request body accepted. @default 16 MiB */
+  maxBodyBytes?: number
+  /** Lets workbenches download an order's products (off by default, as the seed says). */
+  allowDownload?: boolean
+  /** The longest heartbeat long poll. @default 30000 */
+  maxWaitMs?: number
+  /** One JSON object per line. @default silent */
+  log?: Log
+}
+
+/** A running server. */
+export interface RunningServer {
+  url: string
+  port: number
+  close(): Promise<void>
+}
+
+const submitSchema = z.strictObject({
+  /** An artifact to bind and order. */
+  artifact: z.unknown().optional(),
+  /** A packet to store and order once. */
+  packet: z.unknown().optional(),
+  /** A stored packet to order, by id or name. */
+  packetRef: z.string().optional(),
+  options: orderOptionsSchema.optional(),
+})
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const service = options.service
+  const auth = new Auth(options.tokens ?? [])
+  const log: Log = options.log ?? (() => {})
+  const metrics = new Metrics(service)
+  const maxWaitMs = options.maxWaitMs ?? 30_000
+  const router = new Router()
+  const streams = new Set<() => void>()
+
+  const canSee = (caller: Caller, order: Order) =>
+    caller.role === 'admin' || caller.role === 'worker' || order.owner === caller.name
+
+  /** The order, if the caller may see it; another owner's order reads as not found. */
+  const visibleOrder = async (caller: Caller, orderId: string): Promise<Order> => {
+    const order = await service.order(orderId)
+    if (!canSee(caller, order)) {
+      throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
+    }
+    return order
+  }
+
+  router.add('GET', '/healthz', () => ({ body: { ok: true } }))
+  router.add('GET', '/metrics', () => ({
+    body: metrics.render(),
+    headers: { 'content-type': 'text/plain; version=0.0.4' },
+  }))
+  router.add('GET', '/openapi.json', () => ({ body: openApiDocument() }))
+
+  // ---- workbench ----
+
+  router.add('POST', '/v1/packets', async (req) => {
+    auth.check(req, ['workbench'])
+    const record = await service.createPacket(await documentBody(req))
+    return { status: 201, body: { id: record.id, name: record.name, createdAt: record.createdAt } }
+  })
+
+  router.add('POST', '/v1/orders', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const yaml = isYaml(req)
+    const body = yaml
+      ? { ...submissionOf(await documentBody(req)), options: optionsFromQuery(req) }
+      : parseInput(submitSchema, await req.json())
+    const given = [body.artifact, body.packet, body.packetRef].filter((x) => x !== undefined)
+    if (given.length !== 1) {
+      throw new ValidationError([
+        { path: '', message: 'give exactly one of artifact, packet or packetRef' },
+      ])
+    }
+    const orderOptions = { ...body.options }
+    if (orderOptions.owner !== undefined && orderOptions.owner !== caller.name) {
+      if (caller.role !== 'admin') {
+        throw new LockstepError('FORBIDDEN', 'only an admin may submit on behalf of another owner')
+      }
+    } else orderOptions.owner = caller.name
+    const fulfilment =
+      body.artifact !== undefined
+        ? await service.submitArtifact(body.artifact, orderOptions, caller.name)
+        : body.packet !== undefined
+          ? await service.submitPacket(body.packet, orderOptions, caller.name)
+          : await service.orderPacket(body.packetRef!, orderOptions, caller.name)
+    return { status: 201, body: fulfilment }
+  })
+
+  router.add('GET', '/v1/orders', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const limit = Math.min(1000, Math.max(1, Number(req.query.get('limit') ?? 100) || 100))
+    const orders = (await service.listOrders(limit)).filter((o) => canSee(caller, o))
+    return { body: await Promise.all(orders.map((o) => service.fulfilment(o.id))) }
+  })
+
+  router.add('GET', '/v1/orders/:id', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const order = await visibleOrder(caller, req.params.id!)
+    return { body: { order, fulfilment: await service.fulfilment(order.id) } }
+  })
+
+  router.add('GET', '/v1/orders/:id/jobs', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const order = await visibleOrder(caller, req.params.id!)
+    const jobs = await service.jobs(order.id)
+    return {
+      body: jobs.map((job) => ({
+        ...job,
+        ...(finalJobStates.has(job.state) || job.state === 'running'
+          ? {}
+          : {
+              wait:
+                service.engine.job(job.id) === undefined
+                  ? undefined
+                  : service.engine.explain(job.id),
+            }),
+      })),
+    }
+  })
+
+  router.add('GET', '/v1/jobs/:id', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const job = service.engine.job(req.params.id!)
+    if (job === undefined)
+      throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${req.params.id}`)
+    await visibleOrder(caller, job.orderId)
+    return {
+      body: {
+        job,
+        attempts: await service.attempts(job.id),
+        inputs: service.engine.inputs(job.id),
+        wait: service.engine.explain(job.id),
+      },
+    }
+  })
+
+  router.add('POST', '/v1/orders/:id/cancel', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const order = await visibleOrder(caller, req.params.id!)
+    if (caller.role !== 'admin' && order.owner !== caller.name) {
+      throw new LockstepError('FORBIDDEN', 'only the order’s owner or an admin may cancel it')
+    }
+    return { body: await service.cancelOrder(order.id, `cancelled by ${caller.name}`) }
+  })
+
+  router.add('POST', '/v1/jobs/:id/cancel', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const job = service.engine.job(req.params.id!)
+    if (job === undefined)
+      throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${req.params.id}`)
+    const order = await visibleOrder(caller, job.orderId)
+    if (caller.role !== 'admin' && order.owner !== caller.name) {
+      throw new LockstepError('FORBIDDEN', 'only the order’s owner or an admin may cancel its jobs')
+    }
+    return { body: await service.cancelJob(job.id, `cancelled by ${caller.name}`) }
+  })
+
+  router.add('GET', '/v1/orders/:id/products', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    if (options.allowDownload !== true) {
+      throw new LockstepError(
+        'DOWNLOAD_DISABLED',
+        'this server does not allow downloading products; start it with --allow-download',
+      )
+    }
+    const order = await visibleOrder(caller, req.params.id!)
+    const jobs = await service.jobs(order.id)
+    return {
+      body: jobs
+        .filter((j) => j.state === 'succeeded')
+        .map((j) => ({ jobId: j.id, name: j.name, holders: holderUrls(service, j.id) })),
+    }
+  })
+
+  /** Server-sent events: every stored event, or one order's until it ends. */
+  router.add('GET', '/v1/events', async (req) => {
+    const caller = auth.check(req, ['workbench'])
+    const orderId = req.query.get('order') ?? undefined
+    if (orderId !== undefined) await visibleOrder(caller, orderId)
+    else if (caller.role !== 'admin') {
+      throw new LockstepError('FORBIDDEN', 'only an admin may follow every order; add ?order=ID')
+    }
+    const res = req.res
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    })
+    const write = (type: string, data: unknown) =>
+      res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
+    res.write('retry: 1000\n\n')
+    let ended = false
+    const end = () => {
+      if (ended) return
+      ended = true
+      off()
+      streams.delete(end)
+      res.end()
+    }
+    const off = service.on((e: EngineEvent) => {
+      const of = 'orderId' in e ? e.orderId : e.type === 'order:submitted' ? e.order.id : undefined
+      if (orderId !== undefined && of !== orderId) return
+      write(e.type, e.type === 'order:submitted' ? { orderId: e.order.id, jobs: e.jobs.length } : e)
+      if (orderId !== undefined && (e.type.startsWith('job:') || e.type.startsWith('order:'))) {
+        void service.fulfilment(orderId).then((f) => {
+          if (ended) return
+          write('fulfilment', f)
+          if (f.state !== 'running') end()
+        })
+      }
+    })
+    streams.add(end)
+    req.signal.addEventListener('abort', end, { once: true })
+    if (orderId !== undefined) {
+      const f = await service.fulfilment(orderId)
+      write('fulfilment', f)
+      if (f.state !== 'running') end()
+    }
+    return undefined
+  })
+
+  // ---- workers ----
+
+  router.add('POST', '/v1/workers', async (req) => {
+    auth.check(req, ['worker'])
+    const target = await service.registerTarget((await req.json()) as never)
+    return { status: 201, body: target }
+  })
+
+  router.add('POST', '/v1/workers/:id/heartbeat', async (req) => {
+    auth.check(req, ['worker'])
+    const body = (await req.json()) as { waitMs?: number }
+    if (typeof body.waitMs === 'number') body.waitMs = Math.min(body.waitMs, maxWaitMs)
+    const started = performance.now()
+    const reply = await service.heartbeat(req.params.id!, body, req.signal)
+    metrics.heartbeat((performance.now() - started) / 1000, reply.assignments.length)
+    return { body: reply }
+  })
+
+  router.add('DELETE', '/v1/workers/:id', async (req) => {
+    auth.check(req, ['worker'])
+    await service.removeTarget(req.params.id!)
+    return { status: 204, body: '' }
+  })
+
+  router.add('GET', '/v1/workers', (req) => {
+    auth.check(req, ['workbench', 'worker'])
+    return { body: service.engine.targets() }
+  })
+
+  router.add('GET', '/v1/products/:id', (req) => {
+    auth.check(req, ['worker', 'workbench'])
+    const holders = holderUrls(service, req.params.id!)
+    if (holders.length === 0) {
+      throw new LockstepError('PRODUCT_NOT_FOUND', `no live target holds product ${req.params.id}`)
+    }
+    return { body: { productId: req.params.id, holders } }
+  })
+
+  const server = createServer((req, res) => {
+    void router.handle(req, res, { maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024, log })
+  })
+  server.keepAliveTimeout = 65_000
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 7300, options.host ?? '127.0.0.1', () => resolve())
+  })
+  const port = (server.address() as AddressInfo).port
+  const host = options.host ?? '127.0.0.1'
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  log({ level: 'info', msg: 'listening', url, auth: auth.open ? 'open' : 'tokens' })
+  return {
+    url,
+    port,
+    async close() {
+      for (const end of [...streams]) end()
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+    },
+  }
+}
+
+/** Who holds a product, with the URL each serves it from when it has one. */
+function holderUrls(
+  service: SchedulerService,
+  productId: string,
+): { target: string; url?: string }[] {
+  return service.engine.holders(productId).map((id) => {
+    const url = service.engine.target(id)?.url
+    return url === undefined ? { target: id } : { target: id, url }
+  })
+}
+
+function isYaml(req: Request): boolean {
+  return /yaml/i.test(req.headers['content-type'] ?? '')
+}
+
+/** A packet or an artifact, sent as YAML or JSON. */
+async function documentBody(req: Request): Promise<unknown> {
+  return isYaml(req) ? readDocument(await req.text(), 'body') : req.json()
+}
+
+/** What a YAML body holds, as the fields of a submission. */
+function submissionOf(data: unknown): { artifact?: unknown; packet?: unknown } {
+  const kind = classify(data).kind
+  return kind === 'artifact' ? { artifact: data } : { packet: data }
+}
+
+/** Order options given as query parameters next to a YAML body. */
+function optionsFromQuery(req: Request): z.input<typeof orderOptionsSchema> {
+  const out: Record<string, unknown> = {}
+  const priority = req.query.get('priority')
+  if (priority !== null) out.priority = Number(priority)
+  const owner = req.query.get('owner')
+  if (owner !== null) out.owner = owner
+  return parseInput(orderOptionsSchema, out, 'query')
+}
