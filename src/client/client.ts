@@ -1,0 +1,214 @@
+/**
+ * The HTTP client of the Lockstep API, shared by the CLI, the SDK, the worker agent and the
+ * dashboard. Errors from the server come back as {@link LockstepError}s with the server's code;
+ * a server that cannot be reached is an error that says so.
+ */
+import type { Assignment, TargetRegistration } from '../core/engine/engine.ts'
+import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { LockstepError, ValidationError } from '../core/errors.ts'
+import type { ErrorCode, Issue } from '../core/errors.ts'
+import type { Job, JobResult, Order, Target } from '../core/model.ts'
+import type { OrderOptions } from '../core/order.ts'
+
+/** Options of a {@link LockstepClient}. */
+export interface ClientOptions {
+  /** The scheduler's URL, e.g. `http://127.0.0.1:7300`. */
+  url: string
+  /** A bearer token; none for an open server. */
+  token?: string
+}
+
+/** What a worker sends on a heartbeat. */
+export interface HeartbeatBody {
+  results?: { jobId: string; attempt: number; result: JobResult }[]
+  added?: string[]
+  removed?: string[]
+  free?: number
+  waitMs?: number
+}
+
+/** What a worker gets back. */
+export interface HeartbeatAnswer {
+  assignments: Assignment[]
+  refused: { jobId: string; attempt: number; code: ErrorCode; message: string }[]
+  stop: { jobId: string; attempt: number; reason: string }[]
+}
+
+/** A product's holders, with the URL each serves it from. */
+export interface ProductHolders {
+  productId: string
+  holders: { target: string; url?: string }[]
+}
+
+/** One server-sent event. */
+export interface StreamEvent {
+  type: string
+  data: unknown
+}
+
+export class LockstepClient {
+  readonly url: string
+  private readonly token: string | undefined
+
+  constructor(options: ClientOptions) {
+    this.url = options.url.replace(/\/+$/, '')
+    this.token = options.token
+  }
+
+  /** Calls the API; throws the server's error, or one that says the server cannot be reached. */
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { signal?: AbortSignal; contentType?: string } = {},
+  ): Promise<T> {
+    const headers: Record<string, string> = {}
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
+    let payload: string | undefined
+    if (body !== undefined) {
+      headers['content-type'] = init.contentType ?? 'application/json'
+      payload = typeof body === 'string' ? body : JSON.stringify(body)
+    }
+    let res: Response
+    try {
+      res = await fetch(`${this.url}${path}`, {
+        method,
+        headers,
+        body: payload,
+        signal: init.signal,
+      })
+    } catch (e) {
+      if (init.signal?.aborted === true) throw e
+      throw new LockstepError(
+        'UNAVAILABLE',
+        `cannot reach the scheduler at ${this.url} (${(e as Error).message}); is it running?`,
+      )
+    }
+    const text = await res.text()
+    if (!res.ok) throw errorFrom(res.status, text)
+    return (text === '' ? undefined : JSON.parse(text)) as T
+  }
+
+  health(): Promise<{ ok: boolean }> {
+    return this.request('GET', '/healthz')
+  }
+
+  /** Orders an artifact, a packet, or a stored packet by id or name. */
+  submit(
+    what: { artifact: unknown } | { packet: unknown } | { packetRef: string },
+    options: OrderOptions = {},
+  ): Promise<OrderFulfilment> {
+    return this.request('POST', '/v1/orders', { ...what, options })
+  }
+
+  /** Orders what a YAML or JSON file holds, as the server reads it (errors name line and column). */
+  submitDocument(text: string, options: { priority?: number } = {}): Promise<OrderFulfilment> {
+    const query = options.priority === undefined ? '' : `?priority=${options.priority}`
+    return this.request('POST', `/v1/orders${query}`, text, { contentType: 'application/yaml' })
+  }
+
+  orders(limit = 100): Promise<OrderFulfilment[]> {
+    return this.request('GET', `/v1/orders?limit=${limit}`)
+  }
+
+  order(orderId: string): Promise<{ order: Order; fulfilment: OrderFulfilment }> {
+    return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}`)
+  }
+
+  jobs(orderId: string): Promise<(Job & { wait?: unknown })[]> {
+    return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/jobs`)
+  }
+
+  job(
+    jobId: string,
+  ): Promise<{ job: Job; attempts: TargetFulfilment[]; inputs: unknown[]; wait: unknown }> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`)
+  }
+
+  cancelOrder(orderId: string): Promise<OrderFulfilment> {
+    return this.request('POST', `/v1/orders/${encodeURIComponent(orderId)}/cancel`)
+  }
+
+  cancelJob(jobId: string): Promise<Job> {
+    return this.request('POST', `/v1/jobs/${encodeURIComponent(jobId)}/cancel`)
+  }
+
+  products(
+    orderId: string,
+  ): Promise<{ jobId: string; name: string; holders: ProductHolders['holders'] }[]> {
+    return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/products`)
+  }
+
+  workers(): Promise<{ target: Target; live: boolean; running: number }[]> {
+    return this.request('GET', '/v1/workers')
+  }
+
+  register(registration: TargetRegistration): Promise<Target> {
+    return this.request('POST', '/v1/workers', registration)
+  }
+
+  heartbeat(workerId: string, body: HeartbeatBody, signal?: AbortSignal): Promise<HeartbeatAnswer> {
+    return this.request('POST', `/v1/workers/${encodeURIComponent(workerId)}/heartbeat`, body, {
+      signal,
+    })
+  }
+
+  leave(workerId: string): Promise<void> {
+    return this.request('DELETE', `/v1/workers/${encodeURIComponent(workerId)}`)
+  }
+
+  locate(productId: string): Promise<ProductHolders> {
+    return this.request('GET', `/v1/products/${encodeURIComponent(productId)}`)
+  }
+
+  /**
+   * Follows server-sent events (one order's, until it ends, or every event for an admin),
+   * calling `onEvent` for each; resolves when the stream ends.
+   */
+  async follow(
+    orderId: string | undefined,
+    onEvent: (e: StreamEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' }
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
+    const query = orderId === undefined ? '' : `?order=${encodeURIComponent(orderId)}`
+    const res = await fetch(`${this.url}/v1/events${query}`, { headers, signal })
+    if (!res.ok || res.body === null) throw errorFrom(res.status, await res.text())
+    const decoder = new TextDecoder()
+    let buffer = ''
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true })
+      let end
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end)
+        buffer = buffer.slice(end + 2)
+        let type = 'message'
+        let data = ''
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event: ')) type = line.slice(7)
+          else if (line.startsWith('data: ')) data += line.slice(6)
+        }
+        if (data !== '') onEvent({ type, data: JSON.parse(data) as unknown })
+      }
+    }
+  }
+}
+
+function errorFrom(status: number, text: string): LockstepError {
+  let parsed: { error?: { code?: string; message?: string; issues?: Issue[] } } | undefined
+  try {
+    parsed = JSON.parse(text) as typeof parsed
+  } catch {
+    parsed = undefined
+  }
+  const e = parsed?.error
+  if (e?.issues !== undefined && e.code !== undefined) {
+    return new ValidationError(e.issues, e.code as ErrorCode)
+  }
+  const error = new LockstepError(
+    (e?.code as ErrorCode | undefined) ?? (status >= 500 ? 'INTERNAL' : 'NOT_FOUND'),
+    e?.message ?? `HTTP ${status}: ${text.slice(0, 200)}`,
+  )
+  return error
+}
