@@ -1,0 +1,350 @@
+/**
+ * The worker agent: registers with its slots, data projects and cached products, then
+ * heartbeats: results and cache changes in, jobs out. It runs each job in a fresh directory,
+ * keeps products in its cache, serves them to peers, and fetches its inputs from the workers
+ * that hold them. On stop it takes no more jobs, lets running ones finish within a grace
+ * period, reports them, and leaves.
+ */
+import { createServer } from 'node:http'
+import type { Server, ServerResponse } from 'node:http'
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { LockstepClient } from '../client/client.ts'
+import type { HeartbeatAnswer, HeartbeatBody } from '../client/client.ts'
+import type { Assignment } from '../core/engine/engine.ts'
+import { LockstepError } from '../core/errors.ts'
+import type { JobResult } from '../core/model.ts'
+import { ProductCache, pack, unpack } from './products.ts'
+import { runJob } from './run-job.ts'
+import type { RunningJob } from './run-job.ts'
+
+/** Options of a {@link WorkerAgent}. */
+export interface AgentOptions {
+  /** The scheduler's URL. */
+  server: string
+  token?: string
+  id: string
+  /** Jobs at once. @default 1 */
+  slots?: number
+  /** Data by project: the projects this worker holds, and where. */
+  data?: Record<string, string>
+  labels?: Record<string, string>
+  /** Where products and job directories live. */
+  cacheDir: string
+  /** Products beyond this size are evicted, oldest first. @default 1 GiB */
+  cacheBytes?: number
+  /** Where the product server listens. @default 127.0.0.1, a free port */
+  host?: string
+  port?: number
+  /** The URL peers reach the product server at. @default http://host:port */
+  advertiseUrl?: string
+  /** The longest a heartbeat waits for work. @default 10000 */
+  waitMs?: number
+  /** How long a stop waits for running jobs. @default 30000 */
+  graceMs?: number
+  log?: (entry: Record<string, unknown>) => void
+}
+
+interface Running {
+  assignment: Assignment
+  job: RunningJob | undefined
+}
+
+export class WorkerAgent {
+  readonly id: string
+  readonly client: LockstepClient
+  private readonly options: AgentOptions
+  private readonly slots: number
+  private readonly cache: ProductCache
+  private readonly running = new Map<string, Running>()
+  private results: NonNullable<HeartbeatBody['results']> = []
+  private added: string[] = []
+  private removed: string[] = []
+  private stopping = false
+  private loopDone: Promise<void> = Promise.resolve()
+  private productServer: Server | undefined
+  private url = ''
+  /** Free slots promised to the long poll in flight. */
+  private polling = 0
+  private reporting = false
+  private readonly log: (entry: Record<string, unknown>) => void
+
+  private constructor(options: AgentOptions) {
+    this.options = options
+    this.id = options.id
+    this.slots = options.slots ?? 1
+    this.client = new LockstepClient({ url: options.server, token: options.token })
+    this.cache = new ProductCache(options.cacheDir, options.cacheBytes ?? 1024 ** 3)
+    this.log = options.log ?? (() => {})
+  }
+
+  static async start(options: AgentOptions): Promise<WorkerAgent> {
+    const agent = new WorkerAgent(options)
+    await agent.begin()
+    return agent
+  }
+
+  /** The URL this worker serves its products at. */
+  get productUrl(): string {
+    return this.url
+  }
+
+  private async begin(): Promise<void> {
+    const cached = await this.cache.open()
+    await mkdir(join(this.options.cacheDir, 'jobs'), { recursive: true })
+    this.productServer = createServer(
+      (req, res) => void this.serveProduct(req.url ?? '', req.headers.authorization, res),
+    )
+    await new Promise<void>((resolve, reject) => {
+      this.productServer!.once('error', reject)
+      this.productServer!.listen(this.options.port ?? 0, this.options.host ?? '127.0.0.1', () =>
+        resolve(),
+      )
+    })
+    const address = this.productServer.address() as AddressInfo
+    this.url =
+      this.options.advertiseUrl ?? `http://${this.options.host ?? '127.0.0.1'}:${address.port}`
+    await this.register(cached)
+    this.loopDone = this.loop()
+  }
+
+  private async register(cached = this.cache.ids()): Promise<void> {
+    await this.client.register({
+      id: this.id,
+      slots: this.slots,
+      projects: Object.keys(this.options.data ?? {}),
+      labels: this.options.labels,
+      cached,
+      url: this.url,
+      running: [...this.running.values()].map((r) => ({
+        jobId: r.assignment.jobId,
+        attempt: r.assignment.attempt,
+      })),
+    })
+    this.log({
+      level: 'info',
+      msg: 'registered',
+      worker: this.id,
+      url: this.url,
+      cached: cached.length,
+    })
+  }
+
+  /** Takes no more jobs, waits for running ones (up to the grace period), reports them, leaves. */
+  async stop(): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    const grace = this.options.graceMs ?? 30_000
+    const deadline = Date.now() + grace
+    while (this.running.size > 0 && Date.now() < deadline) await sleep(50)
+    for (const r of this.running.values()) r.job?.cancel('the worker is stopping')
+    while (this.running.size > 0) await sleep(20)
+    await this.loopDone.catch(() => {})
+    await this.flushReports()
+    await this.client.leave(this.id).catch(() => {})
+    await new Promise<void>((resolve) => {
+      this.productServer?.close(() => resolve())
+      this.productServer?.closeAllConnections()
+    })
+  }
+
+  private async flushReports(): Promise<void> {
+    if (this.results.length === 0 && this.added.length === 0 && this.removed.length === 0) return
+    const body = this.takeReports()
+    await this.client.heartbeat(this.id, body).catch(() => this.putBack(body))
+  }
+
+  private takeReports(): HeartbeatBody {
+    const body = { results: this.results, added: this.added, removed: this.removed }
+    this.results = []
+    this.added = []
+    this.removed = []
+    return body
+  }
+
+  private putBack(body: HeartbeatBody): void {
+    this.results.unshift(...(body.results ?? []))
+    this.added.unshift(...(body.added ?? []))
+    this.removed.unshift(...(body.removed ?? []))
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      const free = Math.max(0, this.slots - this.running.size)
+      const body: HeartbeatBody = { ...this.takeReports(), free }
+      const quiet =
+        body.results!.length === 0 && body.added!.length === 0 && body.removed!.length === 0
+      body.waitMs = quiet ? (this.options.waitMs ?? 10_000) : 0
+      this.polling = free
+      let reply: HeartbeatAnswer
+      try {
+        reply = await this.client.heartbeat(this.id, body)
+      } catch (e) {
+        this.putBack(body)
+        await this.recover(e)
+        continue
+      } finally {
+        this.polling = 0
+      }
+      this.apply(reply)
+    }
+  }
+
+  /** After a failed heartbeat: register again if the scheduler lost us, else wait and retry. */
+  private async recover(e: unknown): Promise<void> {
+    if (e instanceof LockstepError && e.code === 'WORKER_NOT_FOUND') {
+      await this.register().catch(() => sleep(1000))
+      return
+    }
+    this.log({ level: 'warn', msg: 'heartbeat failed', error: (e as Error).message })
+    await sleep(1000)
+  }
+
+  private apply(reply: HeartbeatAnswer): void {
+    for (const s of reply.stop) {
+      const r = this.running.get(s.jobId)
+      if (r !== undefined && r.assignment.attempt === s.attempt) r.job?.cancel(s.reason)
+    }
+    for (const a of reply.assignments) this.startJob(a)
+  }
+
+  /** Reports results at once while the main loop waits in a long poll. */
+  private report(): void {
+    if (this.reporting || this.polling === 0 || this.stopping) return
+    this.reporting = true
+    void (async () => {
+      try {
+        while (this.results.length > 0 || this.added.length > 0) {
+          const free = Math.max(0, this.slots - this.running.size - this.polling)
+          const body: HeartbeatBody = { ...this.takeReports(), free, waitMs: 0 }
+          try {
+            this.apply(await this.client.heartbeat(this.id, body))
+          } catch (e) {
+            this.putBack(body)
+            await this.recover(e)
+          }
+        }
+      } finally {
+        this.reporting = false
+      }
+    })()
+  }
+
+  private startJob(a: Assignment): void {
+    const entry: Running = { assignment: a, job: undefined }
+    this.running.set(a.jobId, entry)
+    void this.execute(entry).then(
+      (result) => this.finish(a, result),
+      (e: unknown) =>
+        this.finish(a, { ok: false, reason: 'worker-error', message: (e as Error).message }),
+    )
+  }
+
+  private async finish(a: Assignment, result: JobResult): Promise<void> {
+    this.running.delete(a.jobId)
+    this.results.push({ jobId: a.jobId, attempt: a.attempt, result })
+    this.log({ level: 'info', msg: 'job ended', job: a.jobId, name: a.name, ok: result.ok })
+    this.report()
+    await Promise.resolve()
+  }
+
+  private async execute(entry: Running): Promise<JobResult> {
+    const a = entry.assignment
+    const dir = join(this.options.cacheDir, 'jobs', `${a.jobId}-${a.attempt}`)
+    await rm(dir, { recursive: true, force: true })
+    await mkdir(join(dir, 'inputs'), { recursive: true })
+    try {
+      for (const input of a.inputs) {
+        await this.fetchInput(input.jobId)
+        await symlink(join(this.cache.path(input.jobId), 'out'), join(dir, 'inputs', input.name))
+      }
+    } catch (e) {
+      return { ok: false, reason: 'input-unavailable', message: (e as Error).message }
+    }
+    const job = runJob(a, { dir, data: this.options.data ?? {} })
+    entry.job = job
+    const result = await job.result
+    if (result.ok) {
+      const product = await this.cache.scratch(a.jobId)
+      await rename(join(dir, 'out'), join(product, 'out'))
+      for (const stream of ['stdout', 'stderr']) {
+        await rename(join(dir, stream), join(product, stream)).catch(() =>
+          writeFile(join(product, stream), ''),
+        )
+      }
+      const evicted = await this.cache.add(a.jobId, product)
+      this.removed.push(...evicted)
+    }
+    await rm(dir, { recursive: true, force: true })
+    return result
+  }
+
+  /** Makes sure a product is in the cache, fetching it from a peer that holds it. */
+  private async fetchInput(productId: string): Promise<void> {
+    if (this.cache.has(productId)) {
+      this.cache.touch(productId)
+      return
+    }
+    const where = await this.client.locate(productId)
+    const errors: string[] = []
+    for (const holder of where.holders) {
+      if (holder.url === undefined || holder.target === this.id) continue
+      try {
+        const res = await fetch(`${holder.url}/products/${encodeURIComponent(productId)}`, {
+          headers:
+            this.options.token === undefined
+              ? {}
+              : { authorization: `Bearer ${this.options.token}` },
+        })
+        if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
+        const dir = await this.cache.scratch(productId)
+        await unpack(Readable.fromWeb(res.body as never), dir)
+        const evicted = await this.cache.add(productId, dir)
+        this.removed.push(...evicted)
+        this.added.push(productId)
+        return
+      } catch (e) {
+        errors.push(`${holder.target}: ${(e as Error).message}`)
+      }
+    }
+    throw new Error(
+      `could not fetch product ${productId} (${errors.join('; ') || 'no holder serves it'})`,
+    )
+  }
+
+  private async serveProduct(
+    url: string,
+    authorization: string | undefined,
+    res: ServerResponse,
+  ): Promise<void> {
+    const m = /^\/products\/([^/?]+)$/.exec(url)
+    if (m === null) {
+      res.writeHead(404).end()
+      return
+    }
+    if (this.options.token !== undefined && authorization !== `Bearer ${this.options.token}`) {
+      res.writeHead(401, { 'content-type': 'application/json' })
+      res.end(
+        JSON.stringify({ error: { code: 'UNAUTHORIZED', message: 'a worker token is needed' } }),
+      )
+      return
+    }
+    const id = decodeURIComponent(m[1]!)
+    if (!this.cache.has(id)) {
+      res.writeHead(404, { 'content-type': 'application/json' })
+      res.end(
+        JSON.stringify({ error: { code: 'PRODUCT_NOT_FOUND', message: `no product ${id} here` } }),
+      )
+      return
+    }
+    this.cache.touch(id)
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    await pack(this.cache.path(id), res)
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}

@@ -1,0 +1,175 @@
+/**
+ * A worker's products: one directory per product under the cache directory, evicted oldest
+ * first beyond a size limit, and moved between workers as a simple archive (a JSON header line
+ * per file, then its bytes).
+ */
+import { createReadStream } from 'node:fs'
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { dirname, join, relative, sep } from 'node:path'
+import type { Readable, Writable } from 'node:stream'
+
+interface Entry {
+  id: string
+  bytes: number
+  usedAt: number
+}
+
+/** Product ids become directory names; anything else is refused. */
+const SAFE_ID = /^[A-Za-z0-9._:-]{1,200}$/
+
+export class ProductCache {
+  readonly dir: string
+  private readonly limitBytes: number
+  private readonly entries = new Map<string, Entry>()
+  private total = 0
+
+  constructor(dir: string, limitBytes: number) {
+    this.dir = dir
+    this.limitBytes = limitBytes
+  }
+
+  /** Reads what the cache directory already holds: products survive a worker's restart. */
+  async open(): Promise<string[]> {
+    await mkdir(join(this.dir, 'products'), { recursive: true })
+    await mkdir(join(this.dir, 'incoming'), { recursive: true })
+    await rm(join(this.dir, 'incoming'), { recursive: true, force: true })
+    await mkdir(join(this.dir, 'incoming'), { recursive: true })
+    for (const id of await readdir(join(this.dir, 'products'))) {
+      if (!SAFE_ID.test(id)) continue
+      const info = await stat(this.path(id))
+      const bytes = await sizeOf(this.path(id))
+      this.entries.set(id, { id, bytes, usedAt: info.mtimeMs })
+      this.total += bytes
+    }
+    return [...this.entries.keys()]
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id)
+  }
+
+  ids(): string[] {
+    return [...this.entries.keys()]
+  }
+
+  path(id: string): string {
+    if (!SAFE_ID.test(id)) throw new Error(`not a product id: ${id}`)
+    return join(this.dir, 'products', id)
+  }
+
+  /** A fresh directory to build a product in, on the cache's file system. */
+  async scratch(name: string): Promise<string> {
+    const dir = join(this.dir, 'incoming', `${name}-${process.pid}-${Date.now()}`)
+    await mkdir(dir, { recursive: true })
+    return dir
+  }
+
+  /** Moves a built directory into the cache as product `id`; returns the ids evicted to make room. */
+  async add(id: string, from: string): Promise<string[]> {
+    const to = this.path(id)
+    await rm(to, { recursive: true, force: true })
+    await rename(from, to)
+    const bytes = await sizeOf(to)
+    const old = this.entries.get(id)
+    if (old !== undefined) this.total -= old.bytes
+    this.entries.set(id, { id, bytes, usedAt: Date.now() })
+    this.total += bytes
+    return this.evict(id)
+  }
+
+  touch(id: string): void {
+    const e = this.entries.get(id)
+    if (e !== undefined) e.usedAt = Date.now()
+  }
+
+  private async evict(keep: string): Promise<string[]> {
+    const evicted: string[] = []
+    if (this.total <= this.limitBytes) return evicted
+    const oldest = [...this.entries.values()].sort((a, b) => a.usedAt - b.usedAt)
+    for (const e of oldest) {
+      if (this.total <= this.limitBytes) break
+      if (e.id === keep) continue
+      await rm(this.path(e.id), { recursive: true, force: true })
+      this.entries.delete(e.id)
+      this.total -= e.bytes
+      evicted.push(e.id)
+    }
+    return evicted
+  }
+}
+
+async function sizeOf(dir: string): Promise<number> {
+  let total = 0
+  for (const file of await walk(dir)) total += (await stat(file)).size
+  return total
+}
+
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name)
+    if (entry.isDirectory()) out.push(...(await walk(p)))
+    else if (entry.isFile()) out.push(p)
+  }
+  return out
+}
+
+/** Writes a directory as an archive: per file a JSON header line, then its bytes. */
+export async function pack(dir: string, out: Writable): Promise<void> {
+  for (const file of await walk(dir)) {
+    const size = (await stat(file)).size
+    const path = relative(dir, file).split(sep).join('/')
+    out.write(`${JSON.stringify({ path, size })}\n`)
+    for await (const chunk of createReadStream(file)) out.write(chunk as Buffer)
+  }
+  out.end(`${JSON.stringify({ end: true })}\n`)
+}
+
+/** Reads an archive into a directory; refuses paths that would leave it. */
+export async function unpack(
+  input: Readable | AsyncIterable<Uint8Array>,
+  dir: string,
+): Promise<void> {
+  let buffer = Buffer.alloc(0)
+  let current: { path: string; size: number; chunks: Buffer[]; got: number } | undefined
+  let ended = false
+  const flush = async () => {
+    for (;;) {
+      if (current === undefined) {
+        const nl = buffer.indexOf(10)
+        if (nl < 0) return
+        const header = JSON.parse(buffer.subarray(0, nl).toString('utf8')) as {
+          path?: string
+          size?: number
+          end?: boolean
+        }
+        buffer = buffer.subarray(nl + 1)
+        if (header.end === true) {
+          ended = true
+          return
+        }
+        const path = header.path ?? ''
+        if (path === '' || path.startsWith('/') || path.split('/').includes('..')) {
+          throw new Error(`the archive names an unsafe path: ${path}`)
+        }
+        current = { path, size: header.size ?? 0, chunks: [], got: 0 }
+      }
+      const need = current.size - current.got
+      const take = buffer.subarray(0, need)
+      current.chunks.push(take)
+      current.got += take.length
+      buffer = buffer.subarray(take.length)
+      if (current.got < current.size) return
+      const target = join(dir, current.path)
+      await mkdir(dirname(target), { recursive: true })
+      await writeFile(target, Buffer.concat(current.chunks))
+      current = undefined
+    }
+  }
+  for await (const chunk of input) {
+    buffer = Buffer.concat([buffer, Buffer.from(chunk)])
+    await flush()
+    if (ended) break
+  }
+  if (!ended) throw new Error('the archive ended early')
+}
