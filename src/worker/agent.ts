@@ -69,6 +69,8 @@ export class WorkerAgent {
   /** Free slots promised to the long poll in flight. */
   private polling = 0
   private reporting = false
+  /** Ends the long poll in flight when the agent stops: it leaves right after, so nothing is lost. */
+  private readonly quit = new AbortController()
   private readonly log: (entry: Record<string, unknown>) => void
 
   private constructor(options: AgentOptions) {
@@ -136,6 +138,7 @@ export class WorkerAgent {
   async stop(): Promise<void> {
     if (this.stopping) return
     this.stopping = true
+    this.quit.abort()
     const grace = this.options.graceMs ?? 30_000
     const deadline = Date.now() + grace
     while (this.running.size > 0 && Date.now() < deadline) await sleep(50)
@@ -180,9 +183,10 @@ export class WorkerAgent {
       this.polling = free
       let reply: HeartbeatAnswer
       try {
-        reply = await this.client.heartbeat(this.id, body)
+        reply = await this.client.heartbeat(this.id, body, this.quit.signal)
       } catch (e) {
         this.putBack(body)
+        if (this.stopping) break
         await this.recover(e)
         continue
       } finally {

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The `lockstep` command. Lockstep is written in TypeScript and runs through tsx.
+import process from 'node:process'
+import { register } from 'tsx/esm/api'
+
+register()
+const { main } = await import('../src/cli/main.ts')
+process.exitCode = await main(process.argv.slice(2))
