@@ -66,7 +66,9 @@ export class WorkerAgent {
   private loopDone: Promise<void> = Promise.resolve()
   private productServer: Server | undefined
   private url = ''
-  /** Free slots promised to the long poll in flight. */
+  /** A heartbeat of the main loop is in flight. */
+  private inPoll = false
+  /** Free slots promised to it. */
   private polling = 0
   private reporting = false
   /** Ends the long poll in flight when the agent stops: it leaves right after, so nothing is lost. */
@@ -181,6 +183,7 @@ export class WorkerAgent {
         body.results!.length === 0 && body.added!.length === 0 && body.removed!.length === 0
       body.waitMs = quiet ? (this.options.waitMs ?? 10_000) : 0
       this.polling = free
+      this.inPoll = true
       let reply: HeartbeatAnswer
       try {
         reply = await this.client.heartbeat(this.id, body, this.quit.signal)
@@ -191,6 +194,7 @@ export class WorkerAgent {
         continue
       } finally {
         this.polling = 0
+        this.inPoll = false
       }
       this.apply(reply)
     }
@@ -216,7 +220,7 @@ export class WorkerAgent {
 
   /** Reports results at once while the main loop waits in a long poll. */
   private report(): void {
-    if (this.reporting || this.polling === 0 || this.stopping) return
+    if (this.reporting || !this.inPoll || this.stopping) return
     this.reporting = true
     void (async () => {
       try {

@@ -1,0 +1,128 @@
+/**
+ * Lockstep end to end: the real `lockstep server` and `lockstep worker` processes on loopback
+ * ports, running real processes as jobs and passing products between workers.
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Cluster } from './cluster.ts'
+
+let cluster: Cluster
+
+afterEach(async () => {
+  await cluster.stopAll()
+})
+
+const sh = (script: string) => ({ exec: ['sh', '-c', script] })
+
+describe('end to end', () => {
+  it('runs echo OK on a worker and keeps its output as the product', async () => {
+    cluster = new Cluster()
+    await cluster.server()
+    await cluster.worker('w1')
+    const order = await cluster
+      .client()
+      .submit({ packet: { name: 'hello', jobs: [{ name: 'echo', op: sh('echo OK') }] } })
+    expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
+    const product = await cluster.product(order.orderId, 'echo')
+    expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('OK\n')
+  }, 30_000)
+
+  it('passes a product from the worker that made it to the job that reads it', async () => {
+    cluster = new Cluster()
+    await cluster.server()
+    await cluster.worker('w1')
+    await cluster.worker('w2')
+    const c = cluster.client()
+    const order = await c.submit({
+      packet: {
+        name: 'pass',
+        jobs: [
+          { name: 'make', op: sh('printf hello > "$LOCKSTEP_OUT/greeting"'), target: 'w1' },
+          {
+            name: 'read',
+            op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"'),
+            after: ['make'],
+            target: 'w2',
+          },
+        ],
+      },
+    })
+    expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
+    const product = await cluster.product(order.orderId, 'read')
+    expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('hello')
+    // w2 fetched the input and now holds it too.
+    const make = (await c.jobs(order.orderId))[0]!
+    const holders = (await c.products(order.orderId)).find((p) => p.jobId === make.id)!.holders
+    expect(holders.map((h) => h.target).sort()).toEqual(['w1', 'w2'])
+  }, 30_000)
+
+  it('retries elsewhere the job of a worker killed with SIGKILL', async () => {
+    cluster = new Cluster()
+    await cluster.server(['--lease-ms', '1500'])
+    const workers = new Map([
+      ['w1', await cluster.worker('w1')],
+      ['w2', await cluster.worker('w2')],
+    ])
+    const c = cluster.client()
+    const order = await c.submit({
+      packet: {
+        name: 'slow',
+        jobs: [
+          {
+            name: 'slow',
+            op: sh('sleep 1; echo done'),
+            failure: { attempts: 2, backoffMs: 0, otherTarget: true },
+          },
+        ],
+      },
+    })
+    const [job] = await c.jobs(order.orderId)
+    let target: string | undefined
+    while (target === undefined) {
+      const detail = await c.job(job!.id)
+      target = detail.attempts[0]?.target
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    workers.get(target)!.child.kill('SIGKILL')
+    const f = await cluster.finished(order.orderId)
+    const attempts = (await c.job(job!.id)).attempts
+    expect(f.state, JSON.stringify(attempts)).toBe('succeeded')
+    expect(attempts.map((a) => [a.target, a.state, a.reason])).toEqual([
+      [target, 'failed', 'worker-lost'],
+      [target === 'w1' ? 'w2' : 'w1', 'succeeded', undefined],
+    ])
+  }, 30_000)
+
+  it('finishes every order when the scheduler is killed and restarted mid-run', async () => {
+    cluster = new Cluster()
+    const first = await cluster.server()
+    await cluster.worker('w1', ['--slots', '4'])
+    await cluster.worker('w2', ['--slots', '4'])
+    const c = cluster.client()
+    const orders = []
+    for (let o = 0; o < 3; o++) {
+      orders.push(
+        await c.submit({
+          packet: {
+            name: `run-${o}`,
+            jobs: Array.from({ length: 20 }, (_, i) => ({
+              name: `j${i}`,
+              op: sh('sleep 0.05'),
+              ...(i > 0 ? { after: [`j${i - 1}`] } : {}),
+            })),
+          },
+        }),
+      )
+    }
+    await new Promise((r) => setTimeout(r, 600))
+    first.child.kill('SIGKILL')
+    await first.exited
+    await cluster.server()
+    for (const o of orders) {
+      const f = await cluster.finished(o.orderId, 60_000)
+      expect(f.state).toBe('succeeded')
+      expect(f.counts.succeeded).toBe(20)
+    }
+  }, 90_000)
+})
