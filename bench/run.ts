@@ -4,6 +4,7 @@
  */
 import { runBind } from './bind.ts'
 import { runCore } from './core.ts'
+import { runE2ePostgres, runE2eSqlite } from './e2e.ts'
 import { printTable } from './report.ts'
 import { runRestart, runStorePostgres, runStoreSqlite } from './store.ts'
 
@@ -13,6 +14,8 @@ const benches: Record<string, () => void | Promise<void>> = {
   'store-sqlite': runStoreSqlite,
   'store-postgres': runStorePostgres,
   restart: runRestart,
+  'e2e-sqlite': runE2eSqlite,
+  'e2e-postgres': runE2ePostgres,
 }
 
 const wanted = process.argv.slice(2)

@@ -31,7 +31,10 @@ export interface SchedulerServiceOptions {
   clock?: Clock
   /** The engine's timeouts, lease and initiator id. */
   engine?: Omit<EngineOptions, 'clock'>
-  /** How long a change may wait for others to share its commit. @default 2 */
+  /**
+   * How long a change may wait for others to share its commit. 0 commits at the end of the
+   * event loop's turn: every request that arrived in that turn shares the transaction. @default 0
+   */
   commitDelayMs?: number
   /** Runs a job on the initiator, in this process. @default every job succeeds at once */
   runInitiatorJob?: (assignment: Assignment) => Promise<JobResult> | JobResult
@@ -90,7 +93,7 @@ export class SchedulerService {
   private readonly onFatal: ((error: unknown) => void) | undefined
   private waiters: { resolve: () => void; reject: (e: unknown) => void }[] = []
   private inflight: Promise<void> | undefined
-  private flushTimer: ReturnType<typeof setTimeout> | undefined
+  private flushTimer: { cancel(): void } | undefined
   private failure: unknown = undefined
   private closed = false
   private readonly stops = new Map<string, HeartbeatReply['stop']>()
@@ -104,7 +107,7 @@ export class SchedulerService {
 
   private constructor(options: SchedulerServiceOptions) {
     this.store = options.store
-    this.commitDelayMs = options.commitDelayMs ?? 2
+    this.commitDelayMs = options.commitDelayMs ?? 0
     this.runInitiatorJob = options.runInitiatorJob ?? (() => ({ ok: true }))
     this.onFatal = options.onFatal
     this.engine = new Engine({ ...options.engine, clock: options.clock ?? systemClock })
@@ -348,7 +351,7 @@ export class SchedulerService {
     this.engine.stop()
     await Promise.allSettled([...this.initiatorRuns])
     if (this.failure === undefined) {
-      if (this.flushTimer !== undefined) clearTimeout(this.flushTimer)
+      this.flushTimer?.cancel()
       this.flushTimer = undefined
       await this.inflight?.catch(() => {})
       if (!this.journal.empty) await this.flush()
@@ -394,10 +397,17 @@ export class SchedulerService {
 
   private scheduleFlush(): void {
     if (this.flushTimer !== undefined || this.inflight !== undefined || this.closed) return
-    this.flushTimer = setTimeout(() => {
+    const run = () => {
       this.flushTimer = undefined
       void this.flush()
-    }, this.commitDelayMs)
+    }
+    if (this.commitDelayMs === 0) {
+      const handle = setImmediate(run)
+      this.flushTimer = { cancel: () => clearImmediate(handle) }
+    } else {
+      const handle = setTimeout(run, this.commitDelayMs)
+      this.flushTimer = { cancel: () => clearTimeout(handle) }
+    }
   }
 
   private async flush(): Promise<void> {

@@ -253,20 +253,28 @@ export class WorkerAgent {
   private async finish(a: Assignment, result: JobResult): Promise<void> {
     this.running.delete(a.jobId)
     this.results.push({ jobId: a.jobId, attempt: a.attempt, result })
-    this.log({ level: 'info', msg: 'job ended', job: a.jobId, name: a.name, ok: result.ok })
+    if (!result.ok) {
+      this.log({ level: 'info', msg: 'job failed', job: a.jobId, name: a.name, result })
+    }
     this.report()
     await Promise.resolve()
   }
 
   private async execute(entry: Running): Promise<JobResult> {
     const a = entry.assignment
+    if ('builtin' in a.op && a.op.builtin === 'noop' && a.inputs.length === 0) {
+      // Nothing to run and nothing to keep: no directory, no disk.
+      this.cache.addEmpty(a.jobId)
+      return { ok: true }
+    }
     const dir = join(this.options.cacheDir, 'jobs', `${a.jobId}-${a.attempt}`)
     await rm(dir, { recursive: true, force: true })
     await mkdir(join(dir, 'inputs'), { recursive: true })
     try {
       for (const input of a.inputs) {
         await this.fetchInput(input.jobId)
-        await symlink(join(this.cache.path(input.jobId), 'out'), join(dir, 'inputs', input.name))
+        const product = await this.cache.materialise(input.jobId)
+        await symlink(join(product, 'out'), join(dir, 'inputs', input.name))
       }
     } catch (e) {
       return { ok: false, reason: 'input-unavailable', message: (e as Error).message }
@@ -349,7 +357,7 @@ export class WorkerAgent {
     }
     this.cache.touch(id)
     res.writeHead(200, { 'content-type': 'application/octet-stream' })
-    await pack(this.cache.path(id), res)
+    await pack(await this.cache.materialise(id), res)
   }
 }
 

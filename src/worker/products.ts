@@ -12,6 +12,8 @@ interface Entry {
   id: string
   bytes: number
   usedAt: number
+  /** An empty product (a no-op's) has no directory until someone asks for it. */
+  empty: boolean
 }
 
 /** Product ids become directory names; anything else is refused. */
@@ -38,7 +40,7 @@ export class ProductCache {
       if (!SAFE_ID.test(id)) continue
       const info = await stat(this.path(id))
       const bytes = await sizeOf(this.path(id))
-      this.entries.set(id, { id, bytes, usedAt: info.mtimeMs })
+      this.entries.set(id, { id, bytes, usedAt: info.mtimeMs, empty: false })
       this.total += bytes
     }
     return [...this.entries.keys()]
@@ -72,9 +74,26 @@ export class ProductCache {
     const bytes = await sizeOf(to)
     const old = this.entries.get(id)
     if (old !== undefined) this.total -= old.bytes
-    this.entries.set(id, { id, bytes, usedAt: Date.now() })
+    this.entries.set(id, { id, bytes, usedAt: Date.now(), empty: false })
     this.total += bytes
     return this.evict(id)
+  }
+
+  /** Records an empty product without touching the disk: what a no-op makes. */
+  addEmpty(id: string): void {
+    if (!this.entries.has(id))
+      this.entries.set(id, { id, bytes: 0, usedAt: Date.now(), empty: true })
+  }
+
+  /** The product's directory, made on first use for an empty product. */
+  async materialise(id: string): Promise<string> {
+    const e = this.entries.get(id)
+    const dir = this.path(id)
+    if (e?.empty === true) {
+      await mkdir(join(dir, 'out'), { recursive: true })
+      e.empty = false
+    }
+    return dir
   }
 
   touch(id: string): void {
@@ -88,7 +107,7 @@ export class ProductCache {
     const oldest = [...this.entries.values()].sort((a, b) => a.usedAt - b.usedAt)
     for (const e of oldest) {
       if (this.total <= this.limitBytes) break
-      if (e.id === keep) continue
+      if (e.id === keep || e.bytes === 0) continue
       await rm(this.path(e.id), { recursive: true, force: true })
       this.entries.delete(e.id)
       this.total -= e.bytes
