@@ -32,7 +32,7 @@ function start(
   })
   return new Promise((resolve, reject) => {
     let out = ''
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString()
       const nl = out.indexOf('\n')
       if (nl >= 0) resolve({ child, line: out.slice(0, nl) })
