@@ -63,6 +63,42 @@ function settle<T>(fn: () => T): Promise<T> {
   }
 }
 
+/**
+ * A statement over many rows at once: `{rows}` in the SQL becomes `(?, ?, …), (?, ?, …)`. Rows go
+ * in chunks of up to 64 per statement, which costs far less than one statement per row.
+ */
+class Bulk {
+  private readonly statements = new Map<number, Database.Statement>()
+  private readonly db: Database.Database
+  private readonly sql: string
+  private readonly width: number
+
+  constructor(db: Database.Database, sql: string, width: number) {
+    this.db = db
+    this.sql = sql
+    this.width = width
+  }
+
+  run(rows: readonly unknown[][]): void {
+    for (let i = 0; i < rows.length; i += 64) {
+      const chunk = rows.slice(i, i + 64)
+      this.statement(chunk.length).run(...chunk.flat())
+    }
+  }
+
+  private statement(n: number): Database.Statement {
+    let st = this.statements.get(n)
+    if (st === undefined) {
+      const row = `(${placeholders(this.width)})`
+      st = this.db.prepare(
+        this.sql.replace('{rows}', Array.from({ length: n }, () => row).join(', ')),
+      )
+      this.statements.set(n, st)
+    }
+    return st
+  }
+}
+
 const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ')
 
 export class SqliteStore implements Store {
@@ -111,12 +147,41 @@ export class SqliteStore implements Store {
         'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
       ),
       order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(13)})`),
-      job: db.prepare(`INSERT INTO jobs (${jobColumns}) VALUES (${placeholders(11)})`),
+      jobs: new Bulk(db, `INSERT INTO jobs (${jobColumns}) VALUES {rows}`, 11),
+      locks: new Bulk(
+        db,
+        'INSERT INTO locks (job_id, next_id, released) SELECT column1, column2, 0 FROM (VALUES {rows})',
+        2,
+      ),
+      attempts: new Bulk(
+        db,
+        `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM (VALUES {rows}) WHERE true
+         ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
+           transitions = excluded.transitions, reason = excluded.reason,
+           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product`,
+        9,
+      ),
+      jobUpdates: new Bulk(
+        db,
+        `UPDATE jobs SET state = u.column2, attempt = u.column3, reason = u.column4,
+           retry_at = u.column5
+         FROM (VALUES {rows}) AS u WHERE jobs.id = u.column1`,
+        5,
+      ),
+      productsAdd: new Bulk(
+        db,
+        'INSERT INTO products (product_id, target_id) VALUES {rows} ON CONFLICT DO NOTHING',
+        2,
+      ),
+      events: new Bulk(
+        db,
+        'INSERT INTO events (at, type, order_id, job_id, body) VALUES {rows}',
+        5,
+      ),
       specInsert: db.prepare(
         'INSERT INTO job_specs (hash, body) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING',
       ),
       specId: db.prepare(readSql.specId).pluck(),
-      lock: db.prepare('INSERT INTO locks (job_id, next_id, released) VALUES (?, ?, 0)'),
       // Values come id first, as for PostgreSQL's unnest.
       orderUpdate: db.prepare(
         `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at,
@@ -124,19 +189,7 @@ export class SqliteStore implements Store {
          FROM (SELECT ? AS id, ? AS state, ? AS started_at, ? AS ended_at, ? AS reason) AS u
          WHERE orders.id = u.id`,
       ),
-      jobUpdate: db.prepare(
-        `UPDATE jobs SET state = u.state, attempt = u.attempt, reason = u.reason,
-           retry_at = u.retry_at
-         FROM (SELECT ? AS id, ? AS state, ? AS attempt, ? AS reason, ? AS retry_at) AS u
-         WHERE jobs.id = u.id`,
-      ),
-      attempt: db.prepare(
-        `INSERT INTO target_fulfilments (${attemptColumns}) VALUES (${placeholders(9)})
-         ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
-           transitions = excluded.transitions, reason = excluded.reason,
-           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product`,
-      ),
-      release: db.prepare('UPDATE locks SET released = 1 WHERE job_id = ?'),
+      release: new Bulk(db, 'UPDATE locks SET released = 1 WHERE job_id IN (VALUES {rows})', 1),
       target: db.prepare(
         `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -145,16 +198,10 @@ export class SqliteStore implements Store {
            live = excluded.live,
            updated_at = excluded.updated_at`,
       ),
-      productAdd: db.prepare(
-        'INSERT INTO products (product_id, target_id) VALUES (?, ?) ON CONFLICT DO NOTHING',
-      ),
       productRemove: db.prepare('DELETE FROM products WHERE product_id = ? AND target_id = ?'),
       cacheDrop: db.prepare('DELETE FROM products WHERE target_id = ?'),
       holderSet: db.prepare(
         'INSERT INTO resources (key, holder) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder',
-      ),
-      event: db.prepare(
-        'INSERT INTO events (at, type, order_id, job_id, body) VALUES (?, ?, ?, ?, ?)',
       ),
     }
   }
@@ -180,19 +227,19 @@ export class SqliteStore implements Store {
       each(s.artifact, batch.artifacts, rowValues.artifact)
       for (const o of batch.orders) {
         s.order.run(...orderValues(o.stored))
-        for (const job of o.jobs) s.job.run(...jobValues(job, this.specId(specBody(job))))
-        each(s.lock, o.locks, rowValues.lock)
+        s.jobs.run(o.jobs.map((job) => jobValues(job, this.specId(specBody(job)))))
+        s.locks.run(o.locks.map(rowValues.lock))
       }
       each(s.orderUpdate, batch.orderUpdates, rowValues.orderUpdate)
-      each(s.jobUpdate, batch.jobUpdates, rowValues.jobUpdate)
-      each(s.attempt, batch.attempts, attemptValues)
-      for (const id of batch.released) s.release.run(toBin(id))
+      s.jobUpdates.run(batch.jobUpdates.map(rowValues.jobUpdate))
+      s.attempts.run(batch.attempts.map(attemptValues))
+      s.release.run(batch.released.map((id) => [toBin(id)]))
       each(s.target, batch.targets, rowValues.target)
       for (const id of batch.cachesDropped) s.cacheDrop.run(id)
-      each(s.productAdd, batch.productsAdded, rowValues.product)
+      s.productsAdd.run(batch.productsAdded.map(rowValues.product))
       each(s.productRemove, batch.productsRemoved, rowValues.product)
       each(s.holderSet, batch.holders, rowValues.holder)
-      each(s.event, batch.events, rowValues.event)
+      s.events.run(batch.events.map(rowValues.event))
     })()
   }
 

@@ -70,7 +70,9 @@ export class WorkerAgent {
   private inPoll = false
   /** Free slots promised to it. */
   private polling = 0
-  private reporting = false
+  /** Report heartbeats in flight, and the free slots they asked to fill. */
+  private reporting = 0
+  private promised = 0
   /** Ends the long poll in flight when the agent stops: it leaves right after, so nothing is lost. */
   private readonly quit = new AbortController()
   private readonly log: (entry: Record<string, unknown>) => void
@@ -220,22 +222,27 @@ export class WorkerAgent {
 
   /** Reports results at once while the main loop waits in a long poll. */
   private report(): void {
-    if (this.reporting || !this.inPoll || this.stopping) return
-    this.reporting = true
+    if (this.reporting >= MAX_REPORTS || !this.inPoll || this.stopping) return
+    this.reporting++
     void (async () => {
       try {
+        // Up to MAX_REPORTS of these run at once: while one waits for its commit, the next
+        // carries the results that came in meanwhile and takes jobs for the slots they freed.
         while (this.results.length > 0 || this.added.length > 0) {
-          const free = Math.max(0, this.slots - this.running.size - this.polling)
+          const free = Math.max(0, this.slots - this.running.size - this.polling - this.promised)
           const body: HeartbeatBody = { ...this.takeReports(), free, waitMs: 0 }
+          this.promised += free
           try {
             this.apply(await this.client.heartbeat(this.id, body))
           } catch (e) {
             this.putBack(body)
             await this.recover(e)
+          } finally {
+            this.promised -= free
           }
         }
       } finally {
-        this.reporting = false
+        this.reporting--
       }
     })()
   }
@@ -360,6 +367,9 @@ export class WorkerAgent {
     await pack(await this.cache.materialise(id), res)
   }
 }
+
+/** Report heartbeats in flight at once. */
+const MAX_REPORTS = 3
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
