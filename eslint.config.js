@@ -9,10 +9,11 @@ const mayImport = {
   store: ['core'],
   scheduler: ['core', 'store'],
   targets: ['core', 'scheduler'],
-  server: ['core', 'store', 'scheduler', 'targets'],
+  runner: ['core'],
+  server: ['core', 'store', 'scheduler', 'targets', 'runner'],
   client: ['core'],
-  worker: ['core', 'client'],
-  cli: ['core', 'store', 'scheduler', 'targets', 'server', 'client', 'worker'],
+  worker: ['core', 'client', 'runner'],
+  cli: ['core', 'store', 'scheduler', 'targets', 'server', 'client', 'worker', 'runner'],
   web: ['core', 'client'],
 }
 const layers = Object.keys(mayImport)

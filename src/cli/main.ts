@@ -6,15 +6,22 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { Readable } from 'node:stream'
 import { LockstepClient } from '../client/client.ts'
 import type { StreamEvent } from '../client/client.ts'
+import { central, parseCsv } from '../core/analytics.ts'
+import type { Analytic, AnalyticsArgs, Result } from '../core/analytics.ts'
 import type { OrderFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, ValidationError, formatIssue } from '../core/errors.ts'
 import { SchedulerService } from '../scheduler/service.ts'
 import { parseTokens } from '../server/auth.ts'
 import type { TokenEntry } from '../server/auth.ts'
+import { Initiator } from '../server/initiator.ts'
 import { startServer } from '../server/server.ts'
 import { defaultDataDir, openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
+import { unpack } from '../runner/products.ts'
 import { WorkerAgent } from '../worker/agent.ts'
 
 const usage = `lockstep — a distributed job scheduler
@@ -277,20 +284,28 @@ async function serve(options: {
 }): Promise<Serving> {
   const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
   const store = openStore(url)
+  const initiator = new Initiator(
+    resolve(options.dataDir, 'initiator'),
+    options.tokens.find((t) => t.role === 'worker')?.token,
+  )
+  await initiator.open()
   const service = await SchedulerService.start({
     store,
+    runInitiatorJob: initiator.run,
     engine: { leaseMs: options.leaseMs ?? 30_000 },
     onFatal: (e) => {
       process.stderr.write(`lockstep server: a commit failed, stopping: ${describe(e)}\n`)
       process.exit(3)
     },
   })
+  initiator.attach(service)
   const server = await startServer({
     service,
     port: options.port,
     host: options.host,
     tokens: options.tokens,
     allowDownload: options.allowDownload,
+    initiator,
     log: options.log
       ? (e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`)
       : undefined,
@@ -406,7 +421,7 @@ async function up(args: string[], out: Out): Promise<number> {
 export async function startLocal(
   port: number,
   count: number,
-): Promise<Serving & { workers: WorkerAgent[]; token: string }> {
+): Promise<Serving & { workers: WorkerAgent[]; token: string; workerToken: string }> {
   mkdirSync(defaultDataDir, { recursive: true })
   const secret = () => randomBytes(18).toString('base64url')
   const workbench = secret()
@@ -448,6 +463,7 @@ export async function startLocal(
     url: s.url,
     workers: agents,
     token: workbench,
+    workerToken,
     async close() {
       for (const a of agents) await a.stop()
       await s.close()
@@ -461,12 +477,66 @@ function sampleData(i: number): Record<string, string> {
   return { clinics: join(dir, `clinic-${i}.csv`) }
 }
 
-async function runExamples(running: { url: string; token: string }, out: Out): Promise<void> {
+const examples = [
+  { file: 'examples/federated-mean.yaml', central: () => centralOf('mean', { column: 'bmi' }) },
+  {
+    file: 'examples/federated-logreg.yaml',
+    central: () =>
+      centralOf('logreg', { features: ['age', 'bmi'], label: 'outcome', rate: 0.0005 }, 5),
+  },
+  {
+    file: 'examples/secure-count.yaml',
+    central: () => centralOf('count', { where: 'age > 60' }),
+  },
+  { file: 'examples/build.yaml', central: undefined },
+]
+
+/** The statistic over the three clinics' rows put together, as one machine would compute it. */
+function centralOf(name: Analytic, args: AnalyticsArgs, steps = 1): Result {
+  const parts = [1, 2, 3].map((i) =>
+    parseCsv(readFileSync(sampleData(i).clinics!, 'utf8'), `clinic-${i}.csv`),
+  )
+  const table = { columns: parts[0]!.columns, rows: parts.flatMap((p) => p.rows) }
+  return central(name, table, args, steps)
+}
+
+async function runExamples(
+  running: { url: string; token: string; workerToken: string },
+  out: Out,
+): Promise<void> {
   const c = new LockstepClient({ url: running.url, token: running.token })
-  for (const file of ['examples/build.yaml']) {
-    const order = await c.submitDocument(readFileSync(file, 'utf8'))
-    out(`${file}: order ${order.orderId}`)
-    await follow(c, order, false, out)
+  for (const example of examples) {
+    const order = await c.submitDocument(readFileSync(example.file, 'utf8'))
+    out(`\n${example.file}`)
+    const final = await follow(c, order, false, out)
+    if (final.state !== 'succeeded') continue
+    out(`  result:  ${await finalResult(c, order.orderId, running)}`)
+    if (example.central !== undefined) out(`  central: ${JSON.stringify(example.central())}`)
+  }
+}
+
+/** What the last job of an order produced: its result.json, or its standard output. */
+async function finalResult(
+  c: LockstepClient,
+  orderId: string,
+  tokens: { token: string; workerToken: string },
+): Promise<string> {
+  const jobs = await c.jobs(orderId)
+  const last = jobs.reduce((a, b) => (b.index > a.index ? b : a))
+  const holder = (await c.locate(last.id)).holders.find((h) => h.url !== undefined)
+  if (holder === undefined) return '(no holder serves it)'
+  // The initiator's products come from the scheduler, the others from the workers.
+  const token = holder.url!.startsWith(c.url) ? tokens.token : tokens.workerToken
+  const res = await fetch(`${holder.url}/products/${last.id}`, {
+    headers: { authorization: `Bearer ${token}` },
+  })
+  const dir = await mkdtemp(join(tmpdir(), 'lockstep-result-'))
+  try {
+    await unpack(Readable.fromWeb(res.body as never), dir)
+    const result = await readFile(join(dir, 'out', 'result.json'), 'utf8').catch(() => undefined)
+    return (result ?? (await readFile(join(dir, 'stdout'), 'utf8'))).trim()
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 }
 

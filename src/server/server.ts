@@ -15,6 +15,7 @@ import { orderOptionsSchema } from '../core/order.ts'
 import { parseInput } from '../core/schema.ts'
 import type { SchedulerService } from '../scheduler/service.ts'
 import { Auth } from './auth.ts'
+import type { Initiator } from './initiator.ts'
 import type { Caller, TokenEntry } from './auth.ts'
 import { Router } from './http.ts'
 import type { Log, Request } from './http.ts'
@@ -38,6 +39,8 @@ export interface ServerOptions {
   maxWaitMs?: number
   /** One JSON object per line. @default silent */
   log?: Log
+  /** Runs initiator jobs and serves their products at `/v1/initiator/products/:id`. */
+  initiator?: Initiator
 }
 
 /** A running server. */
@@ -281,6 +284,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     return { body: service.engine.targets() }
   })
 
+  router.add('GET', '/v1/initiator/products/:id', async (req) => {
+    auth.check(req, ['worker', 'workbench'])
+    if (options.initiator === undefined) {
+      throw new LockstepError('PRODUCT_NOT_FOUND', 'this scheduler keeps no initiator products')
+    }
+    await options.initiator.serve(req.params.id!, req.res)
+    return undefined
+  })
+
   router.add('GET', '/v1/products/:id', (req) => {
     auth.check(req, ['worker', 'workbench'])
     const holders = holderUrls(service, req.params.id!)
@@ -301,6 +313,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const port = (server.address() as AddressInfo).port
   const host = options.host ?? '127.0.0.1'
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  if (options.initiator !== undefined) {
+    service.engine.setTargetUrl(service.engine.initiator, `${url}/v1/initiator`)
+  }
   log({ level: 'info', msg: 'listening', url, auth: auth.open ? 'open' : 'tokens' })
   return {
     url,

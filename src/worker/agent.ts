@@ -7,18 +7,17 @@
  */
 import { createServer } from 'node:http'
 import type { Server, ServerResponse } from 'node:http'
-import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
 import { LockstepClient } from '../client/client.ts'
 import type { HeartbeatAnswer, HeartbeatBody } from '../client/client.ts'
 import type { Assignment } from '../core/engine/engine.ts'
 import { LockstepError } from '../core/errors.ts'
 import type { JobResult } from '../core/model.ts'
-import { ProductCache, pack, unpack } from './products.ts'
-import { runJob } from './run-job.ts'
-import type { RunningJob } from './run-job.ts'
+import { ProductCache, sendProduct } from '../runner/products.ts'
+import { execute } from '../runner/execute.ts'
+import type { RunningJob } from '../runner/run-job.ts'
 
 /** Options of a {@link WorkerAgent}. */
 export interface AgentOptions {
@@ -268,73 +267,18 @@ export class WorkerAgent {
   }
 
   private async execute(entry: Running): Promise<JobResult> {
-    const a = entry.assignment
-    if ('builtin' in a.op && a.op.builtin === 'noop' && a.inputs.length === 0) {
-      // Nothing to run and nothing to keep: no directory, no disk.
-      this.cache.addEmpty(a.jobId)
-      return { ok: true }
-    }
-    const dir = join(this.options.cacheDir, 'jobs', `${a.jobId}-${a.attempt}`)
-    await rm(dir, { recursive: true, force: true })
-    await mkdir(join(dir, 'inputs'), { recursive: true })
-    try {
-      for (const input of a.inputs) {
-        await this.fetchInput(input.jobId)
-        const product = await this.cache.materialise(input.jobId)
-        await symlink(join(product, 'out'), join(dir, 'inputs', input.name))
-      }
-    } catch (e) {
-      return { ok: false, reason: 'input-unavailable', message: (e as Error).message }
-    }
-    const job = runJob(a, { dir, data: this.options.data ?? {} })
-    entry.job = job
-    const result = await job.result
-    if (result.ok) {
-      const product = await this.cache.scratch(a.jobId)
-      await rename(join(dir, 'out'), join(product, 'out'))
-      for (const stream of ['stdout', 'stderr']) {
-        await rename(join(dir, stream), join(product, stream)).catch(() =>
-          writeFile(join(product, stream), ''),
-        )
-      }
-      const evicted = await this.cache.add(a.jobId, product)
-      this.removed.push(...evicted)
-    }
-    await rm(dir, { recursive: true, force: true })
-    return result
-  }
-
-  /** Makes sure a product is in the cache, fetching it from a peer that holds it. */
-  private async fetchInput(productId: string): Promise<void> {
-    if (this.cache.has(productId)) {
-      this.cache.touch(productId)
-      return
-    }
-    const where = await this.client.locate(productId)
-    const errors: string[] = []
-    for (const holder of where.holders) {
-      if (holder.url === undefined || holder.target === this.id) continue
-      try {
-        const res = await fetch(`${holder.url}/products/${encodeURIComponent(productId)}`, {
-          headers:
-            this.options.token === undefined
-              ? {}
-              : { authorization: `Bearer ${this.options.token}` },
-        })
-        if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
-        const dir = await this.cache.scratch(productId)
-        await unpack(Readable.fromWeb(res.body as never), dir)
-        const evicted = await this.cache.add(productId, dir)
-        this.removed.push(...evicted)
-        this.added.push(productId)
-        return
-      } catch (e) {
-        errors.push(`${holder.target}: ${(e as Error).message}`)
-      }
-    }
-    throw new Error(
-      `could not fetch product ${productId} (${errors.join('; ') || 'no holder serves it'})`,
-    )
+    const done = await execute(entry.assignment, {
+      cache: this.cache,
+      jobsDir: join(this.options.cacheDir, 'jobs'),
+      self: this.id,
+      token: this.options.token,
+      data: this.options.data ?? {},
+      locate: async (id) => (await this.client.locate(id)).holders,
+      started: (job) => (entry.job = job),
+    })
+    this.added.push(...done.added)
+    this.removed.push(...done.removed)
+    return done.result
   }
 
   private async serveProduct(
@@ -347,24 +291,7 @@ export class WorkerAgent {
       res.writeHead(404).end()
       return
     }
-    if (this.options.token !== undefined && authorization !== `Bearer ${this.options.token}`) {
-      res.writeHead(401, { 'content-type': 'application/json' })
-      res.end(
-        JSON.stringify({ error: { code: 'UNAUTHORIZED', message: 'a worker token is needed' } }),
-      )
-      return
-    }
-    const id = decodeURIComponent(m[1]!)
-    if (!this.cache.has(id)) {
-      res.writeHead(404, { 'content-type': 'application/json' })
-      res.end(
-        JSON.stringify({ error: { code: 'PRODUCT_NOT_FOUND', message: `no product ${id} here` } }),
-      )
-      return
-    }
-    this.cache.touch(id)
-    res.writeHead(200, { 'content-type': 'application/octet-stream' })
-    await pack(await this.cache.materialise(id), res)
+    await sendProduct(this.cache, decodeURIComponent(m[1]!), authorization, this.options.token, res)
   }
 }
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { LockstepClient } from '../../src/client/client.ts'
-import { unpack } from '../../src/worker/products.ts'
+import { unpack } from '../../src/runner/products.ts'
 
 export const WORKBENCH = 'bench-token-123'
 export const WORKER = 'worker-token-123'

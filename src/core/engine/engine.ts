@@ -294,6 +294,12 @@ export class Engine {
     this.drop(record, 'worker:left', `${targetId} left`)
   }
 
+  /** Says where a target serves its products (the initiator learns it once the server listens). */
+  setTargetUrl(targetId: string, url: string): void {
+    const record = this.targetRecords.get(targetId)
+    if (record !== undefined) record.target.url = url
+  }
+
   /** A registered target. */
   target(targetId: string): Target | undefined {
     return this.targetRecords.get(targetId)?.target

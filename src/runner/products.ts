@@ -6,6 +6,7 @@
 import { createReadStream } from 'node:fs'
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
+import type { ServerResponse } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
 
 interface Entry {
@@ -191,4 +192,32 @@ export async function unpack(
     if (ended) break
   }
   if (!ended) throw new Error('the archive ended early')
+}
+
+/**
+ * Answers a peer's request for a product: the archive, 401 without the worker token (when one is
+ * set), 404 for a product this target does not hold.
+ */
+export async function sendProduct(
+  cache: ProductCache,
+  id: string,
+  authorization: string | undefined,
+  token: string | undefined,
+  res: ServerResponse,
+): Promise<void> {
+  const fail = (status: number, code: string, message: string) => {
+    res.writeHead(status, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ error: { code, message } }))
+  }
+  if (token !== undefined && authorization !== `Bearer ${token}`) {
+    fail(401, 'UNAUTHORIZED', 'a worker token is needed to fetch products')
+    return
+  }
+  if (!cache.has(id)) {
+    fail(404, 'PRODUCT_NOT_FOUND', `no product ${id} here`)
+    return
+  }
+  cache.touch(id)
+  res.writeHead(200, { 'content-type': 'application/octet-stream' })
+  await pack(await cache.materialise(id), res)
 }

@@ -5,9 +5,13 @@
  */
 import { spawn } from 'node:child_process'
 import { open } from 'node:fs/promises'
-import { mkdir } from 'node:fs/promises'
+import { randomInt } from 'node:crypto'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Assignment } from '../core/engine/engine.ts'
+import { aggregate, isAnalytic, local, parseCsv } from '../core/analytics.ts'
+import type { AnalyticsArgs, Result, Table } from '../core/analytics.ts'
+import { ValidationError } from '../core/errors.ts'
 import type { JobResult } from '../core/model.ts'
 
 /** What a running job can be asked to do from outside. */
@@ -22,6 +26,10 @@ export interface RunContext {
   dir: string
   /** Data paths by project. */
   data: Record<string, string>
+  /** True on the initiator: analytics builtins aggregate instead of reading data. */
+  initiator?: boolean
+  /** Where the initiator keeps what it must not share (a secure count's mask). */
+  secrets?: string
 }
 
 export function runJob(a: Assignment, ctx: RunContext): RunningJob {
@@ -29,7 +37,7 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
   let cancel: (reason: string) => void = () => {}
   const result = (async (): Promise<JobResult> => {
     await mkdir(join(ctx.dir, 'out'), { recursive: true })
-    if ('builtin' in op) return runBuiltin(op.builtin)
+    if ('builtin' in op) return runBuiltin(op.builtin, op.args ?? {}, a, ctx)
     if ('exec' in op) {
       const env: Record<string, string> = {
         ...(process.env as Record<string, string>),
@@ -108,12 +116,98 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
   }
 }
 
-/** The built-in operations a worker runs without a process. */
-function runBuiltin(name: string): JobResult {
-  switch (name) {
-    case 'noop':
-      return { ok: true }
-    default:
+/** Arguments of the builtins. */
+type BuiltinArgs = AnalyticsArgs & { project?: string }
+
+/**
+ * The built-in operations, run without a process: `noop`; the federated analytics (`count`,
+ * `sum`, `mean`, `histogram`, `logreg`: local on a worker, aggregate on the initiator); and
+ * `secure-count`, a count that passes through every worker as a masked running total.
+ * Results go to `out/result.json`; the results of the jobs before are read from their inputs.
+ */
+async function runBuiltin(
+  name: string,
+  args: BuiltinArgs,
+  a: Assignment,
+  ctx: RunContext,
+): Promise<JobResult> {
+  if (name === 'noop') return { ok: true }
+  try {
+    const inputs = await readInputs(ctx.dir)
+    let result: Result
+    if (isAnalytic(name)) {
+      result =
+        ctx.initiator === true
+          ? aggregate(name, args, inputs)
+          : local(name, await readTable(ctx, args), args, inputs)
+    } else if (name === 'secure-count') {
+      result = await secureCount(args, a, ctx, inputs)
+    } else {
       return { ok: false, reason: 'unknown-builtin', message: `no builtin operation '${name}'` }
+    }
+    await writeFile(join(ctx.dir, 'out', 'result.json'), `${JSON.stringify(result)}\n`)
+    return { ok: true }
+  } catch (e) {
+    if (e instanceof ValidationError) {
+      return { ok: false, reason: 'invalid-args', message: e.message }
+    }
+    return { ok: false, reason: 'error', message: (e as Error).message }
   }
+}
+
+/** The results of the jobs before, in the order of their names. */
+async function readInputs(dir: string): Promise<Result[]> {
+  const names = (await readdir(join(dir, 'inputs'))).sort()
+  const out: Result[] = []
+  for (const name of names) {
+    const text = await readFile(join(dir, 'inputs', name, 'result.json'), 'utf8').catch(() => '')
+    if (text !== '') out.push(JSON.parse(text) as Result)
+  }
+  return out
+}
+
+async function readTable(ctx: RunContext, args: BuiltinArgs): Promise<Table> {
+  const projects = Object.keys(ctx.data)
+  const project = args.project ?? (projects.length === 1 ? projects[0] : undefined)
+  const path = project === undefined ? undefined : ctx.data[project]
+  if (path === undefined) {
+    throw new ValidationError([
+      {
+        path: 'args.project',
+        message:
+          projects.length === 0
+            ? 'this worker holds no data; start it with --data project=PATH'
+            : `say which project: this worker holds ${projects.join(', ')}`,
+      },
+    ])
+  }
+  return parseCsv(await readFile(path, 'utf8'), path)
+}
+
+/**
+ * A count through every worker without any of them seeing another's count: the initiator starts
+ * a running total at a random mask, each worker adds its count, and the initiator takes the mask
+ * off at the end.
+ */
+async function secureCount(
+  args: BuiltinArgs,
+  a: Assignment,
+  ctx: RunContext,
+  inputs: Result[],
+): Promise<Result> {
+  if (ctx.initiator !== true) {
+    const table = await readTable(ctx, args)
+    const running = Number(inputs[0]?.running ?? 0)
+    return { running: running + Number(local('count', table, args, []).count) }
+  }
+  const secrets = ctx.secrets ?? join(ctx.dir, 'secrets')
+  await mkdir(secrets, { recursive: true })
+  const file = join(secrets, `${a.orderId}-secure-count.json`)
+  if (inputs.length === 0) {
+    const mask = randomInt(1_000_000_000)
+    await writeFile(file, JSON.stringify({ mask }))
+    return { running: mask }
+  }
+  const { mask } = JSON.parse(await readFile(file, 'utf8')) as { mask: number }
+  return { count: Number(inputs[0]!.running) - mask }
 }

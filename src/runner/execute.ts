@@ -1,0 +1,111 @@
+/**
+ * One attempt from start to product, wherever it runs (a worker agent or the initiator inside
+ * the scheduler): a fresh job directory, inputs fetched from the targets that hold them and
+ * linked under `inputs/<name>/`, the job run, and its `out/` (with stdout and stderr) kept as
+ * the product.
+ */
+import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import type { Assignment } from '../core/engine/engine.ts'
+import type { JobResult } from '../core/model.ts'
+import type { ProductCache } from './products.ts'
+import { unpack } from './products.ts'
+import { runJob } from './run-job.ts'
+import type { RunningJob } from './run-job.ts'
+
+/** A target holding a product, and where it serves it. */
+export interface Holder {
+  target: string
+  url?: string
+}
+
+export interface ExecuteOptions {
+  cache: ProductCache
+  /** Where job directories are made. */
+  jobsDir: string
+  /** This target's id: its own products are never fetched. */
+  self: string
+  /** The worker token peers ask for. */
+  token?: string
+  data: Record<string, string>
+  initiator?: boolean
+  secrets?: string
+  /** Who holds a product. */
+  locate(productId: string): Promise<Holder[]>
+  /** Called once the job runs, so that it can be cancelled. */
+  started?(job: RunningJob): void
+}
+
+/** What an attempt did: its result, and the products the cache gained and lost. */
+export interface Executed {
+  result: JobResult
+  added: string[]
+  removed: string[]
+}
+
+export async function execute(a: Assignment, o: ExecuteOptions): Promise<Executed> {
+  const out: Executed = { result: { ok: true }, added: [], removed: [] }
+  if ('builtin' in a.op && a.op.builtin === 'noop' && a.inputs.length === 0) {
+    // Nothing to run and nothing to keep: no directory, no disk.
+    o.cache.addEmpty(a.jobId)
+    return out
+  }
+  const dir = join(o.jobsDir, `${a.jobId}-${a.attempt}`)
+  await rm(dir, { recursive: true, force: true })
+  await mkdir(join(dir, 'inputs'), { recursive: true })
+  try {
+    try {
+      for (const input of a.inputs) {
+        if (!o.cache.has(input.jobId)) {
+          out.removed.push(...(await fetchProduct(input.jobId, o)))
+          out.added.push(input.jobId)
+        }
+        o.cache.touch(input.jobId)
+        const product = await o.cache.materialise(input.jobId)
+        await symlink(join(product, 'out'), join(dir, 'inputs', input.name))
+      }
+    } catch (e) {
+      out.result = { ok: false, reason: 'input-unavailable', message: (e as Error).message }
+      return out
+    }
+    const job = runJob(a, { dir, data: o.data, initiator: o.initiator, secrets: o.secrets })
+    o.started?.(job)
+    out.result = await job.result
+    if (out.result.ok) {
+      const product = await o.cache.scratch(a.jobId)
+      await rename(join(dir, 'out'), join(product, 'out'))
+      for (const stream of ['stdout', 'stderr']) {
+        await rename(join(dir, stream), join(product, stream)).catch(() =>
+          writeFile(join(product, stream), ''),
+        )
+      }
+      out.removed.push(...(await o.cache.add(a.jobId, product)))
+    }
+    return out
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Fetches a product from a target that holds it into the cache; returns the ids evicted. */
+async function fetchProduct(productId: string, o: ExecuteOptions): Promise<string[]> {
+  const errors: string[] = []
+  for (const holder of await o.locate(productId)) {
+    if (holder.url === undefined || holder.target === o.self) continue
+    try {
+      const res = await fetch(`${holder.url}/products/${encodeURIComponent(productId)}`, {
+        headers: o.token === undefined ? {} : { authorization: `Bearer ${o.token}` },
+      })
+      if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
+      const dir = await o.cache.scratch(productId)
+      await unpack(Readable.fromWeb(res.body as never), dir)
+      return await o.cache.add(productId, dir)
+    } catch (e) {
+      errors.push(`${holder.target}: ${(e as Error).message}`)
+    }
+  }
+  throw new Error(
+    `could not fetch product ${productId} (${errors.join('; ') || 'no holder serves it'})`,
+  )
+}
