@@ -3,6 +3,8 @@
  * ports, running real processes as jobs and passing products between workers.
  */
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { central, parseCsv } from '../../src/core/analytics.ts'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Cluster } from './cluster.ts'
@@ -125,4 +127,45 @@ describe('end to end', () => {
       expect(f.counts.succeeded).toBe(20)
     }
   }, 90_000)
+
+  it('runs the federated examples over three workers and gets the central numbers', async () => {
+    cluster = new Cluster()
+    await cluster.server()
+    for (const i of [1, 2, 3]) {
+      await cluster.worker(`clinic-${i}`, [
+        '--data',
+        `clinics=${resolve(`examples/data/clinic-${i}.csv`)}`,
+      ])
+    }
+    const c = cluster.client()
+    const tables = [1, 2, 3].map((i) =>
+      parseCsv(readFileSync(`examples/data/clinic-${i}.csv`, 'utf8')),
+    )
+    const all = { columns: tables[0]!.columns, rows: tables.flatMap((t) => t.rows) }
+    const result = async (file: string) => {
+      const order = await c.submitDocument(readFileSync(file, 'utf8'))
+      expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
+      const jobs = await c.jobs(order.orderId)
+      const last = jobs[jobs.length - 1]!
+      const dir = await cluster.product(order.orderId, last.name)
+      return JSON.parse(readFileSync(join(dir, 'out', 'result.json'), 'utf8')) as Record<
+        string,
+        unknown
+      >
+    }
+    const mean = await result('examples/federated-mean.yaml')
+    const expected = central('mean', all, { column: 'bmi' })
+    expect(mean.count).toBe(expected.count)
+    expect(mean.mean as number).toBeCloseTo(expected.mean as number, 9)
+    const count = await result('examples/secure-count.yaml')
+    expect(count).toEqual(central('count', all, { where: 'age > 60' }))
+    const model = await result('examples/federated-logreg.yaml')
+    const weights = central(
+      'logreg',
+      all,
+      { features: ['age', 'bmi'], label: 'outcome', rate: 0.0005 },
+      5,
+    ).weights as number[]
+    ;(model.weights as number[]).forEach((w, i) => expect(w).toBeCloseTo(weights[i]!, 12))
+  }, 60_000)
 })
