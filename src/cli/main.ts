@@ -32,6 +32,7 @@ const usage = `lockstep — a distributed job scheduler
                   [--allow-download]
   lockstep worker --server URL --id ID         a worker agent
                   [--token T] [--slots N] [--data project=PATH …] [--cache DIR]
+                  [--host H --port P --advertise URL]  where peers fetch its products
   lockstep submit FILE [--priority N] [--follow]
   lockstep status [ORDER]
   lockstep cancel ORDER | --job JOB
@@ -362,6 +363,7 @@ async function worker(args: string[], out: Out): Promise<number> {
       'cache-bytes': { type: 'string' },
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
+      advertise: { type: 'string' },
     },
   })
   const serverUrl = values.server ?? process.env.LOCKSTEP_URL
@@ -377,6 +379,7 @@ async function worker(args: string[], out: Out): Promise<number> {
     cacheBytes: values['cache-bytes'] === undefined ? undefined : Number(values['cache-bytes']),
     host: values.host,
     port: Number(values.port),
+    advertiseUrl: values.advertise,
     log: (e) =>
       process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`),
   })
