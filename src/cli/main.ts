@@ -492,6 +492,7 @@ const examples = [
     central: () => centralOf('count', { where: 'age > 60' }),
   },
   { file: 'examples/build.yaml', central: undefined },
+  { file: 'examples/build.yaml', central: undefined },
 ]
 
 /** The statistic over the three clinics' rows put together, as one machine would compute it. */
@@ -514,6 +515,8 @@ async function runExamples(
     const final = await follow(c, order, false, out)
     if (final.state !== 'succeeded') continue
     out(`  result:  ${await finalResult(c, order.orderId, running)}`)
+    const cached = (await c.jobs(order.orderId)).filter((j) => j.attempt === 0).length
+    if (cached > 0) out(`  ${cached} of ${final.total} jobs served from cache, not run again`)
     if (example.central !== undefined) out(`  central: ${JSON.stringify(example.central())}`)
   }
 }

@@ -187,6 +187,13 @@ export interface Job {
   reason?: string
   /** While the job backs off before a retry: when the retry becomes ready (Unix milliseconds). */
   retryAt?: number
+  /** Jobs with the same cache key make the same product (see {@link productOf}). */
+  cacheKey?: string
+}
+
+/** The id of the product a job makes: its cache key's product, or one of its own. */
+export function productOf(job: Pick<Job, 'id' | 'cacheKey'>): string {
+  return job.cacheKey === undefined ? job.id : `cache:${job.cacheKey}`
 }
 
 /** Replaces the target policy of an order's jobs: of all of them, or of some by name. */

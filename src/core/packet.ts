@@ -48,6 +48,12 @@ const packetJobSchema = z.strictObject({
     .min(1)
     .max(7 * 86_400_000)
     .optional(),
+  /**
+   * A cache key: jobs with the same key make the same product. A job whose product a live
+   * target already holds succeeds at once without running; jobs with the same key in flight
+   * together run once.
+   */
+  cache: z.string().min(1).max(256).optional(),
 })
 
 /** A packet as users write it, in YAML or JSON. */
@@ -77,6 +83,7 @@ export interface PacketJob {
   after: number[]
   failure: FailurePolicyOptions | undefined
   timeoutMs: number | undefined
+  cacheKey: string | undefined
 }
 
 /** A checked packet: names unique, references resolved, acyclic, within limits. */
@@ -182,6 +189,7 @@ export function compilePacket(input: unknown, limits: PacketLimits = defaultPack
       after: after.sort((a, b) => a - b),
       failure: job.failure,
       timeoutMs: job.timeoutMs,
+      cacheKey: job.cache,
     }
   })
   if (issues.length > 0) throw new ValidationError(issues)

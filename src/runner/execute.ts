@@ -48,7 +48,7 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   const out: Executed = { result: { ok: true }, added: [], removed: [] }
   if ('builtin' in a.op && a.op.builtin === 'noop' && a.inputs.length === 0) {
     // Nothing to run and nothing to keep: no directory, no disk.
-    o.cache.addEmpty(a.jobId)
+    o.cache.addEmpty(a.productId)
     return out
   }
   const dir = join(o.jobsDir, `${a.jobId}-${a.attempt}`)
@@ -57,12 +57,12 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   try {
     try {
       for (const input of a.inputs) {
-        if (!o.cache.has(input.jobId)) {
-          out.removed.push(...(await fetchProduct(input.jobId, o)))
-          out.added.push(input.jobId)
+        if (!o.cache.has(input.productId)) {
+          out.removed.push(...(await fetchProduct(input.productId, o)))
+          out.added.push(input.productId)
         }
-        o.cache.touch(input.jobId)
-        const product = await o.cache.materialise(input.jobId)
+        o.cache.touch(input.productId)
+        const product = await o.cache.materialise(input.productId)
         await symlink(join(product, 'out'), join(dir, 'inputs', input.name))
       }
     } catch (e) {
@@ -73,14 +73,14 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     o.started?.(job)
     out.result = await job.result
     if (out.result.ok) {
-      const product = await o.cache.scratch(a.jobId)
+      const product = await o.cache.scratch(a.productId)
       await rename(join(dir, 'out'), join(product, 'out'))
       for (const stream of ['stdout', 'stderr']) {
         await rename(join(dir, stream), join(product, stream)).catch(() =>
           writeFile(join(product, stream), ''),
         )
       }
-      out.removed.push(...(await o.cache.add(a.jobId, product)))
+      out.removed.push(...(await o.cache.add(a.productId, product)))
     }
     return out
   } finally {

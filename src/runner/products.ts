@@ -4,7 +4,8 @@
  * per file, then its bytes).
  */
 import { createReadStream } from 'node:fs'
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { ServerResponse } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
@@ -17,8 +18,16 @@ interface Entry {
   empty: boolean
 }
 
-/** Product ids become directory names; anything else is refused. */
-const SAFE_ID = /^[A-Za-z0-9._:-]{1,200}$/
+/** Product ids that can be directory names as they are; others are named by a digest. */
+const SAFE_ID = /^[A-Za-z0-9._-]{1,200}$/
+
+/** The directory name of a product. */
+function dirName(id: string): string {
+  return SAFE_ID.test(id) ? id : `h-${createHash('sha256').update(id).digest('hex')}`
+}
+
+/** Each product directory says which product it holds, for a cache read back after a restart. */
+const ID_FILE = '.product-id'
 
 export class ProductCache {
   readonly dir: string
@@ -37,8 +46,9 @@ export class ProductCache {
     await mkdir(join(this.dir, 'incoming'), { recursive: true })
     await rm(join(this.dir, 'incoming'), { recursive: true, force: true })
     await mkdir(join(this.dir, 'incoming'), { recursive: true })
-    for (const id of await readdir(join(this.dir, 'products'))) {
-      if (!SAFE_ID.test(id)) continue
+    for (const name of await readdir(join(this.dir, 'products'))) {
+      const id = await readFile(join(this.dir, 'products', name, ID_FILE), 'utf8').catch(() => name)
+      if (dirName(id) !== name) continue
       const info = await stat(this.path(id))
       const bytes = await sizeOf(this.path(id))
       this.entries.set(id, { id, bytes, usedAt: info.mtimeMs, empty: false })
@@ -56,13 +66,12 @@ export class ProductCache {
   }
 
   path(id: string): string {
-    if (!SAFE_ID.test(id)) throw new Error(`not a product id: ${id}`)
-    return join(this.dir, 'products', id)
+    return join(this.dir, 'products', dirName(id))
   }
 
   /** A fresh directory to build a product in, on the cache's file system. */
   async scratch(name: string): Promise<string> {
-    const dir = join(this.dir, 'incoming', `${name}-${process.pid}-${Date.now()}`)
+    const dir = join(this.dir, 'incoming', `${dirName(name)}-${process.pid}-${Date.now()}`)
     await mkdir(dir, { recursive: true })
     return dir
   }
@@ -70,6 +79,7 @@ export class ProductCache {
   /** Moves a built directory into the cache as product `id`; returns the ids evicted to make room. */
   async add(id: string, from: string): Promise<string[]> {
     const to = this.path(id)
+    await writeFile(join(from, ID_FILE), id)
     await rm(to, { recursive: true, force: true })
     await rename(from, to)
     const bytes = await sizeOf(to)
@@ -92,6 +102,7 @@ export class ProductCache {
     const dir = this.path(id)
     if (e?.empty === true) {
       await mkdir(join(dir, 'out'), { recursive: true })
+      await writeFile(join(dir, ID_FILE), id)
       e.empty = false
     }
     return dir

@@ -9,7 +9,7 @@ import { z } from 'zod'
 import { classify, readDocument } from '../core/document.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
-import { finalJobStates } from '../core/model.ts'
+import { finalJobStates, productOf } from '../core/model.ts'
 import type { Order } from '../core/model.ts'
 import { orderOptionsSchema } from '../core/order.ts'
 import { parseInput } from '../core/schema.ts'
@@ -204,7 +204,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     return {
       body: jobs
         .filter((j) => j.state === 'succeeded')
-        .map((j) => ({ jobId: j.id, name: j.name, holders: holderUrls(service, j.id) })),
+        .map((j) => ({
+          jobId: j.id,
+          productId: productOf(j),
+          name: j.name,
+          holders: holderUrls(service, productOf(j)),
+        })),
     }
   })
 

@@ -203,11 +203,19 @@ export interface JobSpec {
   uses: Job['uses']
   failure: Job['failure']
   timeoutMs: number | undefined
+  cacheKey: string | undefined
 }
 
 /** A job's spec as stored text. */
 export function specBody(j: Job): string {
-  return JSON.stringify([j.op, j.policy, j.uses, j.failure, j.timeoutMs ?? null])
+  return JSON.stringify([
+    j.op,
+    j.policy,
+    j.uses,
+    j.failure,
+    j.timeoutMs ?? null,
+    j.cacheKey ?? null,
+  ])
 }
 
 /** The key a spec is stored under: a digest of its text. */
@@ -216,14 +224,22 @@ export function specHash(body: string): string {
 }
 
 export function decodeSpec(body: string): JobSpec {
-  const [op, policy, uses, failure, timeoutMs] = JSON.parse(body) as [
+  const [op, policy, uses, failure, timeoutMs, cacheKey] = JSON.parse(body) as [
     Job['op'],
     Job['policy'],
     Job['uses'],
     Job['failure'],
     number | null,
+    string | null,
   ]
-  return { op, policy, uses, failure, timeoutMs: timeoutMs ?? undefined }
+  return {
+    op,
+    policy,
+    uses,
+    failure,
+    timeoutMs: timeoutMs ?? undefined,
+    cacheKey: cacheKey ?? undefined,
+  }
 }
 
 /** Spec ids by body, so a store looks each spec up once. Forgets all when it grows large. */
@@ -283,6 +299,7 @@ export function decodeJobArray(r: unknown[], specs: SpecMap, orderId: Id): Job {
     uses: spec.uses,
     failure: spec.failure,
     timeoutMs: spec.timeoutMs,
+    ...(spec.cacheKey === undefined ? {} : { cacheKey: spec.cacheKey }),
     state: r[4] as Job['state'],
     attempt: r[5] as number,
   }
@@ -313,6 +330,7 @@ export function decodeJob(r: JobRow, specs: SpecMap, orderId?: Id): Job {
     uses: spec.uses,
     failure: spec.failure,
     timeoutMs: spec.timeoutMs,
+    ...(spec.cacheKey === undefined ? {} : { cacheKey: spec.cacheKey }),
     state: r.state as Job['state'],
     attempt: r.attempt,
   }

@@ -24,6 +24,7 @@ const packetJob = (i: number) =>
     otherTarget: fc.boolean(),
     onExhausted: fc.constantFrom('fail-order' as const, 'continue' as const),
     timeoutMs: fc.option(fc.constantFrom(100, 300), { nil: undefined, freq: 3 }),
+    cache: fc.option(fc.constantFrom('k1', 'k2'), { nil: undefined, freq: 3 }),
   })
 
 const packetArb = fc
@@ -42,6 +43,7 @@ const packetArb = fc
       target: j.target,
       uses: j.uses,
       timeoutMs: j.timeoutMs,
+      cache: j.cache,
       failure: {
         attempts: j.attempts,
         backoffMs: j.backoffMs,

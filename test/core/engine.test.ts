@@ -555,3 +555,74 @@ describe('events', () => {
     expect(() => w.engine.registerTarget({ id: 'initiator' })).toThrow(/initiator's id/)
   })
 })
+
+describe('cache keys', () => {
+  const keyed = (name: string, key: string, extra: object = {}) => ({
+    name,
+    jobs: [{ name: 'build', op, cache: key, ...extra }],
+  })
+
+  it('a job whose product a live worker holds succeeds without running', () => {
+    const w = world()
+    const first = w.engine.submitPacket(keyed('a', 'lib@1'), {}, 'ana')
+    const a = one(w, 'w2')
+    expect(a.productId).toBe('cache:lib@1')
+    ok(w, a)
+    w.events.length = 0
+    const again = w.engine.submitPacket(
+      {
+        name: 'b',
+        jobs: [
+          { name: 'build', op, cache: 'lib@1' },
+          { name: 'use', op, after: ['build'], target: 'w3' },
+        ],
+      },
+      {},
+      'bob',
+    )
+    expect(w.events.filter((e) => e.type === 'attempt:started')).toEqual([])
+    expect(w.events.find((e) => e.type === 'job:succeeded')).toMatchObject({
+      cached: true,
+      target: 'w2',
+      productId: 'cache:lib@1',
+    })
+    const use = one(w, 'w3')
+    expect(use.inputs).toEqual([
+      {
+        jobId: w.engine.jobs(again.orderId)[0]!.id,
+        productId: 'cache:lib@1',
+        name: 'build',
+        holders: ['w2'],
+      },
+    ])
+    expect(w.engine.fulfilment(first.orderId).state).toBe('succeeded')
+  })
+
+  it('runs jobs with one key in flight together once, and the others take its product', () => {
+    const w = world()
+    const orders = [1, 2, 3].map((i) => w.engine.submitPacket(keyed(`p${i}`, 'k'), {}, 'ana'))
+    const waiting = w.engine.jobs(orders[1]!.orderId)[0]!
+    const picked = w.engine.pick('w1', 8)
+    expect(picked).toHaveLength(1)
+    expect(w.engine.explain(waiting.id)).toEqual({ kind: 'same-product', job: picked[0]!.jobId })
+    expect(w.engine.pick('w2', 8)).toEqual([])
+    ok(w, picked[0]!)
+    for (const o of orders) expect(w.engine.fulfilment(o.orderId).state).toBe('succeeded')
+    expect(w.events.filter((e) => e.type === 'attempt:started')).toHaveLength(1)
+  })
+
+  it('lets the next job with the key run when the one making it fails or is cancelled', () => {
+    const w = world()
+    const [x, y, z] = [1, 2, 3].map((i) => w.engine.submitPacket(keyed(`p${i}`, 'k'), {}, 'ana'))
+    const first = one(w, 'w1')
+    w.engine.complete('w1', first.jobId, 1, { ok: false, exitCode: 1 })
+    expect(w.engine.fulfilment(x!.orderId).state).toBe('failed')
+    const second = one(w, 'w1')
+    expect(second.orderId).toBe(y!.orderId)
+    w.engine.cancelOrder(y!.orderId)
+    const third = one(w, 'w1')
+    expect(third.orderId).toBe(z!.orderId)
+    ok(w, third)
+    expect(w.engine.fulfilment(z!.orderId).state).toBe('succeeded')
+  })
+})

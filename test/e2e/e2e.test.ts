@@ -168,4 +168,61 @@ describe('end to end', () => {
     ).weights as number[]
     ;(model.weights as number[]).forEach((w, i) => expect(w).toBeCloseTo(weights[i]!, 12))
   }, 60_000)
+
+  it('serves a job with a cache key it has already made from the cache, without running it', async () => {
+    cluster = new Cluster()
+    await cluster.server()
+    await cluster.worker('w1')
+    const runs = join(cluster.dir, 'runs')
+    const packet = {
+      name: 'stamp',
+      jobs: [{ name: 'stamp', op: sh(`echo ran >> ${runs}; echo made`), cache: 'stamp@1' }],
+    }
+    const c = cluster.client()
+    const first = await c.submit({ packet })
+    expect((await cluster.finished(first.orderId)).state).toBe('succeeded')
+    const second = await c.submit({ packet })
+    expect((await cluster.finished(second.orderId)).state).toBe('succeeded')
+    expect(readFileSync(runs, 'utf8')).toBe('ran\n')
+    const [job] = await c.jobs(second.orderId)
+    expect(job).toMatchObject({ state: 'succeeded', attempt: 0 })
+  }, 30_000)
+
+  it('runs a job three concurrent orders share once, and its product reaches every worker that reads it', async () => {
+    cluster = new Cluster()
+    await cluster.server()
+    for (const id of ['w1', 'w2', 'w3']) await cluster.worker(id)
+    const runs = join(cluster.dir, 'runs')
+    const c = cluster.client()
+    const orders = await Promise.all(
+      ['w1', 'w2', 'w3'].map((target) =>
+        c.submit({
+          packet: {
+            name: `share-${target}`,
+            jobs: [
+              {
+                name: 'shared',
+                op: sh(`echo ran >> ${runs}; sleep 0.3; printf data > "$LOCKSTEP_OUT/file"`),
+                cache: 'shared@1',
+              },
+              {
+                name: 'use',
+                op: sh('cat "$LOCKSTEP_INPUTS/shared/file"'),
+                after: ['shared'],
+                target,
+              },
+            ],
+          },
+        }),
+      ),
+    )
+    for (const o of orders) expect((await cluster.finished(o.orderId)).state).toBe('succeeded')
+    expect(readFileSync(runs, 'utf8')).toBe('ran\n')
+    const holders = (await c.locate('cache:shared@1')).holders.map((h) => h.target).sort()
+    expect(holders).toEqual(['w1', 'w2', 'w3'])
+    for (const o of orders) {
+      const dir = await cluster.product(o.orderId, 'use')
+      expect(readFileSync(join(dir, 'stdout'), 'utf8')).toBe('data')
+    }
+  }, 30_000)
 })

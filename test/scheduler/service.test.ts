@@ -160,7 +160,9 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
       free: 4,
     })
     expect(afterB.assignments.map((x) => x.name)).toEqual(['c'])
-    expect(afterB.assignments[0]!.inputs).toEqual([{ jobId: b!.jobId, name: 'b', holders: ['w1'] }])
+    expect(afterB.assignments[0]!.inputs).toEqual([
+      { jobId: b!.jobId, productId: b!.jobId, name: 'b', holders: ['w1'] },
+    ])
     clock.advance(LEASE / 2)
     await second.heartbeat('w1')
     await second.durable()

@@ -158,7 +158,9 @@ describe.each(backends)('store contract: %s', (_name, make) => {
     })
     next.complete('w1', b!.jobId, 1, { ok: true })
     const [c] = next.pick('w1', 4)
-    expect(c!.inputs).toEqual([{ jobId: b!.jobId, name: 'b', holders: ['w1'] }])
+    expect(c!.inputs).toEqual([
+      { jobId: b!.jobId, productId: b!.jobId, name: 'b', holders: ['w1'] },
+    ])
     next.stop()
   })
 

@@ -30,7 +30,7 @@ import type {
   Target,
   TargetPolicy,
 } from '../model.ts'
-import { finalJobStates } from '../model.ts'
+import { finalJobStates, productOf } from '../model.ts'
 import { compileOrderOptions } from '../order.ts'
 import type { ResolvedOrderOptions } from '../order.ts'
 import { compilePacket } from '../packet.ts'
@@ -91,6 +91,8 @@ export type TargetRegistration = z.input<typeof targetRegistrationSchema>
 export interface Assignment {
   orderId: Id
   jobId: Id
+  /** The id its product is kept and fetched under. */
+  productId: string
   name: string
   attempt: number
   target: string
@@ -108,6 +110,8 @@ export interface Assignment {
 /** One product a job reads. */
 export interface JobInput {
   jobId: Id
+  /** The id to fetch it by. */
+  productId: string
   name: string
   /** Live targets holding it; empty when none does any more. */
   holders: string[]
@@ -115,7 +119,11 @@ export interface JobInput {
 
 /** Why a job has not started: locks, a backoff, or a dispatch reason. */
 export type JobWait =
-  { kind: 'locks'; waitingFor: Id[] } | { kind: 'backoff'; until: number } | WaitReason
+  | { kind: 'locks'; waitingFor: Id[] }
+  | { kind: 'backoff'; until: number }
+  /** Another job with the same cache key makes the product; this one takes it when it is made. */
+  | { kind: 'same-product'; job: Id }
+  | WaitReason
 
 /** What {@link Engine.restore} rebuilds from: the store's snapshot of what is in flight. */
 export interface EngineState {
@@ -182,10 +190,13 @@ class JobRecord {
   timeoutTimer: Timer | undefined = undefined
   /** The target running the current attempt. */
   runningOn: TargetRecord | undefined = undefined
+  /** The product it makes; also its id in the dispatch core. */
+  readonly productId: string
 
   constructor(job: Job, order: OrderRecord, resources: Resource[]) {
     this.job = job
     this.order = order
+    this.productId = productOf(job)
     this.resources = resources
     this.uses =
       resources.length === 0 ? NO_KEYS : resources.filter((r) => r.unique).map((r) => r.key)
@@ -217,6 +228,12 @@ export class Engine {
   private readonly packetsByName = new Map<string, PacketRecord>()
   private readonly orders = new Map<Id, OrderRecord>()
   private readonly jobRecords = new Map<Id, JobRecord>()
+  /**
+   * The job in the dispatch core for each product id (ready, running or backing off), and the
+   * jobs with the same cache key that wait for it.
+   */
+  private readonly leaders = new Map<string, JobRecord>()
+  private readonly followers = new Map<string, JobRecord[]>()
   private stopped = false
 
   constructor(options: EngineOptions = {}) {
@@ -370,6 +387,7 @@ export class Engine {
         uses: pj.uses.map((key) => resources.get(key)!),
         failure: compileFailurePolicy(pj.failure, resolved.failure, packet.failure),
         timeoutMs: pj.timeoutMs,
+        ...(pj.cacheKey === undefined ? {} : { cacheKey: pj.cacheKey }),
         state: 'waiting',
         attempt: 0,
       }
@@ -461,7 +479,7 @@ export class Engine {
     while (out.length < max && !this.stopped) {
       const pending = this.dispatch.tryPickJob(targetId)
       if (pending === null) break
-      out.push(this.startAttempt(this.jobRecords.get(pending.job.id)!, record))
+      out.push(this.startAttempt(this.leaders.get(pending.job.id)!, record))
     }
     return out
   }
@@ -473,9 +491,7 @@ export class Engine {
       if (this.targetRecords.get(id)?.live === true) live.set(id, n)
     return this.dispatch
       .cycle(live)
-      .map((a) =>
-        this.startAttempt(this.jobRecords.get(a.jobId)!, this.targetRecords.get(a.target)!),
-      )
+      .map((a) => this.startAttempt(this.leaders.get(a.jobId)!, this.targetRecords.get(a.target)!))
   }
 
   /**
@@ -501,7 +517,7 @@ export class Engine {
             : ` (the job is ${job.job.state}; its latest attempt is ${current.attempt} on ${current.target})`),
       )
     }
-    this.dispatch.onJobComplete(targetId, jobId, result)
+    this.dispatch.onJobComplete(targetId, job.productId, result)
     if (result.ok) this.succeed(job, targetId)
     else this.attemptFailed(job, result)
   }
@@ -594,10 +610,11 @@ export class Engine {
       restored.push(order)
     }
     const lost: JobRecord[] = []
+    const readyAgain: JobRecord[] = []
     for (const order of restored) {
       for (const job of order.jobs) {
         const state = job.job.state
-        if (state === 'ready') this.dispatch.scheduleJob(this.dispatchOptions(job))
+        if (state === 'ready') readyAgain.push(job)
         else if (state === 'running') {
           const current = job.current
           const target = current === undefined ? undefined : this.targetRecords.get(current.target)
@@ -606,6 +623,7 @@ export class Engine {
             continue
           }
           this.dispatch.scheduleRunning(this.dispatchOptions(job), target.target.id)
+          this.leaders.set(job.productId, job)
           job.runningOn = target
           target.running.set(job.job.id, job)
           if (job.job.timeoutMs !== undefined) {
@@ -626,6 +644,19 @@ export class Engine {
         } else if (state === 'waiting' && job.held === 0) {
           this.ready(job)
         }
+      }
+    }
+    // Ready jobs go back to dispatch after the running ones have claimed their products: a job
+    // whose cache key another one is making waits for it again.
+    for (const job of readyAgain) {
+      const leader = this.leaders.get(job.productId)
+      if (leader === undefined) {
+        this.leaders.set(job.productId, job)
+        this.dispatch.scheduleJob(this.dispatchOptions(job))
+      } else {
+        let list = this.followers.get(job.productId)
+        if (list === undefined) this.followers.set(job.productId, (list = []))
+        list.push(job)
       }
     }
     for (const job of lost) {
@@ -699,7 +730,8 @@ export class Engine {
     return this.jobRecord(jobId).inputs.map((p) => ({
       jobId: p.job.id,
       name: p.job.name,
-      holders: this.dispatch.holders(p.job.id),
+      productId: p.productId,
+      holders: this.dispatch.holders(p.productId),
     }))
   }
 
@@ -720,7 +752,8 @@ export class Engine {
 
   /** Any live target holding a job's product. */
   locateArtifact(jobId: Id): string | undefined {
-    return this.dispatch.locateArtifact(jobId)
+    const job = this.jobRecords.get(jobId)
+    return this.dispatch.locateArtifact(job === undefined ? jobId : job.productId)
   }
 
   /** Why a job has not started yet; undefined once it runs or has ended. */
@@ -733,7 +766,12 @@ export class Engine {
         waitingFor: job.inputs.filter((p) => p.job.state !== 'succeeded').map((p) => p.job.id),
       }
     }
-    if (job.job.state === 'ready') return this.dispatch.explain(jobId)
+    if (job.job.state === 'ready') {
+      const leader = this.leaders.get(job.productId)
+      if (leader !== undefined && leader !== job)
+        return { kind: 'same-product', job: leader.job.id }
+      return this.dispatch.explain(job.productId)
+    }
     return undefined
   }
 
@@ -816,7 +854,10 @@ export class Engine {
       iterations: order.iterations,
       ...(artifact === undefined ? {} : { artifact }),
     })
-    for (const record of order.jobs) if (record.held === 0) this.ready(record)
+    // A job may already have succeeded from the cache, releasing the jobs after it.
+    for (const record of order.jobs) {
+      if (record.held === 0 && record.job.state === 'waiting') this.ready(record)
+    }
     return this.fulfilment(order.order.id)
   }
 
@@ -864,16 +905,72 @@ export class Engine {
   private ready(job: JobRecord): void {
     job.job.retryAt = undefined
     job.retryTimer = undefined
+    const product = job.productId
+    if (product !== job.job.id) {
+      const holder = this.dispatch.locateArtifact(product)
+      if (holder !== undefined && job.job.attempt === 0) {
+        this.setState(job, 'ready')
+        this.fromCache(job, holder)
+        return
+      }
+      const leader = this.leaders.get(product)
+      if (leader !== undefined && leader !== job) {
+        this.setState(job, 'ready')
+        let list = this.followers.get(product)
+        if (list === undefined) this.followers.set(product, (list = []))
+        list.push(job)
+        this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
+        return
+      }
+    }
     this.setState(job, 'ready')
+    this.leaders.set(product, job)
     this.dispatch.scheduleJob(this.dispatchOptions(job))
     this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
+  }
+
+  /** A job whose product a live target already holds succeeds without running. */
+  private fromCache(job: JobRecord, holder: string): void {
+    this.setState(job, 'succeeded')
+    this.emit('job:succeeded', {
+      orderId: job.order.order.id,
+      jobId: job.job.id,
+      attempt: job.job.attempt,
+      target: holder,
+      productId: job.productId,
+      cached: true,
+    })
+    this.released(job)
+  }
+
+  /**
+   * The job in the dispatch core for a product has ended: with the product, the jobs waiting
+   * for it take it; without, the first of them runs in its place.
+   */
+  private stepDown(job: JobRecord, holder: string | undefined): void {
+    const product = job.productId
+    if (this.leaders.get(product) !== job) return
+    this.leaders.delete(product)
+    const waiting = this.followers.get(product)
+    if (waiting === undefined) return
+    this.followers.delete(product)
+    const live = waiting.filter((f) => f.job.state === 'ready')
+    if (holder !== undefined) {
+      for (const f of live) this.fromCache(f, holder)
+      return
+    }
+    const next = live.shift()
+    if (next === undefined) return
+    if (live.length > 0) this.followers.set(product, live)
+    this.leaders.set(product, next)
+    this.dispatch.scheduleJob(this.dispatchOptions(next))
   }
 
   private dispatchOptions(job: JobRecord): ScheduleJobOptions {
     const policy = job.job.policy
     return {
-      id: job.job.id,
-      deps: job.inputs.length > 0 ? job.inputs.map((p) => p.job.id) : undefined,
+      id: job.productId,
+      deps: job.inputs.length > 0 ? job.inputs.map((p) => p.productId) : undefined,
       priority: job.order.order.priority,
       target: policy.kind === 'strict' ? policy.target : undefined,
       uses: job.uses.length > 0 ? job.uses : undefined,
@@ -910,6 +1007,7 @@ export class Engine {
     const out: Assignment = {
       orderId: job.order.order.id,
       jobId: job.job.id,
+      productId: job.productId,
       name: job.job.name,
       attempt,
       target: target.target.id,
@@ -953,7 +1051,14 @@ export class Engine {
       jobId: job.job.id,
       attempt: job.job.attempt,
       target: targetId,
+      productId: job.productId,
     })
+    this.stepDown(job, targetId)
+    this.released(job)
+  }
+
+  /** A job succeeded: its outgoing locks are released, and its order may be done. */
+  private released(job: JobRecord): void {
     // A lock is released once, by the one success of the job that holds it.
     for (const next of job.next) {
       if (--next.held === 0 && next.job.state === 'waiting') this.ready(next)
@@ -991,6 +1096,7 @@ export class Engine {
       return
     }
     this.setState(job, 'failed')
+    this.stepDown(job, undefined)
     job.job.reason = describeFailure(result)
     this.emit('job:failed', { orderId, jobId: job.job.id, attempt: job.job.attempt, reason })
     if (policy.onExhausted === 'fail-order') {
@@ -1031,12 +1137,13 @@ export class Engine {
         target: current.target,
         reason,
       })
-      this.dispatch.cancelJob(job.job.id)
+      this.dispatch.cancelJob(job.productId)
       this.endAttempt(job, 'cancelled', { ok: false, reason: 'cancelled', message: reason })
-    } else if (state === 'ready') {
-      this.dispatch.cancelJob(job.job.id)
+    } else if (state === 'ready' && this.leaders.get(job.productId) === job) {
+      this.dispatch.cancelJob(job.productId)
     }
     this.setState(job, 'cancelled')
+    this.stepDown(job, undefined)
     job.job.reason = reason
     this.emit('job:cancelled', { orderId: job.order.order.id, jobId: job.job.id, reason })
   }
@@ -1053,13 +1160,16 @@ export class Engine {
       reason: 'timeout',
     })
     const result: JobResult = { ok: false, reason: 'timeout', message }
-    this.dispatch.cancelJob(job.job.id, result)
+    this.dispatch.cancelJob(job.productId, result)
     this.attemptFailed(job, result)
   }
 
   private loseAttempt(job: JobRecord, message: string): void {
+    // Losing one attempt can end its order and so cancel the others of a lost target before
+    // their turn comes: those are no longer running, and nothing of them is left to lose.
+    if (job.job.state !== 'running') return
     const result: JobResult = { ok: false, reason: 'worker-lost', message }
-    this.dispatch.cancelJob(job.job.id, result)
+    this.dispatch.cancelJob(job.productId, result)
     this.attemptFailed(job, result)
   }
 

@@ -28,7 +28,18 @@ export interface EngineEventMap {
   'job:ready': { orderId: Id; jobId: Id }
   /** An attempt failed and another follows at `retryAt`. */
   'job:retrying': { orderId: Id; jobId: Id; attempt: number; retryAt: number; reason: string }
-  'job:succeeded': { orderId: Id; jobId: Id; attempt: number; target: string }
+  /**
+   * `productId` is where its product is kept; `cached` when a live target already held it, so
+   * the job did not run.
+   */
+  'job:succeeded': {
+    orderId: Id
+    jobId: Id
+    attempt: number
+    target: string
+    productId: string
+    cached?: boolean
+  }
   'job:failed': { orderId: Id; jobId: Id; attempt: number; reason: string }
   /** A job that can no longer run because a job it waits for failed or was cancelled. */
   'job:skipped': { orderId: Id; jobId: Id; reason: string }
