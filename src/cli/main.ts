@@ -14,6 +14,7 @@ import type { StreamEvent } from '../client/client.ts'
 import { central, parseCsv } from '../core/analytics.ts'
 import type { Analytic, AnalyticsArgs, Result } from '../core/analytics.ts'
 import type { OrderFulfilment } from '../core/engine/fulfilment.ts'
+import { productOf } from '../core/model.ts'
 import { LockstepError, ValidationError, formatIssue } from '../core/errors.ts'
 import { SchedulerService } from '../scheduler/service.ts'
 import { parseTokens } from '../server/auth.ts'
@@ -36,7 +37,9 @@ const usage = `lockstep — a distributed job scheduler
   lockstep submit FILE [--priority N] [--follow]
   lockstep status [ORDER]
   lockstep cancel ORDER | --job JOB
-  lockstep workers
+  lockstep workers | targets
+  lockstep logs JOB                            its output, or why its attempts failed
+  lockstep download ORDER [--to DIR]           its products (when the server allows it)
 
 Workbench commands find the scheduler in --server/--token, LOCKSTEP_URL/LOCKSTEP_TOKEN, or the
 credentials that 'lockstep up' writes to ./.lockstep/cli.json. Add --json for machine output.`
@@ -64,7 +67,12 @@ export async function main(
       case 'cancel':
         return await cancel(rest, out)
       case 'workers':
+      case 'targets':
         return await workers(rest, out)
+      case 'logs':
+        return await logs(rest, out)
+      case 'download':
+        return await download(rest, out)
       case undefined:
       case 'help':
       case '--help':
@@ -264,6 +272,62 @@ async function workers(args: string[], out: Out): Promise<number> {
       )
     }
   }
+  return 0
+}
+
+async function logs(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: clientOptions,
+  })
+  if (positionals.length !== 1) throw new Error('give a job: lockstep logs JOB')
+  const c = client(values)
+  const detail = await c.job(positionals[0]!)
+  if (values.json) {
+    out(JSON.stringify(detail))
+    return 0
+  }
+  for (const a of detail.attempts) {
+    const why = [a.reason, a.exitCode === undefined ? undefined : `exit code ${a.exitCode}`]
+      .filter((x) => x !== undefined)
+      .join(', ')
+    out(`attempt ${a.attempt} on ${a.target}: ${a.state}${why === '' ? '' : ` (${why})`}`)
+    if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
+  }
+  if (detail.job.state === 'succeeded') {
+    const dir = await mkdtemp(join(tmpdir(), 'lockstep-logs-'))
+    try {
+      await unpack(await c.productContent(productOf(detail.job)), dir)
+      out(await readFile(join(dir, 'stdout'), 'utf8').catch(() => ''))
+      const stderr = await readFile(join(dir, 'stderr'), 'utf8').catch(() => '')
+      if (stderr !== '') process.stderr.write(stderr)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+  return 0
+}
+
+async function download(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...clientOptions, to: { type: 'string' } },
+  })
+  if (positionals.length !== 1) throw new Error('give an order: lockstep download ORDER')
+  const c = client(values)
+  const orderId = positionals[0]!
+  const to = resolve(values.to ?? `lockstep-${orderId}`)
+  const products = await c.products(orderId)
+  for (const p of products) {
+    await unpack(await c.productContent(p.productId), join(to, p.name))
+  }
+  out(
+    values.json
+      ? JSON.stringify({ dir: to, jobs: products.map((p) => p.name) })
+      : `${products.length} products in ${to}`,
+  )
   return 0
 }
 

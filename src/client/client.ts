@@ -135,7 +135,9 @@ export class LockstepClient {
 
   products(
     orderId: string,
-  ): Promise<{ jobId: string; name: string; holders: ProductHolders['holders'] }[]> {
+  ): Promise<
+    { jobId: string; productId: string; name: string; holders: ProductHolders['holders'] }[]
+  > {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/products`)
   }
 
@@ -159,6 +161,17 @@ export class LockstepClient {
 
   locate(productId: string): Promise<ProductHolders> {
     return this.request('GET', `/v1/products/${encodeURIComponent(productId)}`)
+  }
+
+  /** A product's content as an archive stream, relayed by the scheduler. */
+  async productContent(productId: string): Promise<AsyncIterable<Uint8Array>> {
+    const headers: Record<string, string> = {}
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
+    const res = await fetch(`${this.url}/v1/products/${encodeURIComponent(productId)}/content`, {
+      headers,
+    })
+    if (!res.ok || res.body === null) throw errorFrom(res.status, await res.text())
+    return res.body
   }
 
   /**

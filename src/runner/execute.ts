@@ -33,6 +33,8 @@ export interface ExecuteOptions {
   secrets?: string
   /** Who holds a product. */
   locate(productId: string): Promise<Holder[]>
+  /** The scheduler's relay (`…/v1/products`), tried when no holder can be reached. */
+  relay?: string
   /** Called once the job runs, so that it can be cancelled. */
   started?(job: RunningJob): void
 }
@@ -91,10 +93,15 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
 /** Fetches a product from a target that holds it into the cache; returns the ids evicted. */
 async function fetchProduct(productId: string, o: ExecuteOptions): Promise<string[]> {
   const errors: string[] = []
-  for (const holder of await o.locate(productId)) {
-    if (holder.url === undefined || holder.target === o.self) continue
+  const holders = (await o.locate(productId)).filter(
+    (h) => h.url !== undefined && h.target !== o.self,
+  )
+  const sources = holders.map((h) => ({ name: h.target, url: `${h.url}/products` }))
+  if (o.relay !== undefined) sources.push({ name: 'the scheduler', url: o.relay })
+  for (const source of sources) {
     try {
-      const res = await fetch(`${holder.url}/products/${encodeURIComponent(productId)}`, {
+      const path = source.name === 'the scheduler' ? '/content' : ''
+      const res = await fetch(`${source.url}/${encodeURIComponent(productId)}${path}`, {
         headers: o.token === undefined ? {} : { authorization: `Bearer ${o.token}` },
       })
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
@@ -102,7 +109,7 @@ async function fetchProduct(productId: string, o: ExecuteOptions): Promise<strin
       await unpack(Readable.fromWeb(res.body as never), dir)
       return await o.cache.add(productId, dir)
     } catch (e) {
-      errors.push(`${holder.target}: ${(e as Error).message}`)
+      errors.push(`${source.name}: ${(e as Error).message}`)
     }
   }
   throw new Error(

@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process'
 import { open } from 'node:fs/promises'
 import { randomInt } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Assignment } from '../core/engine/engine.ts'
@@ -94,7 +95,7 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
             if (timer !== undefined) clearTimeout(timer)
             if (stopped !== undefined) resolve(stopped)
             else if (code === 0) resolve({ ok: true, exitCode: 0 })
-            else if (code !== null) resolve({ ok: false, exitCode: code })
+            else if (code !== null) resolve({ ok: false, exitCode: code, message: tail(ctx.dir) })
             else resolve({ ok: false, reason: 'signal', message: `killed by ${signal}` })
           })
         })
@@ -113,6 +114,17 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
   return {
     cancel: (reason) => cancel(reason),
     result,
+  }
+}
+
+/** The last lines of a failed job's stderr: kept with the attempt, as its product is not. */
+function tail(dir: string): string | undefined {
+  try {
+    const text = readFileSync(join(dir, 'stderr'), 'utf8')
+    const last = text.length > 2000 ? text.slice(-2000) : text
+    return last.trim() === '' ? undefined : last.trimEnd()
+  } catch {
+    return undefined
   }
 }
 

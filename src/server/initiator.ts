@@ -15,7 +15,8 @@ import type { SchedulerService } from '../scheduler/service.ts'
 export class Initiator {
   private readonly cache: ProductCache
   private readonly dir: string
-  private readonly token: string | undefined
+  /** The worker token it fetches products from workers with. */
+  readonly token: string | undefined
   private service: SchedulerService | undefined
   private readonly attached: Promise<SchedulerService>
   private resolveAttached: (s: SchedulerService) => void = () => {}
@@ -60,6 +61,10 @@ export class Initiator {
       engine.reportCache(engine.initiator, done.added, done.removed)
     }
     return done.result
+  }
+
+  holds(id: string): boolean {
+    return this.cache.has(id)
   }
 
   /** Serves one of its products; the API has checked the caller's token. */

@@ -298,6 +298,50 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     return undefined
   })
 
+  /**
+   * A product's content, relayed by the scheduler: for workers that cannot reach the peer holding
+   * it, and for downloads (when the server allows them).
+   */
+  router.add('GET', '/v1/products/:id/content', async (req) => {
+    const caller = auth.check(req, ['worker', 'workbench'])
+    if (caller.role === 'workbench' && options.allowDownload !== true) {
+      throw new LockstepError(
+        'DOWNLOAD_DISABLED',
+        'this server does not allow downloading products; start it with --allow-download',
+      )
+    }
+    const id = req.params.id!
+    if (options.initiator?.holds(id) === true) {
+      await options.initiator.serve(id, req.res)
+      return undefined
+    }
+    const errors: string[] = []
+    for (const holder of holderUrls(service, id)) {
+      if (holder.url === undefined || holder.target === service.engine.initiator) continue
+      try {
+        const token = options.initiator?.token
+        const upstream = await fetch(`${holder.url}/products/${encodeURIComponent(id)}`, {
+          headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+          signal: req.signal,
+        })
+        if (!upstream.ok || upstream.body === null) throw new Error(`HTTP ${upstream.status}`)
+        req.res.writeHead(200, { 'content-type': 'application/octet-stream' })
+        for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
+          req.res.write(chunk)
+        }
+        req.res.end()
+        return undefined
+      } catch (e) {
+        if (req.res.headersSent) throw e
+        errors.push(`${holder.target}: ${(e as Error).message}`)
+      }
+    }
+    throw new LockstepError(
+      'PRODUCT_NOT_FOUND',
+      `no live target serves product ${id}${errors.length > 0 ? ` (${errors.join('; ')})` : ''}`,
+    )
+  })
+
   router.add('GET', '/v1/products/:id', (req) => {
     auth.check(req, ['worker', 'workbench'])
     const holders = holderUrls(service, req.params.id!)

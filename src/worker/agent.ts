@@ -274,6 +274,7 @@ export class WorkerAgent {
       token: this.options.token,
       data: this.options.data ?? {},
       locate: async (id) => (await this.client.locate(id)).holders,
+      relay: `${this.client.url}/v1/products`,
       started: (job) => (entry.job = job),
     })
     this.added.push(...done.added)

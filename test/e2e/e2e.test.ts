@@ -7,7 +7,8 @@ import { resolve } from 'node:path'
 import { central, parseCsv } from '../../src/core/analytics.ts'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Cluster } from './cluster.ts'
+import { main } from '../../src/cli/main.ts'
+import { Cluster, WORKBENCH } from './cluster.ts'
 
 let cluster: Cluster
 
@@ -28,6 +29,29 @@ describe('end to end', () => {
     expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
     const product = await cluster.product(order.orderId, 'echo')
     expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('OK\n')
+    // The CLI shows the output and downloads the products.
+    const lines: string[] = []
+    const cli = (...args: string[]) =>
+      main([...args, '--server', cluster.url, '--token', WORKBENCH], (l) => lines.push(l))
+    const [job] = await cluster.client().jobs(order.orderId)
+    expect(await cli('logs', job!.id)).toBe(0)
+    expect(lines).toEqual(['attempt 1 on w1: succeeded (exit code 0)', 'OK\n'])
+    const to = join(cluster.dir, 'download')
+    expect(await cli('download', order.orderId, '--to', to)).toBe(0)
+    expect(readFileSync(join(to, 'echo', 'stdout'), 'utf8')).toBe('OK\n')
+  }, 30_000)
+
+  it('keeps the end of a failed job’s stderr with its attempt', async () => {
+    cluster = new Cluster()
+    await cluster.server()
+    await cluster.worker('w1')
+    const c = cluster.client()
+    const order = await c.submit({
+      packet: { name: 'bad', jobs: [{ name: 'bad', op: sh('echo "no such input" >&2; exit 3') }] },
+    })
+    expect((await cluster.finished(order.orderId)).reason).toBe(
+      'job bad failed: exit-code 3: no such input',
+    )
   }, 30_000)
 
   it('passes a product from the worker that made it to the job that reads it', async () => {

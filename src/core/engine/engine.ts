@@ -518,7 +518,7 @@ export class Engine {
       )
     }
     this.dispatch.onJobComplete(targetId, job.productId, result)
-    if (result.ok) this.succeed(job, targetId)
+    if (result.ok) this.succeed(job, targetId, result)
     else this.attemptFailed(job, result)
   }
 
@@ -1042,8 +1042,8 @@ export class Engine {
     })
   }
 
-  private succeed(job: JobRecord, targetId: string): void {
-    this.endAttempt(job, 'succeeded', { ok: true })
+  private succeed(job: JobRecord, targetId: string, result: JobResult): void {
+    this.endAttempt(job, 'succeeded', result)
     this.setState(job, 'succeeded')
     const orderId = job.order.order.id
     this.emit('job:succeeded', {
