@@ -13,7 +13,8 @@ import { unpack } from '../../src/runner/products.ts'
 
 export const WORKBENCH = 'bench-token-123'
 export const WORKER = 'worker-token-123'
-const TOKENS = `admin:ana:${WORKBENCH},worker:fleet:${WORKER}`
+export const BOB = 'bob-token-12345'
+const TOKENS = `admin:ana:${WORKBENCH},worker:fleet:${WORKER},workbench:bob:${BOB}`
 
 export interface Proc {
   child: ChildProcess

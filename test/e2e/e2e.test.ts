@@ -8,7 +8,9 @@ import { central, parseCsv } from '../../src/core/analytics.ts'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
-import { Cluster, WORKBENCH } from './cluster.ts'
+import { LockstepClient } from '../../src/client/client.ts'
+import { LockstepError } from '../../src/core/errors.ts'
+import { BOB, Cluster, WORKBENCH } from './cluster.ts'
 
 let cluster: Cluster
 
@@ -248,5 +250,59 @@ describe('end to end', () => {
       const dir = await cluster.product(o.orderId, 'use')
       expect(readFileSync(join(dir, 'stdout'), 'utf8')).toBe('data')
     }
+  }, 30_000)
+
+  it('answers bad input with a clear 4xx and stores nothing', async () => {
+    cluster = new Cluster()
+    await cluster.server()
+    const ana = cluster.client()
+    const refused = async (p: Promise<unknown>) => {
+      const e = await p.then(
+        () => undefined,
+        (err: unknown) => err as LockstepError,
+      )
+      expect(e).toBeInstanceOf(LockstepError)
+      return e!
+    }
+    const yaml = await refused(ana.submitDocument('name: p\njobs:\n  - name: a\n   op: x\n'))
+    expect([yaml.status, yaml.message]).toEqual([400, expect.stringMatching(/^body:4:\d+: /)])
+    const cycle = await refused(
+      ana.submit({
+        packet: {
+          name: 'p',
+          jobs: [
+            { name: 'a', op: sh('true'), after: ['b'] },
+            { name: 'b', op: sh('true'), after: ['a'] },
+          ],
+        },
+      }),
+    )
+    expect([cycle.status, cycle.code, cycle.message]).toEqual([
+      400,
+      'CYCLE_IN_GRAPH',
+      'jobs[0].after: cycle: a → b → a',
+    ])
+    const project = await refused(
+      ana.submit({
+        artifact: { project: 'genomes', steps: [{ kind: 'parallel', op: sh('true') }] },
+      }),
+    )
+    expect([project.status, project.code]).toEqual([422, 'NO_WORKER_FOR_PROJECT'])
+    const big = await refused(
+      ana.submit({ packet: { name: 'p', description: 'x'.repeat(17 * 1024 * 1024), jobs: [] } }),
+    )
+    expect([big.status, big.code]).toEqual([413, 'PAYLOAD_TOO_LARGE'])
+    const none = await refused(new LockstepClient({ url: cluster.url }).orders())
+    expect([none.status, none.code]).toEqual([401, 'UNAUTHORIZED'])
+    const wrong = await refused(
+      new LockstepClient({ url: cluster.url, token: 'not-a-token' }).orders(),
+    )
+    expect([wrong.status, wrong.code]).toEqual([401, 'UNAUTHORIZED'])
+    expect(await ana.orders()).toEqual([])
+    const order = await ana.submit({ packet: { name: 'p', jobs: [{ name: 'a', op: sh('true') }] } })
+    const bob = new LockstepClient({ url: cluster.url, token: BOB })
+    const cancel = await refused(bob.cancelOrder(order.orderId))
+    expect([cancel.status, cancel.code]).toEqual([403, 'FORBIDDEN'])
+    expect((await ana.order(order.orderId)).fulfilment.state).toBe('running')
   }, 30_000)
 })
