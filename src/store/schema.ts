@@ -134,7 +134,6 @@ CREATE TABLE events (
   job_id ${bin(d)},
   body TEXT NOT NULL
 );
-CREATE INDEX events_order ON events (order_id, seq);
 `,
   },
 ]
