@@ -298,10 +298,10 @@ export function decodeJobArray(r: unknown[], specs: SpecMap, orderId: Id): Job {
     uses: spec.uses,
     failure: spec.failure,
     timeoutMs: spec.timeoutMs,
-    ...(spec.cacheKey === undefined ? {} : { cacheKey: spec.cacheKey }),
     state: r[4] as Job['state'],
     attempt: r[5] as number,
   }
+  if (spec.cacheKey !== undefined) job.cacheKey = spec.cacheKey
   if (r[6] !== null) job.step = r[6] as number
   if (r[7] !== null) job.iteration = r[7] as number
   if (r[8] !== null) job.reason = r[8] as string
@@ -329,10 +329,10 @@ export function decodeJob(r: JobRow, specs: SpecMap, orderId?: Id): Job {
     uses: spec.uses,
     failure: spec.failure,
     timeoutMs: spec.timeoutMs,
-    ...(spec.cacheKey === undefined ? {} : { cacheKey: spec.cacheKey }),
     state: r.state as Job['state'],
     attempt: r.attempt,
   }
+  if (spec.cacheKey !== undefined) job.cacheKey = spec.cacheKey
   if (r.step !== null) job.step = r.step
   if (r.iteration !== null) job.iteration = r.iteration
   if (r.reason !== null) job.reason = r.reason
