@@ -186,12 +186,12 @@ async function follow(
   let last = order
   const tty = process.stdout.isTTY && !json
   await c.follow(order.orderId, (e: StreamEvent) => {
+    if (e.type === 'fulfilment') last = e.data as OrderFulfilment
     if (json) {
       out(JSON.stringify({ type: e.type, data: e.data }))
       return
     }
     if (e.type !== 'fulfilment') return
-    last = e.data as OrderFulfilment
     const line = progress(last)
     if (tty) process.stdout.write(`\r${line}`)
   })

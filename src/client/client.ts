@@ -21,6 +21,7 @@ export interface ClientOptions {
 /** What a worker sends on a heartbeat. */
 export interface HeartbeatBody {
   results?: { jobId: string; attempt: number; result: JobResult }[]
+  running?: { jobId: string; attempt: number }[]
   added?: string[]
   removed?: string[]
   free?: number

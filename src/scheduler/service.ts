@@ -18,6 +18,7 @@ import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError } from '../core/errors.ts'
 import type { ErrorCode } from '../core/errors.ts'
+import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
 import type { Job, JobResult, Order, Target } from '../core/model.ts'
 import { parseInput } from '../core/schema.ts'
@@ -59,6 +60,13 @@ export const heartbeatSchema = z.strictObject({
         }),
       }),
     )
+    .optional(),
+  /**
+   * The attempts it runs now. An attempt it does not list, a lease after it started, is lost:
+   * the reply that carried it never arrived.
+   */
+  running: z
+    .array(z.strictObject({ jobId: z.string(), attempt: z.number().int().min(1) }))
     .optional(),
   /** Products added to and evicted from its cache. */
   added: z.array(z.string()).optional(),
@@ -192,6 +200,12 @@ export class SchedulerService {
 
   async cancelJob(jobId: Id, reason?: string): Promise<Job> {
     this.check()
+    if (this.engine.job(jobId) === undefined) {
+      const stored = isId(jobId) ? await this.store.job(jobId) : undefined
+      if (stored === undefined)
+        throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${jobId}`)
+      throw new LockstepError('ALREADY_FINAL', `job ${jobId} has already ${stored.state}`)
+    }
     const job = this.engine.cancelJob(jobId, reason)
     await this.durable()
     return job
@@ -231,13 +245,16 @@ export class SchedulerService {
         refused.push({ jobId: r.jobId, attempt: r.attempt, code: e.code, message: e.message })
       }
     }
+    // After the results: an attempt that just finished is reported, not running.
+    if (body.running !== undefined) this.engine.heartbeat(targetId, body.running)
     if ((body.added?.length ?? 0) + (body.removed?.length ?? 0) > 0) {
       this.engine.reportCache(targetId, body.added ?? [], body.removed ?? [])
     }
     const free = body.free ?? 0
     let assignments = free > 0 ? this.engine.pick(targetId, free) : []
     let stop = this.takeStops(targetId)
-    const waitMs = body.waitMs ?? 0
+    // A long poll never outlasts half a lease: the worker must not be lost while it waits.
+    const waitMs = Math.min(body.waitMs ?? 0, Math.floor(this.engine.leaseMs / 2))
     if (assignments.length === 0 && stop.length === 0 && refused.length === 0 && waitMs > 0) {
       // Results and cache changes are stored before the wait, so none waits on a quiet cluster.
       await this.durable()
@@ -277,6 +294,7 @@ export class SchedulerService {
   async order(orderId: Id): Promise<Order> {
     const live = this.engine.order(orderId)
     if (live !== undefined) return live
+    if (!isId(orderId)) throw notFound(orderId)
     const stored = await this.store.order(orderId)
     if (stored === undefined) {
       throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
@@ -301,6 +319,7 @@ export class SchedulerService {
 
   async fulfilment(orderId: Id): Promise<OrderFulfilment> {
     if (this.engine.order(orderId) !== undefined) return this.engine.fulfilment(orderId)
+    if (!isId(orderId)) throw notFound(orderId)
     const stored = await this.store.order(orderId)
     if (stored === undefined) {
       throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
@@ -329,6 +348,15 @@ export class SchedulerService {
   async jobs(orderId: Id): Promise<Job[]> {
     if (this.engine.order(orderId) !== undefined) return this.engine.jobs(orderId)
     return this.store.jobs(orderId)
+  }
+
+  /** A job, running or ended. */
+  async job(jobId: Id): Promise<Job> {
+    const live = this.engine.job(jobId)
+    if (live !== undefined) return live
+    const stored = isId(jobId) ? await this.store.job(jobId) : undefined
+    if (stored === undefined) throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${jobId}`)
+    return stored
   }
 
   async attempts(jobId: Id): Promise<TargetFulfilment[]> {
@@ -431,6 +459,12 @@ export class SchedulerService {
     } finally {
       this.inflight = undefined
     }
+    // Ended orders leave memory once stored: the engine keeps what is in flight.
+    for (const e of batch.events) {
+      if (e.orderId !== undefined && /^order:(succeeded|failed|cancelled)$/.test(e.type)) {
+        if (this.engine.order(e.orderId)?.state !== 'running') this.engine.forgetOrder(e.orderId)
+      }
+    }
     for (const w of waiters) w.resolve()
     for (const e of events) for (const listener of this.listeners) listener(e)
     if (!this.journal.empty) this.scheduleFlush()
@@ -464,4 +498,8 @@ export class SchedulerService {
     this.initiatorRuns.add(run)
     void run.finally(() => this.initiatorRuns.delete(run))
   }
+}
+
+function notFound(orderId: string): LockstepError {
+  return new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
 }

@@ -59,19 +59,34 @@ export class Router {
     res: ServerResponse,
     options: { maxBodyBytes: number; log: Log },
   ): Promise<void> {
-    const url = new URL(raw.url ?? '/', 'http://localhost')
+    let url: URL
+    try {
+      url = new URL(raw.url ?? '/', 'http://localhost')
+    } catch {
+      send(res, 400, {
+        error: { code: 'VALIDATION_FAILED', message: 'the request URL is malformed' },
+      })
+      return
+    }
     const method = raw.method ?? 'GET'
     const controller = new AbortController()
     res.on('close', () => controller.abort())
     let matched: { route: Route; params: Record<string, string> } | undefined
     let pathExists = false
+    let badParam: string | undefined
     for (const route of this.routes) {
       const m = route.pattern.exec(url.pathname)
       if (m === null) continue
       pathExists = true
       if (route.method !== method) continue
       const params: Record<string, string> = {}
-      route.names.forEach((name, i) => (params[name] = decodeURIComponent(m[i + 1]!)))
+      route.names.forEach((name, i) => {
+        try {
+          params[name] = decodeURIComponent(m[i + 1]!)
+        } catch {
+          badParam = name
+        }
+      })
       matched = { route, params }
       break
     }
@@ -100,6 +115,9 @@ export class Router {
       res,
     }
     try {
+      if (badParam !== undefined) {
+        throw new ValidationError([{ path: badParam, message: 'is not a valid URL component' }])
+      }
       if (matched === undefined) {
         throw pathExists
           ? new LockstepError('NOT_FOUND', `${method} is not allowed on ${url.pathname}`)

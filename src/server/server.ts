@@ -160,16 +160,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('GET', '/v1/jobs/:id', async (req) => {
     const caller = auth.check(req, ['workbench'])
-    const job = service.engine.job(req.params.id!)
-    if (job === undefined)
-      throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${req.params.id}`)
+    const job = await service.job(req.params.id!)
     await visibleOrder(caller, job.orderId)
+    const live = service.engine.job(job.id) !== undefined
     return {
       body: {
         job,
         attempts: await service.attempts(job.id),
-        inputs: service.engine.inputs(job.id),
-        wait: service.engine.explain(job.id),
+        inputs: live ? service.engine.inputs(job.id) : [],
+        wait: live ? service.engine.explain(job.id) : undefined,
       },
     }
   })
@@ -183,9 +182,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('POST', '/v1/jobs/:id/cancel', async (req) => {
     const caller = auth.check(req, ['workbench'])
-    const job = service.engine.job(req.params.id!)
-    if (job === undefined)
-      throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${req.params.id}`)
+    const job = await service.job(req.params.id!)
     const order = await visibleOrder(caller, job.orderId)
     mayChange(caller, order, 'cancel its jobs')
     return { body: await service.cancelJob(job.id, `cancelled by ${caller.name}`) }
@@ -270,10 +267,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('POST', '/v1/workers/:id/heartbeat', async (req) => {
     auth.check(req, ['worker'])
-    const body = (await req.json()) as { waitMs?: number }
-    if (typeof body.waitMs === 'number') body.waitMs = Math.min(body.waitMs, maxWaitMs)
+    const body = (await req.json()) as { waitMs?: number } | null
+    if (body !== null && typeof body === 'object' && typeof body.waitMs === 'number') {
+      body.waitMs = Math.min(body.waitMs, maxWaitMs)
+    }
     const started = performance.now()
-    const reply = await service.heartbeat(req.params.id!, body, req.signal)
+    const reply = await service.heartbeat(req.params.id!, body as never, req.signal)
     metrics.heartbeat((performance.now() - started) / 1000, reply.assignments.length)
     return { body: reply }
   })
@@ -290,7 +289,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   })
 
   router.add('GET', '/v1/initiator/products/:id', async (req) => {
-    auth.check(req, ['worker', 'workbench'])
+    const caller = auth.check(req, ['worker', 'workbench'])
+    if (caller.role === 'workbench' && options.allowDownload !== true) {
+      throw new LockstepError(
+        'DOWNLOAD_DISABLED',
+        'this server does not allow downloading products; start it with --allow-download',
+      )
+    }
     if (options.initiator === undefined) {
       throw new LockstepError('PRODUCT_NOT_FOUND', 'this scheduler keeps no initiator products')
     }
@@ -352,7 +357,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   })
 
   const server = createServer((req, res) => {
-    void router.handle(req, res, { maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024, log })
+    router
+      .handle(req, res, { maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024, log })
+      .catch((error: unknown) => {
+        // Only a failure while streaming a response gets here: the status is already sent.
+        log({ level: 'error', msg: 'response failed', error: String(error) })
+        res.destroy()
+      })
   })
   server.keepAliveTimeout = 65_000
   await new Promise<void>((resolve, reject) => {

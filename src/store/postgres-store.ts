@@ -340,6 +340,14 @@ export class PostgresStore implements Store {
     return (await this.rows<JobRow>(readSql.jobs, [id])).map((r) => decodeJob(r, specs))
   }
 
+  async job(jobId: Id): Promise<Job | undefined> {
+    const id = toBin(jobId)
+    const row = (await this.rows<JobRow>(readSql.job, [id]))[0]
+    if (row === undefined) return undefined
+    const specs = specMap(await this.rows<{ id: number; body: string }>(readSql.specOfJob, [id]))
+    return decodeJob(row, specs)
+  }
+
   async attempts(jobId: Id): Promise<TargetFulfilment[]> {
     const rows = await this.rows<AttemptRow & { order_id: Buffer }>(readSql.attempts, [
       toBin(jobId),

@@ -587,6 +587,8 @@ export const readSql = {
   orderCounts: 'SELECT state, count(*) AS n FROM jobs WHERE order_id = ? GROUP BY state',
   listOrders: `SELECT ${orderColumns} FROM orders ORDER BY id DESC LIMIT ?`,
   jobs: `SELECT ${jobColumns} FROM jobs WHERE order_id = ? ORDER BY idx`,
+  job: `SELECT ${jobColumns} FROM jobs WHERE id = ?`,
+  specOfJob: 'SELECT id, body FROM job_specs WHERE id = (SELECT spec FROM jobs WHERE id = ?)',
   attempts: `SELECT ${prefixed(attemptColumns, 'f')}, j.order_id FROM target_fulfilments f
     JOIN jobs j ON j.id = f.job_id WHERE f.job_id = ? ORDER BY f.attempt`,
   locks: `SELECT l.job_id, l.next_id, l.released FROM locks l JOIN jobs j ON j.id = l.job_id

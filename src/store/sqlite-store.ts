@@ -327,6 +327,18 @@ export class SqliteStore implements Store {
     })
   }
 
+  job(jobId: Id): Promise<Job | undefined> {
+    return settle(() => {
+      const id = toBin(jobId)
+      const row = this.db.prepare(readSql.job).get(id) as JobRow | undefined
+      if (row === undefined) return undefined
+      const specs = specMap(
+        this.db.prepare(readSql.specOfJob).all(id) as { id: number; body: string }[],
+      )
+      return decodeJob(row, specs)
+    })
+  }
+
   attempts(jobId: Id): Promise<TargetFulfilment[]> {
     return settle(() =>
       (

@@ -140,6 +140,8 @@ export interface Store {
   listOrders(limit: number): Promise<StoredOrder[]>
   /** An order's jobs in their order. */
   jobs(orderId: Id): Promise<Job[]>
+  /** One job, running or ended. */
+  job(jobId: Id): Promise<Job | undefined>
   /** Every attempt of a job, first first. */
   attempts(jobId: Id): Promise<TargetFulfilment[]>
   /** Where each lock stands, for audits. */

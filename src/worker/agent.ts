@@ -99,9 +99,14 @@ export class WorkerAgent {
   private async begin(): Promise<void> {
     const cached = await this.cache.open()
     await mkdir(join(this.options.cacheDir, 'jobs'), { recursive: true })
-    this.productServer = createServer(
-      (req, res) => void this.serveProduct(req.url ?? '', req.headers.authorization, res),
-    )
+    this.productServer = createServer((req, res) => {
+      this.serveProduct(req.url ?? '', req.headers.authorization, res).catch((e: unknown) => {
+        // A product evicted or unreadable mid-transfer: the peer sees a cut connection and
+        // tries another holder.
+        this.log({ level: 'warn', msg: 'serving a product failed', error: String(e) })
+        res.destroy()
+      })
+    })
     await new Promise<void>((resolve, reject) => {
       this.productServer!.once('error', reject)
       this.productServer!.listen(this.options.port ?? 0, this.options.host ?? '127.0.0.1', () =>
@@ -111,7 +116,13 @@ export class WorkerAgent {
     const address = this.productServer.address() as AddressInfo
     this.url =
       this.options.advertiseUrl ?? `http://${this.options.host ?? '127.0.0.1'}:${address.port}`
-    await this.register(cached)
+    try {
+      await this.register(cached)
+    } catch (e) {
+      // Nothing started: leave no server behind to keep the process alive.
+      await new Promise<void>((resolve) => this.productServer!.close(() => resolve()))
+      throw e
+    }
     this.loopDone = this.loop()
   }
 
@@ -144,7 +155,12 @@ export class WorkerAgent {
     this.quit.abort()
     const grace = this.options.graceMs ?? 30_000
     const deadline = Date.now() + grace
-    while (this.running.size > 0 && Date.now() < deadline) await sleep(50)
+    // While jobs finish, keep reporting them and keep the lease: no new jobs are taken.
+    let beat = 0
+    while (this.running.size > 0 && Date.now() < deadline) {
+      await sleep(50)
+      if (++beat % 20 === 0) await this.flushReports(true)
+    }
     for (const r of this.running.values()) r.job?.cancel('the worker is stopping')
     while (this.running.size > 0) await sleep(20)
     await this.loopDone.catch(() => {})
@@ -156,14 +172,20 @@ export class WorkerAgent {
     })
   }
 
-  private async flushReports(): Promise<void> {
-    if (this.results.length === 0 && this.added.length === 0 && this.removed.length === 0) return
+  /** Sends what is waiting to be reported; `always` sends a heartbeat even with nothing to say. */
+  private async flushReports(always = false): Promise<void> {
+    const quiet = this.results.length === 0 && this.added.length === 0 && this.removed.length === 0
+    if (quiet && !always) return
     const body = this.takeReports()
     await this.client.heartbeat(this.id, body).catch(() => this.putBack(body))
   }
 
   private takeReports(): HeartbeatBody {
-    const body = { results: this.results, added: this.added, removed: this.removed }
+    const running = [...this.running.values()].map((r) => ({
+      jobId: r.assignment.jobId,
+      attempt: r.assignment.attempt,
+    }))
+    const body = { results: this.results, added: this.added, removed: this.removed, running }
     this.results = []
     this.added = []
     this.removed = []
@@ -178,7 +200,7 @@ export class WorkerAgent {
 
   private async loop(): Promise<void> {
     while (!this.stopping) {
-      const free = Math.max(0, this.slots - this.running.size)
+      const free = Math.max(0, this.slots - this.running.size - this.promised)
       const body: HeartbeatBody = { ...this.takeReports(), free }
       const quiet =
         body.results!.length === 0 && body.added!.length === 0 && body.removed!.length === 0
@@ -288,11 +310,17 @@ export class WorkerAgent {
     res: ServerResponse,
   ): Promise<void> {
     const m = /^\/products\/([^/?]+)$/.exec(url)
-    if (m === null) {
+    let id: string | undefined
+    try {
+      id = m === null ? undefined : decodeURIComponent(m[1]!)
+    } catch {
+      id = undefined
+    }
+    if (id === undefined) {
       res.writeHead(404).end()
       return
     }
-    await sendProduct(this.cache, decodeURIComponent(m[1]!), authorization, this.options.token, res)
+    await sendProduct(this.cache, id, authorization, this.options.token, res)
   }
 }
 

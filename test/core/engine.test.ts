@@ -420,6 +420,29 @@ describe('leases and stale attempts', () => {
     w.engine.heartbeat('w1')
   })
 
+  it('loses an attempt the worker does not say it runs, once a lease has passed', () => {
+    const w = world(['w1'])
+    w.engine.submitPacket(
+      packet([{ name: 'a', op, failure: { attempts: 2, backoffMs: 0 } }]),
+      {},
+      'ana',
+    )
+    const a = one(w, 'w1')
+    w.engine.heartbeat('w1', [])
+    expect(w.engine.job(a.jobId)!.state).toBe('running')
+    w.clock.advance(LEASE / 2)
+    w.engine.heartbeat('w1', [{ jobId: a.jobId, attempt: 1 }])
+    w.clock.advance(LEASE / 2)
+    w.engine.heartbeat('w1', [])
+    expect(w.engine.attempts(a.jobId)[0]).toMatchObject({
+      state: 'failed',
+      reason: 'worker-lost',
+      message: 'w1 does not run it',
+    })
+    expect(one(w, 'w1').attempt).toBe(2)
+    expect(errorCode(() => w.engine.heartbeat('initiator'))).toBe('WORKER_NOT_FOUND')
+  })
+
   it('a worker that restarts loses the attempts it no longer runs', () => {
     const w = world(['w1'])
     w.engine.submitPacket(

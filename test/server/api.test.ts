@@ -170,4 +170,38 @@ describe('HTTP API', () => {
     expect(reply.assignments).toHaveLength(1)
     expect(Date.now() - started).toBeLessThan(4000)
   })
+
+  it('answers a malformed URL with a 400 and keeps serving', async () => {
+    const res = await fetch(`${server.url}/v1/orders/%ZZ`, {
+      headers: { authorization: 'Bearer ana-token-123' },
+    })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
+      'id: is not a valid URL component',
+    )
+    const typo = await refusal(ana.order('not-an-order'))
+    expect([typo.status, typo.code]).toEqual([404, 'ORDER_NOT_FOUND'])
+    expect(await ana.health()).toEqual({ ok: true })
+  })
+
+  it('refuses a worker token that speaks for the initiator', async () => {
+    const e = await refusal(worker.heartbeat('initiator', { free: 10 }))
+    expect(e.code).toBe('WORKER_NOT_FOUND')
+  })
+
+  it('reads an ended order and its jobs from the store once the engine has let it go', async () => {
+    await worker.register({ id: 'w1' })
+    const order = await ana.submit({ packet: { name: 'p', jobs: [{ name: 'a', op }] } })
+    const [a] = (await worker.heartbeat('w1', { free: 1 })).assignments
+    await worker.heartbeat('w1', {
+      results: [{ jobId: a!.jobId, attempt: 1, result: { ok: true } }],
+    })
+    await service.durable()
+    expect(service.engine.order(order.orderId)).toBeUndefined()
+    expect((await ana.order(order.orderId)).fulfilment).toMatchObject({ state: 'succeeded' })
+    const detail = await ana.job(a!.jobId)
+    expect(detail.job.state).toBe('succeeded')
+    expect(detail.attempts.map((x) => x.state)).toEqual(['succeeded'])
+    expect((await refusal(ana.cancelJob(a!.jobId))).code).toBe('ALREADY_FINAL')
+  })
 })

@@ -219,7 +219,8 @@ export class Engine {
   private readonly clock: Clock
   private readonly random: () => number
   private readonly ids: IdGenerator
-  private readonly leaseMs: number
+  /** A worker silent this long is lost. */
+  readonly leaseMs: number
   readonly initiator: string
   private readonly dispatch: Scheduler
   private readonly listeners: EngineListener[] = []
@@ -300,14 +301,26 @@ export class Engine {
   }
 
   /** Renews a worker's lease. Throws WORKER_NOT_FOUND for a worker that is unknown or lost. */
-  heartbeat(targetId: string): void {
-    const record = this.liveTarget(targetId)
-    if (record.leaseMs > 0) record.leaseDue = this.clock.now() + record.leaseMs
+  heartbeat(targetId: string, running?: readonly { jobId: string; attempt: number }[]): void {
+    const record = this.workerRecord(targetId)
+    const now = this.clock.now()
+    if (record.leaseMs > 0) record.leaseDue = now + record.leaseMs
+    if (running === undefined) return
+    // An attempt the worker does not say it runs is lost, once it had a lease's time to arrive:
+    // the reply that carried it may never have reached the worker.
+    const held = new Set(running.map((r) => `${r.jobId}#${r.attempt}`))
+    for (const job of [...record.running.values()]) {
+      const current = job.current!
+      const started = current.transitions[0]!.at
+      if (!held.has(`${job.job.id}#${current.attempt}`) && now - started >= this.leaseMs) {
+        this.loseAttempt(job, `${targetId} does not run it`)
+      }
+    }
   }
 
   /** A target leaves: its running attempts fail with `worker-lost` and follow their policy. */
   removeTarget(targetId: string): void {
-    const record = this.liveTarget(targetId)
+    const record = this.workerRecord(targetId)
     this.drop(record, 'worker:left', `${targetId} left`)
   }
 
@@ -1218,6 +1231,14 @@ export class Engine {
     this.dispatch.removeWorker(record.target.id)
     this.emit(event, { targetId: record.target.id })
     for (const job of [...record.running.values()]) this.loseAttempt(job, why)
+  }
+
+  /** A live target that speaks for itself: never the initiator, which lives in the scheduler. */
+  private workerRecord(targetId: string): TargetRecord {
+    if (targetId === this.initiator) {
+      throw new LockstepError('WORKER_NOT_FOUND', `'${targetId}' is the initiator, not a worker`)
+    }
+    return this.liveTarget(targetId)
   }
 
   private liveTarget(targetId: string): TargetRecord {
