@@ -60,8 +60,9 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     try {
       for (const input of a.inputs) {
         if (!o.cache.has(input.productId)) {
-          out.removed.push(...(await fetchProduct(input.productId, o)))
-          out.added.push(input.productId)
+          const fetched = await fetchOnce(input.productId, o)
+          out.removed.push(...fetched.evicted)
+          if (fetched.first) out.added.push(input.productId)
         }
         o.cache.touch(input.productId)
         const product = await o.cache.materialise(input.productId)
@@ -87,6 +88,30 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     return out
   } finally {
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Fetches in flight, by cache and product: jobs that need one input at once fetch it once. */
+const fetching = new WeakMap<ProductCache, Map<string, Promise<string[]>>>()
+
+async function fetchOnce(
+  productId: string,
+  o: ExecuteOptions,
+): Promise<{ evicted: string[]; first: boolean }> {
+  let inFlight = fetching.get(o.cache)
+  if (inFlight === undefined)
+    fetching.set(o.cache, (inFlight = new Map<string, Promise<string[]>>()))
+  const pending = inFlight.get(productId)
+  if (pending !== undefined) {
+    await pending
+    return { evicted: [], first: false }
+  }
+  const fetch = fetchProduct(productId, o)
+  inFlight.set(productId, fetch)
+  try {
+    return { evicted: await fetch, first: true }
+  } finally {
+    inFlight.delete(productId)
   }
 }
 

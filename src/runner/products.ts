@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs'
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { ServerResponse } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
@@ -71,9 +71,7 @@ export class ProductCache {
 
   /** A fresh directory to build a product in, on the cache's file system. */
   async scratch(name: string): Promise<string> {
-    const dir = join(this.dir, 'incoming', `${dirName(name)}-${process.pid}-${Date.now()}`)
-    await mkdir(dir, { recursive: true })
-    return dir
+    return mkdtemp(join(this.dir, 'incoming', `${dirName(name).slice(0, 80)}-`))
   }
 
   /** Moves a built directory into the cache as product `id`; returns the ids evicted to make room. */

@@ -240,10 +240,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (orderId !== undefined && of !== orderId) return
       write(e.type, e.type === 'order:submitted' ? { orderId: e.order.id, jobs: e.jobs.length } : e)
       if (orderId !== undefined && (e.type.startsWith('job:') || e.type.startsWith('order:'))) {
+        // The stream ends with the stored event that ends the order, never before it.
+        const last = /^order:(succeeded|failed|cancelled)$/.test(e.type)
         void service.fulfilment(orderId).then((f) => {
           if (ended) return
-          write('fulfilment', f)
-          if (f.state !== 'running') end()
+          write('fulfilment', last ? { ...f, state: e.type.slice(6) } : f)
+          if (last) end()
         })
       }
     })

@@ -49,7 +49,12 @@ export interface AgentOptions {
 interface Running {
   assignment: Assignment
   job: RunningJob | undefined
+  /** Why it was told to stop before it started (while its inputs were fetched). */
+  stopped: string | undefined
 }
+
+/** Attempts are kept by job and attempt: a retry may arrive while the old attempt still ends. */
+const attemptKey = (jobId: string, attempt: number) => `${jobId}#${attempt}`
 
 export class WorkerAgent {
   readonly id: string
@@ -235,8 +240,10 @@ export class WorkerAgent {
 
   private apply(reply: HeartbeatAnswer): void {
     for (const s of reply.stop) {
-      const r = this.running.get(s.jobId)
-      if (r !== undefined && r.assignment.attempt === s.attempt) r.job?.cancel(s.reason)
+      const r = this.running.get(attemptKey(s.jobId, s.attempt))
+      if (r === undefined) continue
+      if (r.job === undefined) r.stopped = s.reason
+      else r.job.cancel(s.reason)
     }
     for (const a of reply.assignments) this.startJob(a)
   }
@@ -269,8 +276,8 @@ export class WorkerAgent {
   }
 
   private startJob(a: Assignment): void {
-    const entry: Running = { assignment: a, job: undefined }
-    this.running.set(a.jobId, entry)
+    const entry: Running = { assignment: a, job: undefined, stopped: undefined }
+    this.running.set(attemptKey(a.jobId, a.attempt), entry)
     void this.execute(entry).then(
       (result) => this.finish(a, result),
       (e: unknown) =>
@@ -279,7 +286,7 @@ export class WorkerAgent {
   }
 
   private async finish(a: Assignment, result: JobResult): Promise<void> {
-    this.running.delete(a.jobId)
+    this.running.delete(attemptKey(a.jobId, a.attempt))
     this.results.push({ jobId: a.jobId, attempt: a.attempt, result })
     if (!result.ok) {
       this.log({ level: 'info', msg: 'job failed', job: a.jobId, name: a.name, result })
@@ -297,7 +304,10 @@ export class WorkerAgent {
       data: this.options.data ?? {},
       locate: async (id) => (await this.client.locate(id)).holders,
       relay: `${this.client.url}/v1/products`,
-      started: (job) => (entry.job = job),
+      started: (job) => {
+        entry.job = job
+        if (entry.stopped !== undefined) job.cancel(entry.stopped)
+      },
     })
     this.added.push(...done.added)
     this.removed.push(...done.removed)
