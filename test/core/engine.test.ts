@@ -420,13 +420,9 @@ describe('leases and stale attempts', () => {
     w.engine.heartbeat('w1')
   })
 
-  it('loses an attempt the worker does not say it runs, once a lease has passed', () => {
+  it('runs again, without counting it, an attempt the worker never received', () => {
     const w = world(['w1'])
-    w.engine.submitPacket(
-      packet([{ name: 'a', op, failure: { attempts: 2, backoffMs: 0 } }]),
-      {},
-      'ana',
-    )
+    w.engine.submitPacket(packet([{ name: 'a', op }]), {}, 'ana')
     const a = one(w, 'w1')
     w.engine.heartbeat('w1', [])
     expect(w.engine.job(a.jobId)!.state).toBe('running')
@@ -436,10 +432,14 @@ describe('leases and stale attempts', () => {
     w.engine.heartbeat('w1', [])
     expect(w.engine.attempts(a.jobId)[0]).toMatchObject({
       state: 'failed',
-      reason: 'worker-lost',
-      message: 'w1 does not run it',
+      reason: 'not-delivered',
+      message: 'w1 never received it',
     })
-    expect(one(w, 'w1').attempt).toBe(2)
+    // One attempt allowed, and still it runs: the first never reached the worker.
+    const again = one(w, 'w1')
+    expect(again.attempt).toBe(2)
+    ok(w, again)
+    expect(w.engine.job(a.jobId)!.state).toBe('succeeded')
     expect(errorCode(() => w.engine.heartbeat('initiator'))).toBe('WORKER_NOT_FOUND')
   })
 

@@ -124,7 +124,8 @@ describe('end to end', () => {
 
   it('finishes every order when the scheduler is killed and restarted mid-run', async () => {
     cluster = new Cluster()
-    const first = await cluster.server()
+    // A start stored just before the kill may never reach its worker: a short lease finds it.
+    const first = await cluster.server(['--lease-ms', '3000'])
     await cluster.worker('w1', ['--slots', '4'])
     await cluster.worker('w2', ['--slots', '4'])
     const c = cluster.client()
@@ -146,7 +147,7 @@ describe('end to end', () => {
     await new Promise((r) => setTimeout(r, 600))
     first.child.kill('SIGKILL')
     await first.exited
-    await cluster.server()
+    await cluster.server(['--lease-ms', '3000'])
     for (const o of orders) {
       const f = await cluster.finished(o.orderId, 60_000)
       expect(f.state).toBe('succeeded')

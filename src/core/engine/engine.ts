@@ -186,6 +186,8 @@ class JobRecord {
   readonly attempts: TargetFulfilment[] = []
   /** Targets where earlier attempts failed, for retries on another target. */
   avoid: string[] | undefined = undefined
+  /** Attempts that never reached their target: they do not count against the policy. */
+  undelivered = 0
   retryTimer: Timer | undefined = undefined
   timeoutTimer: Timer | undefined = undefined
   /** The target running the current attempt. */
@@ -208,6 +210,9 @@ class JobRecord {
 }
 
 const NO_KEYS: string[] = []
+
+/** The reason of an attempt that never reached its target. */
+const NOT_DELIVERED = 'not-delivered'
 
 const ORDER_NOT_FINAL: ReadonlySet<OrderState> = new Set(['running'])
 
@@ -313,7 +318,7 @@ export class Engine {
       const current = job.current!
       const started = current.transitions[0]!.at
       if (!held.has(`${job.job.id}#${current.attempt}`) && now - started >= this.leaseMs) {
-        this.loseAttempt(job, `${targetId} does not run it`)
+        this.notDelivered(job, targetId)
       }
     }
   }
@@ -1086,11 +1091,13 @@ export class Engine {
     this.endAttempt(job, 'failed', result)
     const policy = job.job.failure
     const orderId = job.order.order.id
-    if (job.job.attempt < policy.attempts && job.order.order.state === 'running') {
+    const counted = job.job.attempt - job.undelivered
+    if (counted < policy.attempts && job.order.order.state === 'running') {
       if (policy.otherTarget && !(job.avoid ?? []).includes(failedOn)) {
         job.avoid = [...(job.avoid ?? []), failedOn]
       }
-      const delay = backoffDelay(policy, job.job.attempt + 1, this.random())
+      const delay =
+        result.reason === NOT_DELIVERED ? 0 : backoffDelay(policy, counted + 1, this.random())
       this.setState(job, 'waiting')
       job.job.retryAt = this.clock.now() + delay
       this.emit('job:retrying', {
@@ -1173,6 +1180,22 @@ export class Engine {
       reason: 'timeout',
     })
     const result: JobResult = { ok: false, reason: 'timeout', message }
+    this.dispatch.cancelJob(job.productId, result)
+    this.attemptFailed(job, result)
+  }
+
+  /**
+   * A live worker does not run an attempt handed to it a lease ago: the reply that carried it
+   * never arrived. The job runs again at once, and the attempt does not count against it.
+   */
+  private notDelivered(job: JobRecord, targetId: string): void {
+    if (job.job.state !== 'running') return
+    job.undelivered++
+    const result: JobResult = {
+      ok: false,
+      reason: NOT_DELIVERED,
+      message: `${targetId} never received it`,
+    }
     this.dispatch.cancelJob(job.productId, result)
     this.attemptFailed(job, result)
   }
