@@ -75,6 +75,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
    */
   const visibleOrder = (_caller: Caller, orderId: string): Promise<Order> => service.order(orderId)
 
+  /** Workbenches download products only from a server that allows it; workers always may. */
+  const mayDownload = (caller: Caller): void => {
+    if (caller.role === 'workbench' && options.allowDownload !== true) {
+      throw new LockstepError(
+        'DOWNLOAD_DISABLED',
+        'this server does not allow downloading products; start it with --allow-download',
+      )
+    }
+  }
+
   const mayChange = (caller: Caller, order: Order, what: string): void => {
     if (caller.role !== 'admin' && order.owner !== caller.name) {
       throw new LockstepError(
@@ -190,12 +200,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('GET', '/v1/orders/:id/products', async (req) => {
     const caller = auth.check(req, ['workbench'])
-    if (options.allowDownload !== true) {
-      throw new LockstepError(
-        'DOWNLOAD_DISABLED',
-        'this server does not allow downloading products; start it with --allow-download',
-      )
-    }
+    mayDownload(caller)
     const order = await visibleOrder(caller, req.params.id!)
     const jobs = await service.jobs(order.id)
     return {
@@ -292,12 +297,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('GET', '/v1/initiator/products/:id', async (req) => {
     const caller = auth.check(req, ['worker', 'workbench'])
-    if (caller.role === 'workbench' && options.allowDownload !== true) {
-      throw new LockstepError(
-        'DOWNLOAD_DISABLED',
-        'this server does not allow downloading products; start it with --allow-download',
-      )
-    }
+    mayDownload(caller)
     if (options.initiator === undefined) {
       throw new LockstepError('PRODUCT_NOT_FOUND', 'this scheduler keeps no initiator products')
     }
@@ -311,12 +311,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
    */
   router.add('GET', '/v1/products/:id/content', async (req) => {
     const caller = auth.check(req, ['worker', 'workbench'])
-    if (caller.role === 'workbench' && options.allowDownload !== true) {
-      throw new LockstepError(
-        'DOWNLOAD_DISABLED',
-        'this server does not allow downloading products; start it with --allow-download',
-      )
-    }
+    mayDownload(caller)
     const id = req.params.id!
     if (options.initiator?.holds(id) === true) {
       await options.initiator.serve(id, req.res)

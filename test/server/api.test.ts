@@ -82,6 +82,8 @@ describe('HTTP API', () => {
     expect((await refusal(ana.heartbeat('w1', {}))).code).toBe('FORBIDDEN')
     const order = await ana.submit({ packet: { name: 'p', jobs: [{ name: 'a', op }] } })
     expect(order.owner).toBe('ana')
+    const download = await refusal(ana.products(order.orderId))
+    expect([download.status, download.code]).toEqual([403, 'DOWNLOAD_DISABLED'])
     const cancel = await refusal(bob.cancelOrder(order.orderId))
     expect(cancel.code).toBe('FORBIDDEN')
     expect(cancel.message).toMatch(/belongs to ana/)
