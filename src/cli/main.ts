@@ -185,7 +185,7 @@ async function follow(
 ): Promise<OrderFulfilment> {
   let last = order
   const tty = process.stdout.isTTY && !json
-  await c.follow(order.orderId, (e: StreamEvent) => {
+  const onEvent = (e: StreamEvent) => {
     if (e.type === 'fulfilment') last = e.data as OrderFulfilment
     if (json) {
       out(JSON.stringify({ type: e.type, data: e.data }))
@@ -194,7 +194,24 @@ async function follow(
     if (e.type !== 'fulfilment') return
     const line = progress(last)
     if (tty) process.stdout.write(`\r${line}`)
-  })
+  }
+  // A stream that ends while the order still runs was cut (a proxy, a scheduler restart):
+  // follow it again, waiting longer each time; give up after 30 tries that heard nothing.
+  let quiet = 0
+  for (let wait = 250; quiet < 30; wait = Math.min(wait * 2, 10_000)) {
+    const before = last
+    try {
+      await c.follow(order.orderId, onEvent)
+    } catch (e) {
+      if (!(e instanceof LockstepError && e.code === 'UNAVAILABLE') && !(e instanceof TypeError)) {
+        throw e
+      }
+    }
+    if (last.state !== 'running') break
+    if (last === before) quiet++
+    else quiet = 0
+    await new Promise((r) => setTimeout(r, wait))
+  }
   if (tty) process.stdout.write('\n')
   if (!json) {
     out(progress(last))

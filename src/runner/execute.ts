@@ -56,6 +56,8 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   const dir = join(o.jobsDir, `${a.jobId}-${a.attempt}`)
   await rm(dir, { recursive: true, force: true })
   await mkdir(join(dir, 'inputs'), { recursive: true })
+  // The job reads its inputs through links into the cache: none is evicted while it runs.
+  for (const input of a.inputs) o.cache.pin(input.productId)
   try {
     try {
       for (const input of a.inputs) {
@@ -87,6 +89,7 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     }
     return out
   } finally {
+    for (const input of a.inputs) o.cache.unpin(input.productId)
     await rm(dir, { recursive: true, force: true })
   }
 }

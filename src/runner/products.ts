@@ -33,6 +33,8 @@ export class ProductCache {
   readonly dir: string
   private readonly limitBytes: number
   private readonly entries = new Map<string, Entry>()
+  /** Products that running jobs read: never evicted while they do. */
+  private readonly pins = new Map<string, number>()
   private total = 0
 
   constructor(dir: string, limitBytes: number) {
@@ -106,6 +108,17 @@ export class ProductCache {
     return dir
   }
 
+  /** Keeps a product from eviction until {@link unpin}; pins count. */
+  pin(id: string): void {
+    this.pins.set(id, (this.pins.get(id) ?? 0) + 1)
+  }
+
+  unpin(id: string): void {
+    const n = (this.pins.get(id) ?? 0) - 1
+    if (n <= 0) this.pins.delete(id)
+    else this.pins.set(id, n)
+  }
+
   touch(id: string): void {
     const e = this.entries.get(id)
     if (e !== undefined) e.usedAt = Date.now()
@@ -117,7 +130,7 @@ export class ProductCache {
     const oldest = [...this.entries.values()].sort((a, b) => a.usedAt - b.usedAt)
     for (const e of oldest) {
       if (this.total <= this.limitBytes) break
-      if (e.id === keep || e.bytes === 0) continue
+      if (e.id === keep || e.bytes === 0 || this.pins.has(e.id)) continue
       await rm(this.path(e.id), { recursive: true, force: true })
       this.entries.delete(e.id)
       this.total -= e.bytes
