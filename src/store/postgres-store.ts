@@ -71,8 +71,8 @@ function column(rows: unknown[][], i: number): unknown[] {
 }
 
 /** `unnest($1::t1[], $2::t2[], …)` for the given element types. */
-function unnest(typesOf: string[], from = 1): string {
-  return `unnest(${typesOf.map((t, i) => `$${i + from}::${t}[]`).join(', ')})`
+function unnest(typesOf: string[]): string {
+  return `unnest(${typesOf.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`
 }
 
 const orderTypes = [
@@ -179,25 +179,26 @@ export class PostgresStore implements Store {
   private async write(c: pg.PoolClient, batch: Batch): Promise<void> {
     {
       // One block, so that the statements read in the order they run.
+      // `{rows}` in the SQL becomes `unnest($1::t1[], …)` over the given column types.
       const q = async (sql: string, rows: unknown[][], typesOf: string[]) => {
         if (rows.length === 0) return
         await c.query(
-          sql,
+          sql.replace('{rows}', unnest(typesOf)),
           typesOf.map((_, i) => column(rows, i)),
         )
       }
       await q(
-        `INSERT INTO packets (id, name, body, created_at) SELECT * FROM ${unnest(['bytea', 'text', 'text', 'bigint'])}`,
+        `INSERT INTO packets (id, name, body, created_at) SELECT * FROM {rows}`,
         batch.packets.map(rowValues.packet),
         ['bytea', 'text', 'text', 'bigint'],
       )
       await q(
-        `INSERT INTO artifacts (id, project, body, created_at) SELECT * FROM ${unnest(['bytea', 'text', 'text', 'bigint'])}`,
+        `INSERT INTO artifacts (id, project, body, created_at) SELECT * FROM {rows}`,
         batch.artifacts.map(rowValues.artifact),
         ['bytea', 'text', 'text', 'bigint'],
       )
       await q(
-        `INSERT INTO orders (${orderColumns}) SELECT * FROM ${unnest(orderTypes)}`,
+        `INSERT INTO orders (${orderColumns}) SELECT * FROM {rows}`,
         batch.orders.map((o) => orderValues(o.stored)),
         orderTypes,
       )
@@ -205,31 +206,31 @@ export class PostgresStore implements Store {
       const bodies = jobs.map(specBody)
       await this.resolveSpecs(c, bodies)
       await q(
-        `INSERT INTO jobs (${jobColumns}) SELECT * FROM ${unnest(jobTypes)}`,
+        `INSERT INTO jobs (${jobColumns}) SELECT * FROM {rows}`,
         jobs.map((job, i) => jobValues(job, this.specIds.get(bodies[i]!)!)),
         jobTypes,
       )
       await q(
-        `INSERT INTO locks (job_id, next_id, released) SELECT a, b, 0 FROM ${unnest(['bytea', 'bytea'])} AS u(a, b)`,
+        `INSERT INTO locks (job_id, next_id, released) SELECT a, b, 0 FROM {rows} AS u(a, b)`,
         batch.orders.flatMap((o) => o.locks.map(rowValues.lock)),
         ['bytea', 'bytea'],
       )
       await q(
         `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at, reason = u.reason
-         FROM ${unnest(['bytea', 'text', 'bigint', 'bigint', 'text'])} AS u(id, state, started_at, ended_at, reason)
+         FROM {rows} AS u(id, state, started_at, ended_at, reason)
          WHERE orders.id = u.id`,
         batch.orderUpdates.map(rowValues.orderUpdate),
         ['bytea', 'text', 'bigint', 'bigint', 'text'],
       )
       await q(
         `UPDATE jobs SET state = u.state, attempt = u.attempt, reason = u.reason, retry_at = u.retry_at
-         FROM ${unnest(['bytea', 'text', 'int', 'text', 'bigint'])} AS u(id, state, attempt, reason, retry_at)
+         FROM {rows} AS u(id, state, attempt, reason, retry_at)
          WHERE jobs.id = u.id`,
         batch.jobUpdates.map(rowValues.jobUpdate),
         ['bytea', 'text', 'int', 'text', 'bigint'],
       )
       await q(
-        `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM ${unnest(attemptTypes)}
+        `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM {rows}
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
            exit_code = excluded.exit_code, message = excluded.message, product = excluded.product`,
@@ -243,7 +244,7 @@ export class PostgresStore implements Store {
       }
       await q(
         `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at)
-         SELECT * FROM ${unnest(targetTypes)}
+         SELECT * FROM {rows}
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
            labels = excluded.labels, projects = excluded.projects, url = excluded.url,
            live = excluded.live, updated_at = excluded.updated_at`,
@@ -256,24 +257,24 @@ export class PostgresStore implements Store {
         ])
       }
       await q(
-        `INSERT INTO products (product_id, target_id) SELECT * FROM ${unnest(['text', 'text'])} ON CONFLICT DO NOTHING`,
+        `INSERT INTO products (product_id, target_id) SELECT * FROM {rows} ON CONFLICT DO NOTHING`,
         batch.productsAdded.map(rowValues.product),
         ['text', 'text'],
       )
       await q(
-        `DELETE FROM products p USING ${unnest(['text', 'text'])} AS u(pid, tid)
+        `DELETE FROM products p USING {rows} AS u(pid, tid)
          WHERE p.product_id = u.pid AND p.target_id = u.tid`,
         batch.productsRemoved.map(rowValues.product),
         ['text', 'text'],
       )
       await q(
-        `INSERT INTO resources (key, holder) SELECT * FROM ${unnest(['text', 'bytea'])}
+        `INSERT INTO resources (key, holder) SELECT * FROM {rows}
          ON CONFLICT (key) DO UPDATE SET holder = excluded.holder`,
         batch.holders.map(rowValues.holder),
         ['text', 'bytea'],
       )
       await q(
-        `INSERT INTO events (at, type, order_id, job_id, body) SELECT * FROM ${unnest(['bigint', 'text', 'bytea', 'bytea', 'text'])}`,
+        `INSERT INTO events (at, type, order_id, job_id, body) SELECT * FROM {rows}`,
         batch.events.map(rowValues.event),
         ['bigint', 'text', 'bytea', 'bytea', 'text'],
       )
