@@ -653,12 +653,7 @@ export class Engine {
             )
           }
         } else if (state === 'waiting' && job.job.retryAt !== undefined) {
-          job.retryTimer = this.clock.setTimeout(
-            () => {
-              if (job.job.state === 'waiting' && job.job.retryAt !== undefined) this.ready(job)
-            },
-            Math.max(0, job.job.retryAt - now),
-          )
+          this.armRetry(job)
         } else if (state === 'waiting' && job.held === 0) {
           this.ready(job)
         }
@@ -666,17 +661,7 @@ export class Engine {
     }
     // Ready jobs go back to dispatch after the running ones have claimed their products: a job
     // whose cache key another one is making waits for it again.
-    for (const job of readyAgain) {
-      const leader = this.leaders.get(job.productId)
-      if (leader === undefined) {
-        this.leaders.set(job.productId, job)
-        this.dispatch.scheduleJob(this.dispatchOptions(job))
-      } else {
-        let list = this.followers.get(job.productId)
-        if (list === undefined) this.followers.set(job.productId, (list = []))
-        list.push(job)
-      }
-    }
+    for (const job of readyAgain) this.claim(job)
     for (const job of lost) {
       if (job.current === undefined) {
         // Stored as running with no attempt: it never started; queue it again.
@@ -923,28 +908,43 @@ export class Engine {
   private ready(job: JobRecord): void {
     job.job.retryAt = undefined
     job.retryTimer = undefined
-    const product = job.productId
-    if (product !== job.job.id) {
-      const holder = this.dispatch.locateArtifact(product)
-      if (holder !== undefined && job.job.attempt === 0) {
-        this.setState(job, 'ready')
+    this.setState(job, 'ready')
+    if (job.productId !== job.job.id && job.job.attempt === 0) {
+      const holder = this.dispatch.locateArtifact(job.productId)
+      if (holder !== undefined) {
         this.fromCache(job, holder)
         return
       }
-      const leader = this.leaders.get(product)
-      if (leader !== undefined && leader !== job) {
-        this.setState(job, 'ready')
-        let list = this.followers.get(product)
-        if (list === undefined) this.followers.set(product, (list = []))
-        list.push(job)
-        this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
-        return
-      }
     }
-    this.setState(job, 'ready')
+    this.claim(job)
+    this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
+  }
+
+  /**
+   * Puts a ready job into the dispatch core as the maker of its product, or, when another job
+   * with its cache key already makes it, behind that one.
+   */
+  private claim(job: JobRecord): void {
+    const product = job.productId
+    const leader = this.leaders.get(product)
+    if (leader !== undefined && leader !== job) {
+      let list = this.followers.get(product)
+      if (list === undefined) this.followers.set(product, (list = []))
+      list.push(job)
+      return
+    }
     this.leaders.set(product, job)
     this.dispatch.scheduleJob(this.dispatchOptions(job))
-    this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
+  }
+
+  /** Readies a job backing off when its retry is due. */
+  private armRetry(job: JobRecord): void {
+    job.retryTimer = this.clock.setTimeout(
+      () => {
+        if (job.job.state === 'waiting' && job.job.retryAt !== undefined) this.ready(job)
+      },
+      Math.max(0, job.job.retryAt! - this.clock.now()),
+    )
   }
 
   /** A job whose product a live target already holds succeeds without running. */
@@ -980,8 +980,7 @@ export class Engine {
     const next = live.shift()
     if (next === undefined) return
     if (live.length > 0) this.followers.set(product, live)
-    this.leaders.set(product, next)
-    this.dispatch.scheduleJob(this.dispatchOptions(next))
+    this.claim(next)
   }
 
   private dispatchOptions(job: JobRecord): ScheduleJobOptions {
@@ -1108,11 +1107,7 @@ export class Engine {
         reason,
       })
       if (delay === 0) this.ready(job)
-      else {
-        job.retryTimer = this.clock.setTimeout(() => {
-          if (job.job.state === 'waiting' && job.job.retryAt !== undefined) this.ready(job)
-        }, delay)
-      }
+      else this.armRetry(job)
       return
     }
     this.setState(job, 'failed')
@@ -1179,9 +1174,7 @@ export class Engine {
       target: current.target,
       reason: 'timeout',
     })
-    const result: JobResult = { ok: false, reason: 'timeout', message }
-    this.dispatch.cancelJob(job.productId, result)
-    this.attemptFailed(job, result)
+    this.failRunning(job, { ok: false, reason: 'timeout', message })
   }
 
   /**
@@ -1191,20 +1184,22 @@ export class Engine {
   private notDelivered(job: JobRecord, targetId: string): void {
     if (job.job.state !== 'running') return
     job.undelivered++
-    const result: JobResult = {
+    this.failRunning(job, {
       ok: false,
       reason: NOT_DELIVERED,
       message: `${targetId} never received it`,
-    }
-    this.dispatch.cancelJob(job.productId, result)
-    this.attemptFailed(job, result)
+    })
   }
 
   private loseAttempt(job: JobRecord, message: string): void {
     // Losing one attempt can end its order and so cancel the others of a lost target before
     // their turn comes: those are no longer running, and nothing of them is left to lose.
     if (job.job.state !== 'running') return
-    const result: JobResult = { ok: false, reason: 'worker-lost', message }
+    this.failRunning(job, { ok: false, reason: 'worker-lost', message })
+  }
+
+  /** A running attempt ends without a result from its target: it follows the job's policy. */
+  private failRunning(job: JobRecord, result: JobResult): void {
     this.dispatch.cancelJob(job.productId, result)
     this.attemptFailed(job, result)
   }
