@@ -69,12 +69,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const router = new Router()
   const streams = new Set<() => void>()
 
-  /**
-   * An order, for reading: every workbench token may read every order (a team sees its queue);
-   * only the owner or an admin may change one ({@link mayChange}).
-   */
-  const visibleOrder = (_caller: Caller, orderId: string): Promise<Order> => service.order(orderId)
-
   /** Workbenches download products only from a server that allows it; workers always may. */
   const mayDownload = (caller: Caller): void => {
     if (caller.role === 'workbench' && options.allowDownload !== true) {
@@ -85,6 +79,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   }
 
+  // Every workbench token may read every order (a team sees its queue); only the owner or an
+  // admin may change one.
   const mayChange = (caller: Caller, order: Order, what: string): void => {
     if (caller.role !== 'admin' && order.owner !== caller.name) {
       throw new LockstepError(
@@ -144,14 +140,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   })
 
   router.add('GET', '/v1/orders/:id', async (req) => {
-    const caller = auth.check(req, ['workbench'])
-    const order = await visibleOrder(caller, req.params.id!)
+    auth.check(req, ['workbench'])
+    const order = await service.order(req.params.id!)
     return { body: { order, fulfilment: await service.fulfilment(order.id) } }
   })
 
   router.add('GET', '/v1/orders/:id/jobs', async (req) => {
-    const caller = auth.check(req, ['workbench'])
-    const order = await visibleOrder(caller, req.params.id!)
+    auth.check(req, ['workbench'])
+    const order = await service.order(req.params.id!)
     const jobs = await service.jobs(order.id)
     return {
       body: jobs.map((job) => ({
@@ -169,9 +165,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   })
 
   router.add('GET', '/v1/jobs/:id', async (req) => {
-    const caller = auth.check(req, ['workbench'])
+    auth.check(req, ['workbench'])
     const job = await service.job(req.params.id!)
-    await visibleOrder(caller, job.orderId)
+    await service.order(job.orderId)
     const live = service.engine.job(job.id) !== undefined
     return {
       body: {
@@ -185,7 +181,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('POST', '/v1/orders/:id/cancel', async (req) => {
     const caller = auth.check(req, ['workbench'])
-    const order = await visibleOrder(caller, req.params.id!)
+    const order = await service.order(req.params.id!)
     mayChange(caller, order, 'cancel it')
     return { body: await service.cancelOrder(order.id, `cancelled by ${caller.name}`) }
   })
@@ -193,7 +189,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   router.add('POST', '/v1/jobs/:id/cancel', async (req) => {
     const caller = auth.check(req, ['workbench'])
     const job = await service.job(req.params.id!)
-    const order = await visibleOrder(caller, job.orderId)
+    const order = await service.order(job.orderId)
     mayChange(caller, order, 'cancel its jobs')
     return { body: await service.cancelJob(job.id, `cancelled by ${caller.name}`) }
   })
@@ -201,7 +197,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   router.add('GET', '/v1/orders/:id/products', async (req) => {
     const caller = auth.check(req, ['workbench'])
     mayDownload(caller)
-    const order = await visibleOrder(caller, req.params.id!)
+    const order = await service.order(req.params.id!)
     const jobs = await service.jobs(order.id)
     return {
       body: jobs
@@ -219,7 +215,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   router.add('GET', '/v1/events', async (req) => {
     const caller = auth.check(req, ['workbench'])
     const orderId = req.query.get('order') ?? undefined
-    if (orderId !== undefined) await visibleOrder(caller, orderId)
+    if (orderId !== undefined) await service.order(orderId)
     else if (caller.role !== 'admin') {
       throw new LockstepError('FORBIDDEN', 'only an admin may follow every order; add ?order=ID')
     }
