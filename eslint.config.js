@@ -7,13 +7,13 @@ import { createNodeResolver, importX } from 'eslint-plugin-import-x'
 const mayImport = {
   core: [],
   store: ['core'],
-  scheduler: ['core', 'store'],
-  targets: ['core', 'scheduler'],
+  service: ['core', 'store'],
+  targets: ['core', 'service', 'runner'],
   runner: ['core'],
-  server: ['core', 'store', 'scheduler', 'targets', 'runner'],
+  server: ['core', 'store', 'service', 'targets', 'runner'],
   client: ['core'],
   worker: ['core', 'client', 'runner'],
-  cli: ['core', 'store', 'scheduler', 'targets', 'server', 'client', 'worker', 'runner'],
+  cli: ['core', 'store', 'service', 'targets', 'server', 'client', 'worker', 'runner'],
   web: ['core', 'client'],
 }
 const layers = Object.keys(mayImport)

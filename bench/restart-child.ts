@@ -1,5 +1,5 @@
 /** Starts a scheduler service on the store at argv[2] and says `serving` once it serves. */
-import { SchedulerService } from '../src/scheduler/service.ts'
+import { SchedulerService } from '../src/service/service.ts'
 import { SqliteStore } from '../src/store/sqlite-store.ts'
 
 const begin = performance.now()

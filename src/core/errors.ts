@@ -16,7 +16,10 @@ export const errorCatalogue = {
   ORDER_NOT_FOUND: { status: 404, summary: 'No order has this id.' },
   JOB_NOT_FOUND: { status: 404, summary: 'No job has this id.' },
   PACKET_NOT_FOUND: { status: 404, summary: 'No packet has this id or name.' },
-  WORKER_NOT_FOUND: { status: 404, summary: 'No worker is registered with this id.' },
+  TARGET_NOT_FOUND: {
+    status: 404,
+    summary: 'No target is registered with this id, or it was lost.',
+  },
   PRODUCT_NOT_FOUND: { status: 404, summary: 'No live target holds this product.' },
   NO_WORKER_FOR_PROJECT: {
     status: 422,

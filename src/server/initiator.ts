@@ -10,7 +10,7 @@ import type { Assignment } from '../core/engine/engine.ts'
 import type { JobResult } from '../core/model.ts'
 import { execute } from '../runner/execute.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
-import type { SchedulerService } from '../scheduler/service.ts'
+import type { SchedulerService } from '../service/service.ts'
 
 export class Initiator {
   private readonly cache: ProductCache

@@ -2,7 +2,7 @@
  * Prometheus metrics in the text exposition format: jobs by state, queue depth, heartbeat
  * latency, heartbeats and lost workers.
  */
-import type { SchedulerService } from '../scheduler/service.ts'
+import type { SchedulerService } from '../service/service.ts'
 
 const BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30]
 
@@ -17,7 +17,7 @@ export class Metrics {
   constructor(service: SchedulerService) {
     this.service = service
     service.on((e) => {
-      if (e.type === 'worker:lost') this.lost++
+      if (e.type === 'target:lost') this.lost++
     })
   }
 

@@ -6,7 +6,7 @@ import { targetRegistrationSchema } from '../core/engine/engine.ts'
 import { orderOptionsSchema } from '../core/order.ts'
 import { packetSchema } from '../core/packet.ts'
 import { artifactSchema } from '../core/schema.ts'
-import { heartbeatSchema } from '../scheduler/service.ts'
+import { heartbeatSchema } from '../service/service.ts'
 
 const json = (schema: z.ZodType) => {
   const out = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<

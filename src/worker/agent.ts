@@ -230,7 +230,7 @@ export class WorkerAgent {
 
   /** After a failed heartbeat: register again if the scheduler lost us, else wait and retry. */
   private async recover(e: unknown): Promise<void> {
-    if (e instanceof LockstepError && e.code === 'WORKER_NOT_FOUND') {
+    if (e instanceof LockstepError && e.code === 'TARGET_NOT_FOUND') {
       await this.register().catch(() => sleep(1000))
       return
     }

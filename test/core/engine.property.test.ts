@@ -194,7 +194,7 @@ function run(ops: Op[], seed: number): void {
         })
         break
       case 'pick':
-        allowing(['WORKER_NOT_FOUND'], () => handed.push(...engine.pick(op.target, op.max)))
+        allowing(['TARGET_NOT_FOUND'], () => handed.push(...engine.pick(op.target, op.max)))
         break
       case 'complete': {
         if (handed.length === 0) break

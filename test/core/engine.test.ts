@@ -403,13 +403,13 @@ describe('leases and stale attempts', () => {
       w.clock.advance(LEASE / 2)
       w.engine.heartbeat('w2')
     }
-    expect(w.events.filter((e) => e.type === 'worker:lost')).toMatchObject([{ targetId: 'w1' }])
+    expect(w.events.filter((e) => e.type === 'target:lost')).toMatchObject([{ targetId: 'w1' }])
     expect(w.engine.attempts(a.jobId)[0]).toMatchObject({
       state: 'failed',
       reason: 'worker-lost',
       message: 'w1 stopped heartbeating',
     })
-    expect(errorCode(() => w.engine.heartbeat('w1'))).toBe('WORKER_NOT_FOUND')
+    expect(errorCode(() => w.engine.heartbeat('w1'))).toBe('TARGET_NOT_FOUND')
     expect(errorCode(() => ok(w, a))).toBe('STALE_ATTEMPT')
     const retry = one(w, 'w2')
     expect(retry.attempt).toBe(2)
@@ -440,7 +440,7 @@ describe('leases and stale attempts', () => {
     expect(again.attempt).toBe(2)
     ok(w, again)
     expect(w.engine.job(a.jobId)!.state).toBe('succeeded')
-    expect(errorCode(() => w.engine.heartbeat('initiator'))).toBe('WORKER_NOT_FOUND')
+    expect(errorCode(() => w.engine.heartbeat('initiator'))).toBe('TARGET_NOT_FOUND')
   })
 
   it('a worker that restarts loses the attempts it no longer runs', () => {

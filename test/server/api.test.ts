@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { LockstepClient } from '../../src/client/client.ts'
 import type { StreamEvent } from '../../src/client/client.ts'
 import { LockstepError } from '../../src/core/errors.ts'
-import { SchedulerService } from '../../src/scheduler/service.ts'
+import { SchedulerService } from '../../src/service/service.ts'
 import { startServer } from '../../src/server/server.ts'
 import type { RunningServer } from '../../src/server/server.ts'
 import { SqliteStore } from '../../src/store/sqlite-store.ts'
@@ -188,7 +188,7 @@ describe('HTTP API', () => {
 
   it('refuses a worker token that speaks for the initiator', async () => {
     const e = await refusal(worker.heartbeat('initiator', { free: 10 }))
-    expect(e.code).toBe('WORKER_NOT_FOUND')
+    expect(e.code).toBe('TARGET_NOT_FOUND')
   })
 
   it('reads an ended order and its jobs from the store once the engine has let it go', async () => {

@@ -291,7 +291,7 @@ export class Engine {
       ...(spec.url === undefined ? {} : { url: spec.url }),
     }
     const record = this.addTarget(target, kind === 'worker' ? this.leaseMs : 0)
-    this.emit('worker:registered', { target })
+    this.emit('target:registered', { target })
     const cached = spec.cached ?? []
     for (const id of cached) this.dispatch.addCached(spec.id, id)
     if (cached.length > 0)
@@ -305,7 +305,7 @@ export class Engine {
     return target
   }
 
-  /** Renews a worker's lease. Throws WORKER_NOT_FOUND for a worker that is unknown or lost. */
+  /** Renews a worker's lease. Throws TARGET_NOT_FOUND for a worker that is unknown or lost. */
   heartbeat(targetId: string, running?: readonly { jobId: string; attempt: number }[]): void {
     const record = this.workerRecord(targetId)
     const now = this.clock.now()
@@ -326,7 +326,7 @@ export class Engine {
   /** A target leaves: its running attempts fail with `worker-lost` and follow their policy. */
   removeTarget(targetId: string): void {
     const record = this.workerRecord(targetId)
-    this.drop(record, 'worker:left', `${targetId} left`)
+    this.drop(record, 'target:left', `${targetId} left`)
   }
 
   /** Says where a target serves its products (the initiator learns it once the server listens). */
@@ -1238,11 +1238,11 @@ export class Engine {
       if (!record.live || this.stopped) return
       const left = record.leaseDue - this.clock.now()
       if (left > 0) this.armLease(record, left)
-      else this.drop(record, 'worker:lost', `${record.target.id} stopped heartbeating`)
+      else this.drop(record, 'target:lost', `${record.target.id} stopped heartbeating`)
     }, ms)
   }
 
-  private drop(record: TargetRecord, event: 'worker:lost' | 'worker:left', why: string): void {
+  private drop(record: TargetRecord, event: 'target:lost' | 'target:left', why: string): void {
     record.live = false
     record.leaseTimer?.cancel()
     record.leaseTimer = undefined
@@ -1254,7 +1254,7 @@ export class Engine {
   /** A live target that speaks for itself: never the initiator, which lives in the scheduler. */
   private workerRecord(targetId: string): TargetRecord {
     if (targetId === this.initiator) {
-      throw new LockstepError('WORKER_NOT_FOUND', `'${targetId}' is the initiator, not a worker`)
+      throw new LockstepError('TARGET_NOT_FOUND', `'${targetId}' is the initiator, not a worker`)
     }
     return this.liveTarget(targetId)
   }
@@ -1263,7 +1263,7 @@ export class Engine {
     const record = this.targetRecords.get(targetId)
     if (record === undefined || !record.live) {
       throw new LockstepError(
-        'WORKER_NOT_FOUND',
+        'TARGET_NOT_FOUND',
         record === undefined
           ? `no target is registered as '${targetId}'`
           : `target '${targetId}' was lost; register it again`,

@@ -49,11 +49,11 @@ export interface EngineEventMap {
   'attempt:ended': { orderId: Id; jobId: Id; fulfilment: TargetFulfilment }
   /** The target should stop running this attempt (its order ended, it timed out, or it was cancelled). */
   'attempt:stop': { orderId: Id; jobId: Id; attempt: number; target: string; reason: string }
-  'worker:registered': { target: Target }
+  'target:registered': { target: Target }
   /** A worker stopped heartbeating past its lease. */
-  'worker:lost': { targetId: string }
+  'target:lost': { targetId: string }
   /** A worker said goodbye. */
-  'worker:left': { targetId: string }
+  'target:left': { targetId: string }
   /** Products a target gained or lost from its cache. */
   'cache:changed': { targetId: string; added: string[]; removed: string[] }
 }

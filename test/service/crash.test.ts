@@ -24,7 +24,7 @@ interface Life {
 }
 
 function live(backend: Backend, seed: number): Life {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/scheduler/crash-child.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/service/crash-child.ts'], {
     env: {
       ...process.env,
       STORE_URL: backend.url,

@@ -89,11 +89,11 @@ export class Journal {
       }
       case 'attempt:stop':
         break
-      case 'worker:registered':
+      case 'target:registered':
         this.targets.set(e.target.id, { target: e.target, live: true, at: e.at })
         break
-      case 'worker:lost':
-      case 'worker:left': {
+      case 'target:lost':
+      case 'target:left': {
         const target = engine.target(e.targetId)!
         this.targets.set(e.targetId, { target, live: false, at: e.at })
         this.cachesDropped.add(e.targetId)
@@ -203,7 +203,7 @@ function eventRow(e: EngineEvent): EventRow {
     case 'packet:created':
       body = { packetId: e.packetId, name: e.name }
       break
-    case 'worker:registered':
+    case 'target:registered':
       body = { targetId: e.target.id, kind: e.target.kind, slots: e.target.availability }
       break
     case 'attempt:ended': {

@@ -6,8 +6,8 @@
  */
 import { LockstepError } from '../../src/core/errors.ts'
 import type { PacketOptions } from '../../src/core/packet.ts'
-import { SchedulerService } from '../../src/scheduler/service.ts'
-import type { HeartbeatInput } from '../../src/scheduler/service.ts'
+import { SchedulerService } from '../../src/service/service.ts'
+import type { HeartbeatInput } from '../../src/service/service.ts'
 import { openStore } from '../../src/store/open-store.ts'
 
 const url = process.env.STORE_URL!
@@ -58,7 +58,7 @@ async function worker(id: string): Promise<void> {
     try {
       reply = await service.heartbeat(id, { results, free: 8 })
     } catch (e) {
-      if (e instanceof LockstepError && e.code === 'WORKER_NOT_FOUND') {
+      if (e instanceof LockstepError && e.code === 'TARGET_NOT_FOUND') {
         await service.registerTarget({ id, slots: 8, running: [] })
         results = []
         continue

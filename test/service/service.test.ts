@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { FakeClock, LockstepError } from '../../src/index.ts'
-import { SchedulerService } from '../../src/scheduler/service.ts'
+import { SchedulerService } from '../../src/service/service.ts'
 import type { Store } from '../../src/store/store.ts'
 import { backends } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
