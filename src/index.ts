@@ -64,15 +64,16 @@ export type {
   SchedulerOptions,
   WaitReason,
 } from './core/dispatch/scheduler.ts'
-export { Engine, targetRegistrationSchema } from './core/engine/engine.ts'
+export { Engine } from './core/engine/engine.ts'
+export type { EngineOptions, JobWait, PacketRecord } from './core/engine/engine.ts'
+export { heartbeatSchema, targetRegistrationSchema } from './core/protocol.ts'
 export type {
   Assignment,
-  EngineOptions,
+  HeartbeatInput,
+  HeartbeatReply,
   JobInput,
-  JobWait,
-  PacketRecord,
   TargetRegistration,
-} from './core/engine/engine.ts'
+} from './core/protocol.ts'
 export type {
   EngineEvent,
   EngineEventMap,

@@ -3,11 +3,11 @@
  * dashboard. Errors from the server come back as {@link LockstepError}s with the server's code;
  * a server that cannot be reached is an error that says so.
  */
-import type { Assignment, TargetRegistration } from '../core/engine/engine.ts'
+import type { HeartbeatInput, HeartbeatReply, TargetRegistration } from '../core/protocol.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import type { ErrorCode, Issue } from '../core/errors.ts'
-import type { Job, JobResult, Order, Target } from '../core/model.ts'
+import type { Job, Order, Target } from '../core/model.ts'
 import type { OrderOptions } from '../core/order.ts'
 
 /** Options of a {@link LockstepClient}. */
@@ -16,23 +16,6 @@ export interface ClientOptions {
   url: string
   /** A bearer token; none for an open server. */
   token?: string
-}
-
-/** What a worker sends on a heartbeat. */
-export interface HeartbeatBody {
-  results?: { jobId: string; attempt: number; result: JobResult }[]
-  running?: { jobId: string; attempt: number }[]
-  added?: string[]
-  removed?: string[]
-  free?: number
-  waitMs?: number
-}
-
-/** What a worker gets back. */
-export interface HeartbeatAnswer {
-  assignments: Assignment[]
-  refused: { jobId: string; attempt: number; code: ErrorCode; message: string }[]
-  stop: { jobId: string; attempt: number; reason: string }[]
 }
 
 /** A product's holders, with the URL each serves it from. */
@@ -150,7 +133,7 @@ export class LockstepClient {
     return this.request('POST', '/v1/workers', registration)
   }
 
-  heartbeat(workerId: string, body: HeartbeatBody, signal?: AbortSignal): Promise<HeartbeatAnswer> {
+  heartbeat(workerId: string, body: HeartbeatInput, signal?: AbortSignal): Promise<HeartbeatReply> {
     return this.request('POST', `/v1/workers/${encodeURIComponent(workerId)}/heartbeat`, body, {
       signal,
     })

@@ -7,7 +7,7 @@
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import type { Assignment } from '../core/engine/engine.ts'
+import type { Assignment } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
 import { unpack } from './products.ts'

@@ -6,7 +6,7 @@
 import { mkdir } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
 import { join } from 'node:path'
-import type { Assignment } from '../core/engine/engine.ts'
+import type { Assignment } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import { execute } from '../runner/execute.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'

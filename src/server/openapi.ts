@@ -2,11 +2,10 @@
  * The OpenAPI 3.1 document of the API, built from the same schemas that check the requests.
  */
 import { z } from 'zod'
-import { targetRegistrationSchema } from '../core/engine/engine.ts'
 import { orderOptionsSchema } from '../core/order.ts'
 import { packetSchema } from '../core/packet.ts'
 import { artifactSchema } from '../core/schema.ts'
-import { heartbeatSchema } from '../service/service.ts'
+import { heartbeatSchema, targetRegistrationSchema } from '../core/protocol.ts'
 
 const json = (schema: z.ZodType) => {
   const out = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<

@@ -4,23 +4,23 @@
  * `commitDelayMs` share one transaction). On start it rebuilds the engine from the store, so a
  * scheduler killed at any instant carries on where its last commit left it.
  */
-import { z } from 'zod'
 import type { Clock } from '../core/clock.ts'
 import { systemClock } from '../core/clock.ts'
 import { Engine } from '../core/engine/engine.ts'
-import type {
-  Assignment,
-  EngineOptions,
-  PacketRecord,
-  TargetRegistration,
-} from '../core/engine/engine.ts'
+import type { EngineOptions, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError } from '../core/errors.ts'
-import type { ErrorCode } from '../core/errors.ts'
 import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
 import type { Job, JobResult, Order, Target } from '../core/model.ts'
+import { heartbeatSchema } from '../core/protocol.ts'
+import type {
+  Assignment,
+  HeartbeatInput,
+  HeartbeatReply,
+  TargetRegistration,
+} from '../core/protocol.ts'
 import { parseInput } from '../core/schema.ts'
 import type { Store } from '../store/store.ts'
 import { Journal } from './journal.ts'
@@ -41,55 +41,6 @@ export interface SchedulerServiceOptions {
   runInitiatorJob?: (assignment: Assignment) => Promise<JobResult> | JobResult
   /** Called once when a commit fails: the service stops taking work. */
   onFatal?: (error: unknown) => void
-}
-
-/** What a worker sends on each heartbeat. */
-export const heartbeatSchema = z.strictObject({
-  /** Results of finished attempts. */
-  results: z
-    .array(
-      z.strictObject({
-        jobId: z.string(),
-        attempt: z.number().int().min(1),
-        result: z.strictObject({
-          ok: z.boolean(),
-          exitCode: z.number().int().optional(),
-          reason: z.string().max(200).optional(),
-          message: z.string().max(10_000).optional(),
-          artefacts: z.array(z.string()).optional(),
-        }),
-      }),
-    )
-    .optional(),
-  /**
-   * The attempts it runs now. An attempt it does not list, a lease after it started, is lost:
-   * the reply that carried it never arrived.
-   */
-  running: z
-    .array(z.strictObject({ jobId: z.string(), attempt: z.number().int().min(1) }))
-    .optional(),
-  /** Products added to and evicted from its cache. */
-  added: z.array(z.string()).optional(),
-  removed: z.array(z.string()).optional(),
-  /** How many more jobs it can take now. @default 0 */
-  free: z.number().int().min(0).max(100_000).optional(),
-  /**
-   * With free slots and nothing to say or hear, wait up to this long for a job before answering
-   * (a long poll). @default 0
-   */
-  waitMs: z.number().int().min(0).max(60_000).optional(),
-})
-
-export type HeartbeatInput = z.input<typeof heartbeatSchema>
-
-/** What a worker gets back. */
-export interface HeartbeatReply {
-  /** Jobs to start; each start is stored. */
-  assignments: Assignment[]
-  /** Results that were not taken, and why (`STALE_ATTEMPT`: drop it). */
-  refused: { jobId: string; attempt: number; code: ErrorCode; message: string }[]
-  /** Attempts to stop: their order ended, they timed out, or they were cancelled. */
-  stop: { jobId: string; attempt: number; reason: string }[]
 }
 
 export class SchedulerService {

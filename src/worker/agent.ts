@@ -11,8 +11,7 @@ import { mkdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { LockstepClient } from '../client/client.ts'
-import type { HeartbeatAnswer, HeartbeatBody } from '../client/client.ts'
-import type { Assignment } from '../core/engine/engine.ts'
+import type { Assignment, HeartbeatInput, HeartbeatReply } from '../core/protocol.ts'
 import { LockstepError } from '../core/errors.ts'
 import type { JobResult } from '../core/model.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
@@ -63,7 +62,7 @@ export class WorkerAgent {
   private readonly slots: number
   private readonly cache: ProductCache
   private readonly running = new Map<string, Running>()
-  private results: NonNullable<HeartbeatBody['results']> = []
+  private results: NonNullable<HeartbeatInput['results']> = []
   private added: string[] = []
   private removed: string[] = []
   private stopping = false
@@ -185,7 +184,7 @@ export class WorkerAgent {
     await this.client.heartbeat(this.id, body).catch(() => this.putBack(body))
   }
 
-  private takeReports(): HeartbeatBody {
+  private takeReports(): HeartbeatInput {
     const running = [...this.running.values()].map((r) => ({
       jobId: r.assignment.jobId,
       attempt: r.assignment.attempt,
@@ -197,7 +196,7 @@ export class WorkerAgent {
     return body
   }
 
-  private putBack(body: HeartbeatBody): void {
+  private putBack(body: HeartbeatInput): void {
     this.results.unshift(...(body.results ?? []))
     this.added.unshift(...(body.added ?? []))
     this.removed.unshift(...(body.removed ?? []))
@@ -206,13 +205,13 @@ export class WorkerAgent {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       const free = Math.max(0, this.slots - this.running.size - this.promised)
-      const body: HeartbeatBody = { ...this.takeReports(), free }
+      const body: HeartbeatInput = { ...this.takeReports(), free }
       const quiet =
         body.results!.length === 0 && body.added!.length === 0 && body.removed!.length === 0
       body.waitMs = quiet ? (this.options.waitMs ?? 10_000) : 0
       this.polling = free
       this.inPoll = true
-      let reply: HeartbeatAnswer
+      let reply: HeartbeatReply
       try {
         reply = await this.client.heartbeat(this.id, body, this.quit.signal)
       } catch (e) {
@@ -238,7 +237,7 @@ export class WorkerAgent {
     await sleep(1000)
   }
 
-  private apply(reply: HeartbeatAnswer): void {
+  private apply(reply: HeartbeatReply): void {
     for (const s of reply.stop) {
       const r = this.running.get(attemptKey(s.jobId, s.attempt))
       if (r === undefined) continue
@@ -258,7 +257,7 @@ export class WorkerAgent {
         // carries the results that came in meanwhile and takes jobs for the slots they freed.
         while (this.results.length > 0 || this.added.length > 0) {
           const free = Math.max(0, this.slots - this.running.size - this.polling - this.promised)
-          const body: HeartbeatBody = { ...this.takeReports(), free, waitMs: 0 }
+          const body: HeartbeatInput = { ...this.takeReports(), free, waitMs: 0 }
           this.promised += free
           try {
             this.apply(await this.client.heartbeat(this.id, body))

@@ -7,7 +7,7 @@
 import { LockstepError } from '../../src/core/errors.ts'
 import type { PacketOptions } from '../../src/core/packet.ts'
 import { SchedulerService } from '../../src/service/service.ts'
-import type { HeartbeatInput } from '../../src/service/service.ts'
+import type { HeartbeatInput } from '../../src/core/protocol.ts'
 import { openStore } from '../../src/store/open-store.ts'
 
 const url = process.env.STORE_URL!

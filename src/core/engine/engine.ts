@@ -9,7 +9,6 @@
  * its order ended; a job succeeds at most once, because a result is accepted only for the
  * job's current attempt on the target running it.
  */
-import { z } from 'zod'
 import { bind, toJobGraph } from '../bind.ts'
 import type { Clock, Timer } from '../clock.ts'
 import { systemClock } from '../clock.ts'
@@ -23,7 +22,6 @@ import type {
   JobResult,
   JobState,
   Lock,
-  Operation,
   Order,
   OrderState,
   Resource,
@@ -35,7 +33,9 @@ import { compileOrderOptions } from '../order.ts'
 import type { ResolvedOrderOptions } from '../order.ts'
 import { compilePacket } from '../packet.ts'
 import type { Packet } from '../packet.ts'
-import { compileArtifact, nameSchema, parseInput } from '../schema.ts'
+import { compileArtifact, parseInput } from '../schema.ts'
+import { targetRegistrationSchema } from '../protocol.ts'
+import type { Assignment, JobInput, RunningAttempt, TargetRegistration } from '../protocol.ts'
 import { Scheduler } from '../dispatch/scheduler.ts'
 import type { ScheduleJobOptions, WaitReason } from '../dispatch/scheduler.ts'
 import type { EngineEvent, EngineEventMap, EngineEventType, EngineListener } from './events.ts'
@@ -58,63 +58,6 @@ export interface EngineOptions {
   random?: () => number
   /** Makes the ids of orders, jobs and packets. */
   ids?: IdGenerator
-}
-
-/** What a target says when it registers (or registers again after a restart or a loss). */
-export const targetRegistrationSchema = z.strictObject({
-  id: nameSchema,
-  /** @default 'worker' */
-  kind: z.enum(['worker', 'kubernetes']).optional(),
-  /** How many jobs it runs at once. @default 1 */
-  slots: z.number().int().min(0).max(1_000_000).optional(),
-  labels: z.record(z.string(), z.string().max(256)).optional(),
-  /** The data projects it holds. */
-  projects: z.array(nameSchema).max(10_000).optional(),
-  /** Products in its cache. */
-  cached: z.array(z.string()).optional(),
-  /** Where it serves its products to peers (http or https). */
-  url: z
-    .string()
-    .regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL')
-    .max(2048)
-    .optional(),
-  /** Attempts it is still running; any other attempt it was running is lost. */
-  running: z
-    .array(z.strictObject({ jobId: z.string(), attempt: z.number().int().min(1) }))
-    .optional(),
-})
-
-/** What a target says when it registers. */
-export type TargetRegistration = z.input<typeof targetRegistrationSchema>
-
-/** A job handed to a target: everything it needs to run one attempt. */
-export interface Assignment {
-  orderId: Id
-  jobId: Id
-  /** The id its product is kept and fetched under. */
-  productId: string
-  name: string
-  attempt: number
-  target: string
-  op: Operation
-  /** The resources the job uses, unique or not: parameters of the run. */
-  resources: Resource[]
-  /** An attempt running longer than this fails with reason `timeout`. */
-  timeoutMs: number | undefined
-  /** The products it reads: the jobs whose locks it waited for, and who holds each. */
-  inputs: JobInput[]
-  step?: number
-  iteration?: number
-}
-
-/** One product a job reads. */
-export interface JobInput {
-  jobId: Id
-  /** The id to fetch it by. */
-  productId: string
-  name: string
-  /** Live targets holding it; empty when none does any more. */
-  holders: string[]
 }
 
 /** Why a job has not started: locks, a backoff, or a dispatch reason. */
@@ -306,7 +249,7 @@ export class Engine {
   }
 
   /** Renews a worker's lease. Throws TARGET_NOT_FOUND for a worker that is unknown or lost. */
-  heartbeat(targetId: string, running?: readonly { jobId: string; attempt: number }[]): void {
+  heartbeat(targetId: string, running?: readonly RunningAttempt[]): void {
     const record = this.workerRecord(targetId)
     const now = this.clock.now()
     if (record.leaseMs > 0) record.leaseDue = now + record.leaseMs

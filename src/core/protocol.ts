@@ -1,0 +1,141 @@
+/**
+ * The worker protocol's wire shapes, defined once: what a target says when it registers, what a
+ * worker sends and gets on its heartbeat, and the assignment that carries one attempt. The
+ * server validates with these schemas, the OpenAPI document is generated from them, and the
+ * client and the worker agent take their types from here, so the two ends cannot drift.
+ */
+import { z } from 'zod'
+import type { ErrorCode } from './errors.ts'
+import type { Id } from './ids.ts'
+import type { Operation, Resource } from './model.ts'
+import { nameSchema } from './schema.ts'
+
+/** One attempt a target runs: the job and the attempt number it was handed. */
+export const runningAttemptSchema = z.strictObject({
+  jobId: z.string(),
+  attempt: z.number().int().min(1),
+})
+
+/** An attempt a target runs. */
+export type RunningAttempt = z.infer<typeof runningAttemptSchema>
+
+/** What a target reports when an attempt ends. */
+export const jobResultSchema = z.strictObject({
+  ok: z.boolean(),
+  exitCode: z.number().int().optional(),
+  reason: z.string().max(200).optional(),
+  message: z.string().max(10_000).optional(),
+  artefacts: z.array(z.string()).optional(),
+})
+
+/** What a target says when it registers (or registers again after a restart or a loss). */
+export const targetRegistrationSchema = z.strictObject({
+  id: nameSchema,
+  /** @default 'worker' */
+  kind: z.enum(['worker', 'kubernetes']).optional(),
+  /** How many jobs it runs at once. @default 1 */
+  slots: z.number().int().min(0).max(1_000_000).optional(),
+  labels: z.record(z.string(), z.string().max(256)).optional(),
+  /** The data projects it holds. */
+  projects: z.array(nameSchema).max(10_000).optional(),
+  /** Products in its cache. */
+  cached: z.array(z.string()).optional(),
+  /** Where it serves its products to peers (http or https). */
+  url: z
+    .string()
+    .regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL')
+    .max(2048)
+    .optional(),
+  /** Attempts it is still running; any other attempt it was running is lost. */
+  running: z.array(runningAttemptSchema).optional(),
+})
+
+/** What a target says when it registers. */
+export type TargetRegistration = z.input<typeof targetRegistrationSchema>
+
+/** What a worker sends on each heartbeat. */
+export const heartbeatSchema = z.strictObject({
+  /** Results of finished attempts. */
+  results: z
+    .array(
+      z.strictObject({
+        jobId: z.string(),
+        attempt: z.number().int().min(1),
+        result: jobResultSchema,
+      }),
+    )
+    .optional(),
+  /**
+   * The attempts it runs now. An attempt it does not list, a lease after it started, is lost:
+   * the reply that carried it never arrived.
+   */
+  running: z.array(runningAttemptSchema).optional(),
+  /** Products added to and evicted from its cache. */
+  added: z.array(z.string()).optional(),
+  removed: z.array(z.string()).optional(),
+  /** How many more jobs it can take now. @default 0 */
+  free: z.number().int().min(0).max(100_000).optional(),
+  /**
+   * With free slots and nothing to say or hear, wait up to this long for a job before answering
+   * (a long poll). @default 0
+   */
+  waitMs: z.number().int().min(0).max(60_000).optional(),
+})
+
+/** What a worker sends on a heartbeat, as it may write it. */
+export type HeartbeatInput = z.input<typeof heartbeatSchema>
+
+/** One product a job reads. */
+export interface JobInput {
+  jobId: Id
+  /** The id to fetch it by. */
+  productId: string
+  name: string
+  /** Live targets holding it; empty when none does any more. */
+  holders: string[]
+}
+
+/** A job handed to a target: everything it needs to run one attempt. */
+export interface Assignment {
+  orderId: Id
+  jobId: Id
+  /** The id its product is kept and fetched under. */
+  productId: string
+  name: string
+  attempt: number
+  target: string
+  op: Operation
+  /** The resources the job uses, unique or not: parameters of the run. */
+  resources: Resource[]
+  /** An attempt running longer than this fails with reason `timeout`. */
+  timeoutMs: number | undefined
+  /** The products it reads: the jobs whose locks it waited for, and who holds each. */
+  inputs: JobInput[]
+  step?: number
+  iteration?: number
+}
+
+/** An attempt a target should stop: its order ended, it timed out, or it was cancelled. */
+export interface Stop {
+  jobId: string
+  attempt: number
+  reason: string
+}
+
+/** A result that was not taken, and why (`STALE_ATTEMPT`: drop it). */
+export interface Refusal {
+  jobId: string
+  attempt: number
+  code: ErrorCode
+  message: string
+}
+
+/** What a worker gets back from a heartbeat. */
+export interface HeartbeatReply {
+  /** Jobs to start; each start is stored. */
+  assignments: Assignment[]
+  /** Results that were not taken, and why. */
+  refused: Refusal[]
+  /** Attempts to stop. */
+  stop: Stop[]
+}
