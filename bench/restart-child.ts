@@ -4,7 +4,7 @@ import { SqliteStore } from '../src/store/sqlite-store.ts'
 
 const begin = performance.now()
 const service = await SchedulerService.start({ store: new SqliteStore({ path: process.argv[2]! }) })
-const stats = service.engine.listOrders().length
+const stats = service.stats().orders
 process.stderr.write(
   `restart: ${stats} running orders rebuilt in ${((performance.now() - begin) / 1000).toFixed(2)} s after imports\n`,
 )

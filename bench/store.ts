@@ -39,7 +39,7 @@ async function transitions(store: Store, bench: string, target: number): Promise
   let succeeded = 0
   let ready = 0
   let started = 0
-  service.engine.on((e) => {
+  service.on((e) => {
     if (e.type === 'job:succeeded') succeeded++
     else if (e.type === 'job:ready') ready++
     else if (e.type === 'attempt:started') started++

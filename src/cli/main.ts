@@ -19,7 +19,8 @@ import { LockstepError, ValidationError, formatIssue } from '../core/errors.ts'
 import { SchedulerService } from '../service/service.ts'
 import { parseTokens } from '../server/auth.ts'
 import type { TokenEntry } from '../server/auth.ts'
-import { Initiator } from '../server/initiator.ts'
+import { InitiatorDriver } from '../targets/initiator.ts'
+import { PushLoop } from '../targets/push-loop.ts'
 import { startServer } from '../server/server.ts'
 import { defaultDataDir, openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
 import { unpack } from '../runner/products.ts'
@@ -366,36 +367,42 @@ async function serve(options: {
 }): Promise<Serving> {
   const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
   const store = openStore(url)
-  const initiator = new Initiator(
-    resolve(options.dataDir, 'initiator'),
-    options.tokens.find((t) => t.role === 'worker')?.token,
-  )
-  await initiator.open()
+  const workerToken = options.tokens.find((t) => t.role === 'worker')?.token
   const service = await SchedulerService.start({
     store,
-    runInitiatorJob: initiator.run,
     engine: { leaseMs: options.leaseMs ?? 30_000 },
     onFatal: (e) => {
       process.stderr.write(`lockstep server: a commit failed, stopping: ${describe(e)}\n`)
       process.exit(3)
     },
   })
-  initiator.attach(service)
+  // Push targets: the initiator, in this process.
+  const initiator = new InitiatorDriver(service, {
+    dir: resolve(options.dataDir, 'initiator'),
+    token: workerToken,
+  })
+  await initiator.open()
+  const push = new PushLoop(service, [initiator], {
+    onError: (e) => process.stderr.write(`lockstep server: push loop: ${describe(e)}\n`),
+  })
   const server = await startServer({
     service,
     port: options.port,
     host: options.host,
     tokens: options.tokens,
     allowDownload: options.allowDownload,
-    initiator,
+    products: [initiator],
+    ...(workerToken === undefined ? {} : { relayToken: workerToken }),
     log: options.log
       ? (e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`)
       : undefined,
   })
+  await push.start()
   return {
     url: server.url,
     async close() {
       await server.close()
+      await push.close()
       await service.close()
     },
   }

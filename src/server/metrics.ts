@@ -32,7 +32,7 @@ export class Metrics {
   }
 
   render(): string {
-    const stats = this.service.engine.stats()
+    const stats = this.service.stats()
     const lines = [
       '# HELP lockstep_jobs Jobs of the orders in flight, by state.',
       '# TYPE lockstep_jobs gauge',

@@ -9,13 +9,13 @@ import { z } from 'zod'
 import { classify, readDocument } from '../core/document.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
-import { finalJobStates, productOf } from '../core/model.ts'
+import { productOf } from '../core/model.ts'
 import type { Order } from '../core/model.ts'
 import { orderOptionsSchema } from '../core/order.ts'
 import { parseInput } from '../core/schema.ts'
 import type { SchedulerService } from '../service/service.ts'
+import type { ProductSource } from '../targets/target-driver.ts'
 import { Auth } from './auth.ts'
-import type { Initiator } from './initiator.ts'
 import type { Caller, TokenEntry } from './auth.ts'
 import { Router } from './http.ts'
 import type { Log, Request } from './http.ts'
@@ -39,8 +39,10 @@ export interface ServerOptions {
   maxWaitMs?: number
   /** One JSON object per line. @default silent */
   log?: Log
-  /** Runs initiator jobs and serves their products at `/v1/initiator/products/:id`. */
-  initiator?: Initiator
+  /** In-process targets whose products the API serves at `/v1/targets/:id/products/:product`. */
+  products?: readonly ProductSource[]
+  /** The worker token the relay fetches products from workers with. */
+  relayToken?: string
 }
 
 /** A running server. */
@@ -135,8 +137,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   router.add('GET', '/v1/orders', async (req) => {
     auth.check(req, ['workbench'])
     const limit = Math.min(1000, Math.max(1, Number(req.query.get('limit') ?? 100) || 100))
-    const orders = await service.listOrders(limit)
-    return { body: await Promise.all(orders.map((o) => service.fulfilment(o.id))) }
+    return { body: await service.listOrders(limit) }
   })
 
   router.add('GET', '/v1/orders/:id', async (req) => {
@@ -147,36 +148,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('GET', '/v1/orders/:id/jobs', async (req) => {
     auth.check(req, ['workbench'])
-    const order = await service.order(req.params.id!)
-    const jobs = await service.jobs(order.id)
-    return {
-      body: jobs.map((job) => ({
-        ...job,
-        ...(finalJobStates.has(job.state) || job.state === 'running'
-          ? {}
-          : {
-              wait:
-                service.engine.job(job.id) === undefined
-                  ? undefined
-                  : service.engine.explain(job.id),
-            }),
-      })),
-    }
+    return { body: await service.jobs(req.params.id!) }
   })
 
   router.add('GET', '/v1/jobs/:id', async (req) => {
     auth.check(req, ['workbench'])
-    const job = await service.job(req.params.id!)
-    await service.order(job.orderId)
-    const live = service.engine.job(job.id) !== undefined
-    return {
-      body: {
-        job,
-        attempts: await service.attempts(job.id),
-        inputs: live ? service.engine.inputs(job.id) : [],
-        wait: live ? service.engine.explain(job.id) : undefined,
-      },
-    }
+    return { body: await service.jobDetail(req.params.id!) }
   })
 
   router.add('POST', '/v1/orders/:id/cancel', async (req) => {
@@ -206,7 +183,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           jobId: j.id,
           productId: productOf(j),
           name: j.name,
-          holders: holderUrls(service, productOf(j)),
+          holders: service.holders(productOf(j)),
         })),
     }
   })
@@ -288,16 +265,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('GET', '/v1/workers', (req) => {
     auth.check(req, ['workbench', 'worker'])
-    return { body: service.engine.targets() }
+    return { body: service.targets() }
   })
 
-  router.add('GET', '/v1/initiator/products/:id', async (req) => {
+  const sources = new Map((options.products ?? []).map((p) => [p.id, p]))
+  router.add('GET', '/v1/targets/:target/products/:id', async (req) => {
     const caller = auth.check(req, ['worker', 'workbench'])
     mayDownload(caller)
-    if (options.initiator === undefined) {
-      throw new LockstepError('PRODUCT_NOT_FOUND', 'this scheduler keeps no initiator products')
+    const source = sources.get(req.params.target!)
+    if (source === undefined) {
+      throw new LockstepError(
+        'PRODUCT_NOT_FOUND',
+        `target ${req.params.target} keeps no products in the scheduler`,
+      )
     }
-    await options.initiator.serve(req.params.id!, req.res)
+    await source.send(req.params.id!, req.res)
     return undefined
   })
 
@@ -309,15 +291,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const caller = auth.check(req, ['worker', 'workbench'])
     mayDownload(caller)
     const id = req.params.id!
-    if (options.initiator?.holds(id) === true) {
-      await options.initiator.serve(id, req.res)
-      return undefined
+    for (const source of sources.values()) {
+      if (source.holds(id)) {
+        await source.send(id, req.res)
+        return undefined
+      }
     }
     const errors: string[] = []
-    for (const holder of holderUrls(service, id)) {
-      if (holder.url === undefined || holder.target === service.engine.initiator) continue
+    for (const holder of service.holders(id)) {
+      if (holder.url === undefined || sources.has(holder.target)) continue
       try {
-        const token = options.initiator?.token
+        const token = options.relayToken
         const upstream = await fetch(`${holder.url}/products/${encodeURIComponent(id)}`, {
           headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
           signal: req.signal,
@@ -342,7 +326,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   router.add('GET', '/v1/products/:id', (req) => {
     auth.check(req, ['worker', 'workbench'])
-    const holders = holderUrls(service, req.params.id!)
+    const holders = service.holders(req.params.id!)
     if (holders.length === 0) {
       throw new LockstepError('PRODUCT_NOT_FOUND', `no live target holds product ${req.params.id}`)
     }
@@ -366,8 +350,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const port = (server.address() as AddressInfo).port
   const host = options.host ?? '127.0.0.1'
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
-  if (options.initiator !== undefined) {
-    service.engine.setTargetUrl(service.engine.initiator, `${url}/v1/initiator`)
+  for (const source of sources.values()) {
+    service.setTargetUrl(source.id, `${url}/v1/targets/${encodeURIComponent(source.id)}`)
   }
   log({ level: 'info', msg: 'listening', url, auth: auth.open ? 'open' : 'tokens' })
   return {
@@ -381,17 +365,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       })
     },
   }
-}
-
-/** Who holds a product, with the URL each serves it from when it has one. */
-function holderUrls(
-  service: SchedulerService,
-  productId: string,
-): { target: string; url?: string }[] {
-  return service.engine.holders(productId).map((id) => {
-    const url = service.engine.target(id)?.url
-    return url === undefined ? { target: id } : { target: id, url }
-  })
 }
 
 function isYaml(req: Request): boolean {

@@ -85,9 +85,7 @@ for (let n = have; n < ORDERS; n++) {
 }
 
 for (;;) {
-  const running = (await service.store.listOrders(ORDERS + 1)).filter(
-    (o) => service.engine.order(o.order.id)?.state === 'running',
-  )
+  const running = (await service.listOrders(ORDERS + 1)).filter((o) => o.state === 'running')
   if (running.length === 0) break
   await new Promise((r) => setTimeout(r, 20))
 }

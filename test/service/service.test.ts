@@ -34,7 +34,7 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
   /** Drops a service as a crash would: nothing more is written, nothing is flushed. */
   async function crash(service: SchedulerService): Promise<void> {
     services.splice(services.indexOf(service), 1)
-    service.engine.stop()
+    service.abandon()
     await service.store.close()
   }
 
@@ -148,7 +148,7 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     })
     // The unique resource is still held by b, so d waits.
     const d = (await second.jobs(order.orderId))[3]!
-    expect(second.engine.explain(d.id)).toEqual({
+    expect(second.explain(d.id)).toEqual({
       kind: 'resource',
       resource: 'gpu',
       holder: b!.jobId,

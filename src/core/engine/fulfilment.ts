@@ -68,3 +68,40 @@ export interface TargetFulfilment {
   /** The target holding the product, for a succeeded attempt. */
   product?: string
 }
+
+/** What an {@link OrderFulfilment} is made of, whether the order is in memory or stored. */
+export interface FulfilmentParts {
+  order: { id: Id; state: OrderState; priority: number; owner: string; createdAt: number }
+  total: number
+  counts: JobCounts
+  startedAt?: number | undefined
+  endedAt?: number | undefined
+  reason?: string | undefined
+  /** How many iterations the order's `iterate` steps run; 0 or 1 without them. */
+  iterations: number
+  /** The lowest iteration with unfinished jobs; the last one when unknown or all have ended. */
+  iteration?: number | undefined
+}
+
+/** Builds an order's fulfilment: the one place its shape is made. */
+export function orderFulfilment(p: FulfilmentParts): OrderFulfilment {
+  const ended = p.total - p.counts.waiting - p.counts.ready - p.counts.running
+  const out: OrderFulfilment = {
+    orderId: p.order.id,
+    state: p.order.state,
+    priority: p.order.priority,
+    owner: p.order.owner,
+    total: p.total,
+    counts: { ...p.counts },
+    progress: p.total === 0 ? 1 : ended / p.total,
+    createdAt: p.order.createdAt,
+  }
+  if (p.iterations > 1) {
+    out.iterations = p.iterations
+    out.iteration = p.iteration ?? p.iterations - 1
+  }
+  if (p.startedAt !== undefined) out.startedAt = p.startedAt
+  if (p.endedAt !== undefined) out.endedAt = p.endedAt
+  if (p.reason !== undefined) out.reason = p.reason
+  return out
+}

@@ -1,0 +1,176 @@
+/**
+ * The read model: what the server, the metrics, the CLI and the dashboard read. The engine
+ * answers for what is in flight, the store for what has ended; a caller cannot tell which
+ * answered, except that an ended order has no wait reasons left.
+ */
+import type { Engine, JobWait } from '../core/engine/engine.ts'
+import { orderFulfilment } from '../core/engine/fulfilment.ts'
+import type { JobCounts, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { LockstepError } from '../core/errors.ts'
+import { isId } from '../core/ids.ts'
+import type { Id } from '../core/ids.ts'
+import { finalJobStates } from '../core/model.ts'
+import type { Job, Order, Target } from '../core/model.ts'
+import type { JobInput } from '../core/protocol.ts'
+import type { StoredOrder, Store } from '../store/store.ts'
+
+/** A job as listed with its order: why it waits, while it waits. */
+export type ListedJob = Job & { wait?: JobWait | undefined }
+
+/** One job in full: its attempts, its inputs and where they are, and why it waits. */
+export interface JobDetail {
+  job: Job
+  attempts: TargetFulfilment[]
+  inputs: JobInput[]
+  wait: JobWait | undefined
+}
+
+/** A registered target as the API lists it. */
+export interface TargetStatus {
+  target: Target
+  live: boolean
+  /** Attempts it runs now. */
+  running: number
+}
+
+/** Who holds a product, with the URL each serves it from when it has one. */
+export interface ProductHolder {
+  target: string
+  url?: string
+}
+
+/** Counts for the metrics. */
+export interface ServiceStats {
+  /** Jobs of the orders in flight, by state. */
+  jobs: JobCounts
+  /** Orders in flight, held in memory. */
+  orders: number
+  /** Jobs ready and waiting for a target. */
+  queued: number
+  /** Targets connected now. */
+  targets: number
+  /** Attempts running now. */
+  running: number
+}
+
+export class Queries {
+  private readonly engine: Engine
+  private readonly store: Store
+
+  constructor(engine: Engine, store: Store) {
+    this.engine = engine
+    this.store = store
+  }
+
+  /** The order, running or ended. */
+  async order(orderId: Id): Promise<Order> {
+    const live = this.engine.order(orderId)
+    if (live !== undefined) return live
+    return (await this.storedOrder(orderId)).order
+  }
+
+  /** An order's fulfilment, running or ended. */
+  async fulfilment(orderId: Id): Promise<OrderFulfilment> {
+    if (this.engine.order(orderId) !== undefined) return this.engine.fulfilment(orderId)
+    return storedFulfilment(await this.storedOrder(orderId))
+  }
+
+  /** Orders with their fulfilment, newest first, in one store read. */
+  async listOrders(limit: number): Promise<OrderFulfilment[]> {
+    const listed = await this.store.listOrders(limit)
+    return Promise.all(listed.map((o) => this.fulfilment(o.order.id)))
+  }
+
+  /** An order's jobs in their order, each waiting one with why it waits. */
+  async jobs(orderId: Id): Promise<ListedJob[]> {
+    if (this.engine.order(orderId) === undefined) {
+      await this.storedOrder(orderId)
+      return this.store.jobs(orderId)
+    }
+    return this.engine
+      .jobs(orderId)
+      .map((job) =>
+        finalJobStates.has(job.state) || job.state === 'running'
+          ? job
+          : { ...job, wait: this.engine.explain(job.id) },
+      )
+  }
+
+  /** A job, running or ended. */
+  async job(jobId: Id): Promise<Job> {
+    const live = this.engine.job(jobId)
+    if (live !== undefined) return live
+    const stored = isId(jobId) ? await this.store.job(jobId) : undefined
+    if (stored === undefined) throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${jobId}`)
+    return stored
+  }
+
+  /** Every attempt of a job, first first. */
+  async attempts(jobId: Id): Promise<TargetFulfilment[]> {
+    if (this.engine.job(jobId) !== undefined) return this.engine.attempts(jobId)
+    return this.store.attempts(jobId)
+  }
+
+  /** A job with its attempts, inputs and why it waits. */
+  async jobDetail(jobId: Id): Promise<JobDetail> {
+    const job = await this.job(jobId)
+    const live = this.engine.job(job.id) !== undefined
+    return {
+      job,
+      attempts: await this.attempts(job.id),
+      inputs: live ? this.engine.inputs(job.id) : [],
+      wait: live ? this.engine.explain(job.id) : undefined,
+    }
+  }
+
+  /** Why a job in flight has not started; undefined once it runs or has ended. */
+  explain(jobId: Id): JobWait | undefined {
+    return this.engine.job(jobId) === undefined ? undefined : this.engine.explain(jobId)
+  }
+
+  /** Every registered target, with whether it is live. */
+  targets(): TargetStatus[] {
+    return this.engine.targets()
+  }
+
+  /** A registered target. */
+  target(targetId: string): Target | undefined {
+    return this.engine.target(targetId)
+  }
+
+  /** Every live target holding a product, with the URL each serves it from. */
+  holders(productId: string): ProductHolder[] {
+    return this.engine.holders(productId).map((id) => {
+      const url = this.engine.target(id)?.url
+      return url === undefined ? { target: id } : { target: id, url }
+    })
+  }
+
+  stats(): ServiceStats {
+    const s = this.engine.stats()
+    return { ...s, orders: this.engine.listOrders().length }
+  }
+
+  private async storedOrder(
+    orderId: Id,
+  ): Promise<StoredOrder & { counts: JobCounts; total: number }> {
+    const stored = isId(orderId) ? await this.store.order(orderId) : undefined
+    if (stored === undefined) {
+      throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
+    }
+    return stored
+  }
+}
+
+/** The fulfilment of an order the engine has let go of, from what the store keeps. */
+function storedFulfilment(s: StoredOrder & { counts: JobCounts; total: number }): OrderFulfilment {
+  return orderFulfilment({
+    order: s.order,
+    total: s.total,
+    counts: s.counts,
+    startedAt: s.startedAt,
+    endedAt: s.endedAt,
+    reason: s.reason,
+    iterations: s.iterations,
+  })
+}

@@ -1,0 +1,108 @@
+/**
+ * The worker protocol: one long-polling heartbeat per worker. Finished results, the attempts it
+ * runs and its cache changes come in; up to `free` new attempts and the attempts it must stop go
+ * out. One straight path: parse, apply to the engine, take work, and, on a quiet cluster, wait
+ * for work, then answer once every change is stored.
+ *
+ * Invariants: a result is applied only to the job's current attempt (the engine refuses the
+ * rest, and the refusal goes back to the worker); a long poll never outlasts half a lease, so a
+ * worker is never lost while it waits; every assignment and every stop in an answer is stored
+ * before the answer leaves.
+ */
+import type { Engine } from '../core/engine/engine.ts'
+import { LockstepError } from '../core/errors.ts'
+import { heartbeatSchema } from '../core/protocol.ts'
+import type { HeartbeatInput, HeartbeatReply, Stop } from '../core/protocol.ts'
+import { parseInput } from '../core/schema.ts'
+import type { GroupCommit } from './group-commit.ts'
+
+export class WorkerProtocol {
+  private readonly engine: Engine
+  private readonly commit: GroupCommit
+  /** Heartbeats waiting for work. */
+  private readonly wake = new Set<() => void>()
+  /** Attempts each target must stop, told on its next heartbeat. */
+  private readonly stops = new Map<string, Stop[]>()
+
+  constructor(engine: Engine, commit: GroupCommit) {
+    this.engine = engine
+    this.commit = commit
+  }
+
+  /** Work arrived (a job became ready, or an attempt must stop): waiting polls look again. */
+  workArrived(): void {
+    if (this.wake.size === 0) return
+    for (const wake of [...this.wake]) wake()
+  }
+
+  /** A worker must stop an attempt; it hears so on its next heartbeat. */
+  stop(targetId: string, stop: Stop): void {
+    let list = this.stops.get(targetId)
+    if (list === undefined) this.stops.set(targetId, (list = []))
+    list.push(stop)
+    this.workArrived()
+  }
+
+  private takeStops(targetId: string): Stop[] {
+    const stop = this.stops.get(targetId) ?? []
+    this.stops.delete(targetId)
+    return stop
+  }
+
+  /** A worker's one call. Answers once all of it is stored. */
+  async heartbeat(
+    targetId: string,
+    input: HeartbeatInput = {},
+    signal?: AbortSignal,
+  ): Promise<HeartbeatReply> {
+    this.commit.check()
+    const body = parseInput(heartbeatSchema, input)
+    const engine = this.engine
+    engine.heartbeat(targetId)
+    const refused: HeartbeatReply['refused'] = []
+    for (const r of body.results ?? []) {
+      try {
+        engine.complete(targetId, r.jobId, r.attempt, r.result)
+      } catch (e) {
+        if (!(e instanceof LockstepError)) throw e
+        refused.push({ jobId: r.jobId, attempt: r.attempt, code: e.code, message: e.message })
+      }
+    }
+    // After the results: an attempt that just finished is reported, not running.
+    if (body.running !== undefined) engine.heartbeat(targetId, body.running)
+    if ((body.added?.length ?? 0) + (body.removed?.length ?? 0) > 0) {
+      engine.reportCache(targetId, body.added ?? [], body.removed ?? [])
+    }
+    const free = body.free ?? 0
+    let assignments = free > 0 ? engine.pick(targetId, free) : []
+    let stop = this.takeStops(targetId)
+    const waitMs = Math.min(body.waitMs ?? 0, Math.floor(engine.leaseMs / 2))
+    if (assignments.length === 0 && stop.length === 0 && refused.length === 0 && waitMs > 0) {
+      // Results and cache changes are stored before the wait, so none waits on a quiet cluster.
+      await this.commit.durable()
+      await this.waitForWork(waitMs, signal)
+      if (!this.commit.stopped && !(signal?.aborted ?? false)) {
+        engine.heartbeat(targetId)
+        if (free > 0) assignments = engine.pick(targetId, free)
+        stop = this.takeStops(targetId)
+      }
+    }
+    await this.commit.durable()
+    return { assignments, refused, stop }
+  }
+
+  /** Resolves when work arrives, after `ms`, or when the caller goes away. */
+  private waitForWork(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.wake.delete(done)
+        signal?.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.wake.add(done)
+      signal?.addEventListener('abort', done, { once: true })
+    })
+  }
+}

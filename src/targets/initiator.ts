@@ -1,0 +1,100 @@
+/**
+ * The initiator's driver: the built-in target inside the scheduler process that runs an
+ * artifact's initiator jobs (initialization, aggregation, the ends of a sequential chain). It runs
+ * them as a worker does, with its own product cache under the data directory, and serves its
+ * products to workers through the API. It takes only the jobs strict to it.
+ */
+import { mkdir } from 'node:fs/promises'
+import type { ServerResponse } from 'node:http'
+import { join } from 'node:path'
+import type { Assignment, Stop } from '../core/protocol.ts'
+import { execute } from '../runner/execute.ts'
+import { ProductCache, sendProduct } from '../runner/products.ts'
+import type { RunningJob } from '../runner/run-job.ts'
+import type { SchedulerService } from '../service/service.ts'
+import type { AttemptOutcome, ProductSource, TargetDriver } from './target-driver.ts'
+
+/** Options of an {@link InitiatorDriver}. */
+export interface InitiatorOptions {
+  /** Where its product cache and job directories live. */
+  dir: string
+  /** The worker token it fetches inputs from workers with. */
+  token?: string | undefined
+  /** How many initiator jobs run at once. @default 64 */
+  slots?: number
+  /** The largest product cache it keeps, in bytes. @default 1 GiB */
+  cacheBytes?: number
+}
+
+export class InitiatorDriver implements TargetDriver, ProductSource {
+  readonly id: string
+  readonly registration = undefined
+  /** The worker token it fetches products from workers with. */
+  readonly token: string | undefined
+  private readonly service: SchedulerService
+  private readonly dir: string
+  private readonly slots: number
+  private readonly cache: ProductCache
+  /** Attempts running now, by `jobId#attempt`; a job appears once it runs. */
+  private readonly running = new Map<string, RunningJob | undefined>()
+
+  constructor(service: SchedulerService, options: InitiatorOptions) {
+    this.service = service
+    this.id = service.initiator
+    this.dir = options.dir
+    this.token = options.token
+    this.slots = options.slots ?? 64
+    this.cache = new ProductCache(options.dir, options.cacheBytes ?? 1024 ** 3)
+  }
+
+  async open(): Promise<void> {
+    await this.cache.open()
+    await mkdir(join(this.dir, 'jobs'), { recursive: true })
+  }
+
+  availability(): number {
+    return this.slots - this.running.size
+  }
+
+  async start(a: Assignment): Promise<AttemptOutcome> {
+    const key = `${a.jobId}#${a.attempt}`
+    this.running.set(key, undefined)
+    try {
+      return await execute(a, {
+        cache: this.cache,
+        jobsDir: join(this.dir, 'jobs'),
+        self: this.id,
+        token: this.token,
+        data: {},
+        initiator: true,
+        secrets: join(this.dir, 'secrets'),
+        locate: (id) => Promise.resolve(this.service.holders(id)),
+        started: (job) => {
+          if (this.running.has(key)) this.running.set(key, job)
+        },
+      })
+    } catch (e) {
+      return { result: { ok: false, reason: 'error', message: String(e) } }
+    } finally {
+      this.running.delete(key)
+    }
+  }
+
+  stop(stop: Stop): void {
+    this.running.get(`${stop.jobId}#${stop.attempt}`)?.cancel(stop.reason)
+  }
+
+  /** Cancels what runs; the push loop waits for the outcomes. */
+  close(): Promise<void> {
+    for (const job of this.running.values()) job?.cancel('the scheduler is stopping')
+    return Promise.resolve()
+  }
+
+  holds(productId: string): boolean {
+    return this.cache.has(productId)
+  }
+
+  send(productId: string, res: ServerResponse): Promise<void> {
+    return sendProduct(this.cache, productId, undefined, undefined, res)
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The targets seam. A push target is a place the scheduler hands attempts to: the initiator in
+ * this process, a Kubernetes cluster. Each is one {@link TargetDriver}: assignments and stops go
+ * in, its free slots and each attempt's outcome come out. The push loop runs the engine's
+ * scheduling cycle over every driver's availability; no other layer knows which kind a driver is.
+ * Workers are the other kind of target: they pull work through the heartbeat and need no driver.
+ */
+import type { ServerResponse } from 'node:http'
+import type { JobResult } from '../core/model.ts'
+import type { Assignment, Stop, TargetRegistration } from '../core/protocol.ts'
+
+/** How an attempt ended on a push target, and what its cache gained and lost. */
+export interface AttemptOutcome {
+  result: JobResult
+  added?: readonly string[]
+  removed?: readonly string[]
+}
+
+/** One push target. */
+export interface TargetDriver {
+  /** The target's id. */
+  readonly id: string
+  /**
+   * What the push loop registers for it when it starts, or undefined for a target the
+   * scheduler knows from the start (the initiator).
+   */
+  readonly registration: TargetRegistration | undefined
+  /** How many more attempts it can take now. */
+  availability(): number
+  /** Starts one attempt. Resolves with its outcome when it ends; never rejects. */
+  start(assignment: Assignment): Promise<AttemptOutcome>
+  /** Tells a running attempt to stop; its outcome follows through {@link start}'s promise. */
+  stop(stop: Stop): void
+  /** Ends what it runs (their outcomes still come) and releases what it holds. */
+  close(): Promise<void>
+}
+
+/** A driver whose target keeps products in this process and serves them over the API. */
+export interface ProductSource {
+  /** The target holding the products. */
+  readonly id: string
+  holds(productId: string): boolean
+  /** Writes a product to an HTTP response (the caller checked who asks). */
+  send(productId: string, res: ServerResponse): Promise<void>
+}
