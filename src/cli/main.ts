@@ -393,9 +393,7 @@ async function serve(options: {
     allowDownload: options.allowDownload,
     products: [initiator],
     ...(workerToken === undefined ? {} : { relayToken: workerToken }),
-    log: options.log
-      ? (e) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`)
-      : undefined,
+    log: options.log,
   })
   await push.start()
   return {

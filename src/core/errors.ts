@@ -10,6 +10,10 @@ export const errorCatalogue = {
     status: 413,
     summary: 'The request body is larger than the server accepts.',
   },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    summary: 'The body’s Content-Type is not JSON or YAML.',
+  },
   UNAUTHORIZED: { status: 401, summary: 'No token, or a token the server does not know.' },
   FORBIDDEN: { status: 403, summary: 'The token’s role or owner may not do this.' },
   NOT_FOUND: { status: 404, summary: 'No such route.' },

@@ -4,7 +4,7 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import { LockstepError, ValidationError } from '../core/errors.ts'
-import type { Request } from './http.ts'
+import type { IncomingHttpHeaders } from 'node:http'
 
 export type Role = 'workbench' | 'worker' | 'admin'
 
@@ -16,11 +16,14 @@ export interface TokenEntry {
   name: string
 }
 
-/** Who is calling. */
+/** Who is calling; `public` on the routes that need no token (health, metrics, the document). */
 export interface Caller {
   name: string
-  role: Role
+  role: Role | 'public'
 }
+
+/** The caller of a route that needs no token. */
+export const publicCaller: Caller = { name: 'anonymous', role: 'public' }
 
 const roles: readonly Role[] = ['workbench', 'worker', 'admin']
 
@@ -63,9 +66,9 @@ export class Auth {
   }
 
   /** The caller of a request, who must hold one of `allowed`. */
-  check(req: Request, allowed: readonly Role[]): Caller {
+  check(headers: IncomingHttpHeaders, allowed: readonly Role[]): Caller {
     if (this.open) return { name: 'anonymous', role: 'admin' }
-    const header = req.headers.authorization ?? ''
+    const header = headers.authorization ?? ''
     const m = /^Bearer\s+(\S+)$/i.exec(header)
     if (m === null) {
       throw new LockstepError(

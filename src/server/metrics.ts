@@ -1,69 +1,90 @@
 /**
- * Prometheus metrics in the text exposition format: jobs by state, queue depth, heartbeat
- * latency, heartbeats and lost workers.
+ * Prometheus metrics through prom-client: jobs by state, orders and queue depth, live targets,
+ * heartbeats and their latency, lost targets, and the process metrics prom-client collects
+ * (CPU, memory, event-loop lag, open handles). Gauges are read from the service at scrape time,
+ * so a scrape costs nothing between scrapes.
  */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { SchedulerService } from '../service/service.ts'
 
-const BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30]
-
 export class Metrics {
-  private heartbeats = 0
-  private handedOut = 0
-  private lost = 0
-  private readonly latency = new Array<number>(BUCKETS.length + 1).fill(0)
-  private latencySum = 0
-  private readonly service: SchedulerService
+  readonly registry = new Registry()
+  private readonly heartbeats: Histogram
+  private readonly handedOut: Counter
+  private readonly off: () => void
 
   constructor(service: SchedulerService) {
-    this.service = service
-    service.on((e) => {
-      if (e.type === 'target:lost') this.lost++
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry })
+    new Gauge({
+      name: 'lockstep_jobs',
+      help: 'Jobs of the orders in flight, by state.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        for (const [state, n] of Object.entries(service.stats().jobs)) this.set({ state }, n)
+      },
+    })
+    new Gauge({
+      name: 'lockstep_orders_in_flight',
+      help: 'Orders not yet ended.',
+      registers,
+      collect() {
+        this.set(service.stats().orders)
+      },
+    })
+    new Gauge({
+      name: 'lockstep_queue_depth',
+      help: 'Jobs ready and waiting for a target.',
+      registers,
+      collect() {
+        this.set(service.stats().queued)
+      },
+    })
+    new Gauge({
+      name: 'lockstep_targets_live',
+      help: 'Targets connected now.',
+      registers,
+      collect() {
+        this.set(service.stats().targets)
+      },
+    })
+    this.heartbeats = new Histogram({
+      name: 'lockstep_heartbeat_seconds',
+      help: 'Time to answer a heartbeat, long polls included.',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers,
+    })
+    this.handedOut = new Counter({
+      name: 'lockstep_jobs_handed_out_total',
+      help: 'Jobs handed to workers by heartbeats.',
+      registers,
+    })
+    const lost = new Counter({
+      name: 'lockstep_targets_lost_total',
+      help: 'Targets lost for missing their lease.',
+      registers,
+    })
+    this.off = service.on((e) => {
+      if (e.type === 'target:lost') lost.inc()
     })
   }
 
   /** Records one heartbeat: how long it took to answer (long polls included) and jobs handed out. */
   heartbeat(seconds: number, jobs: number): void {
-    this.heartbeats++
-    this.handedOut += jobs
-    this.latencySum += seconds
-    let i = BUCKETS.findIndex((b) => seconds <= b)
-    if (i < 0) i = BUCKETS.length
-    this.latency[i]!++
+    this.heartbeats.observe(seconds)
+    if (jobs > 0) this.handedOut.inc(jobs)
   }
 
-  render(): string {
-    const stats = this.service.stats()
-    const lines = [
-      '# HELP lockstep_jobs Jobs of the orders in flight, by state.',
-      '# TYPE lockstep_jobs gauge',
-      ...Object.entries(stats.jobs).map(([state, n]) => `lockstep_jobs{state="${state}"} ${n}`),
-      '# HELP lockstep_queue_depth Jobs ready and waiting for a target.',
-      '# TYPE lockstep_queue_depth gauge',
-      `lockstep_queue_depth ${stats.queued}`,
-      '# HELP lockstep_targets_live Targets connected now.',
-      '# TYPE lockstep_targets_live gauge',
-      `lockstep_targets_live ${stats.targets}`,
-      '# HELP lockstep_heartbeats_total Worker heartbeats answered.',
-      '# TYPE lockstep_heartbeats_total counter',
-      `lockstep_heartbeats_total ${this.heartbeats}`,
-      '# HELP lockstep_jobs_handed_out_total Jobs handed to workers by heartbeats.',
-      '# TYPE lockstep_jobs_handed_out_total counter',
-      `lockstep_jobs_handed_out_total ${this.handedOut}`,
-      '# HELP lockstep_workers_lost_total Workers lost for missing their lease.',
-      '# TYPE lockstep_workers_lost_total counter',
-      `lockstep_workers_lost_total ${this.lost}`,
-      '# HELP lockstep_heartbeat_seconds Time to answer a heartbeat, long polls included.',
-      '# TYPE lockstep_heartbeat_seconds histogram',
-    ]
-    let cumulative = 0
-    BUCKETS.forEach((b, i) => {
-      cumulative += this.latency[i]!
-      lines.push(`lockstep_heartbeat_seconds_bucket{le="${b}"} ${cumulative}`)
-    })
-    cumulative += this.latency[BUCKETS.length]!
-    lines.push(`lockstep_heartbeat_seconds_bucket{le="+Inf"} ${cumulative}`)
-    lines.push(`lockstep_heartbeat_seconds_sum ${this.latencySum}`)
-    lines.push(`lockstep_heartbeat_seconds_count ${cumulative}`)
-    return `${lines.join('\n')}\n`
+  render(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+
+  close(): void {
+    this.off()
   }
 }

@@ -1,0 +1,252 @@
+/**
+ * The API's answers as schemas: what each route returns. The server serializes every answer
+ * through its route's schema and the OpenAPI document is generated from the same schemas, so the
+ * document cannot promise a field the server does not send. Each schema has the keys of the
+ * domain type it describes, checked at compile time: a field added to `Job` and forgotten here
+ * fails the typecheck instead of vanishing from the answers.
+ */
+import { z } from 'zod'
+import { errorCatalogue } from './errors.ts'
+import type { ErrorCode } from './errors.ts'
+import type { OrderFulfilment, TargetFulfilment } from './engine/fulfilment.ts'
+import type { Job, Order, Target } from './model.ts'
+import type { Assignment, JobInput } from './protocol.ts'
+import { jobResultSchema, runningAttemptSchema } from './protocol.ts'
+
+const operation = z.union([
+  z.object({ builtin: z.string(), args: z.record(z.string(), z.unknown()).optional() }),
+  z.object({ exec: z.array(z.string()), env: z.record(z.string(), z.string()).optional() }),
+  z.object({
+    image: z.string(),
+    command: z.array(z.string()).optional(),
+    env: z.record(z.string(), z.string()).optional(),
+  }),
+])
+
+const targetPolicy = z.union([
+  z.object({ kind: z.literal('any') }),
+  z.object({ kind: z.literal('strict'), target: z.string() }),
+])
+
+const resource = z.object({ key: z.string(), value: z.string(), unique: z.boolean() })
+
+const jobState = z.enum([
+  'waiting',
+  'ready',
+  'running',
+  'succeeded',
+  'failed',
+  'skipped',
+  'cancelled',
+])
+const orderState = z.enum(['running', 'succeeded', 'failed', 'cancelled'])
+
+export const jobSchema = z.object({
+  id: z.string(),
+  orderId: z.string(),
+  index: z.number(),
+  name: z.string(),
+  op: operation,
+  policy: targetPolicy,
+  uses: z.array(resource),
+  failure: z.object({
+    attempts: z.number(),
+    backoffMs: z.number(),
+    backoffFactor: z.number(),
+    maxBackoffMs: z.number(),
+    jitter: z.number(),
+    otherTarget: z.boolean(),
+    onExhausted: z.enum(['fail-order', 'continue']),
+  }),
+  timeoutMs: z.number().optional(),
+  state: jobState,
+  attempt: z.number(),
+  step: z.number().optional(),
+  iteration: z.number().optional(),
+  reason: z.string().optional(),
+  retryAt: z.number().optional(),
+  cacheKey: z.string().optional(),
+})
+
+export const orderSchema = z.object({
+  id: z.string(),
+  source: z.union([
+    z.object({ kind: z.literal('packet'), packetId: z.string() }),
+    z.object({ kind: z.literal('artifact'), artifactId: z.string() }),
+  ]),
+  priority: z.number(),
+  owner: z.string(),
+  creator: z.string(),
+  override: z
+    .object({ all: targetPolicy.optional(), jobs: z.record(z.string(), targetPolicy).optional() })
+    .optional(),
+  state: orderState,
+  createdAt: z.number(),
+})
+
+const counts = z.object({
+  waiting: z.number(),
+  ready: z.number(),
+  running: z.number(),
+  succeeded: z.number(),
+  failed: z.number(),
+  skipped: z.number(),
+  cancelled: z.number(),
+})
+
+export const orderFulfilmentSchema = z.object({
+  orderId: z.string(),
+  state: orderState,
+  priority: z.number(),
+  owner: z.string(),
+  total: z.number(),
+  counts,
+  progress: z.number(),
+  iteration: z.number().optional(),
+  iterations: z.number().optional(),
+  createdAt: z.number(),
+  startedAt: z.number().optional(),
+  endedAt: z.number().optional(),
+  reason: z.string().optional(),
+})
+
+const attemptState = z.enum(['running', 'succeeded', 'failed', 'cancelled'])
+
+export const targetFulfilmentSchema = z.object({
+  jobId: z.string(),
+  orderId: z.string(),
+  attempt: z.number(),
+  target: z.string(),
+  state: attemptState,
+  transitions: z.array(z.object({ state: attemptState, at: z.number() })),
+  reason: z.string().optional(),
+  exitCode: z.number().optional(),
+  message: z.string().optional(),
+  product: z.string().optional(),
+})
+
+export const targetSchema = z.object({
+  id: z.string(),
+  kind: z.enum(['worker', 'kubernetes', 'initiator']),
+  availability: z.number(),
+  labels: z.record(z.string(), z.string()),
+  projects: z.array(z.string()),
+  url: z.string().optional(),
+})
+
+export const targetStatusSchema = z.object({
+  target: targetSchema,
+  live: z.boolean(),
+  running: z.number(),
+})
+
+/** Why a job has not started, as data: the API, the CLI and the dashboard put it into words. */
+export const jobWaitSchema = z.union([
+  z.object({ kind: z.literal('locks'), waitingFor: z.array(z.string()) }),
+  z.object({ kind: z.literal('backoff'), until: z.number() }),
+  z.object({ kind: z.literal('same-product'), job: z.string() }),
+  z.object({
+    kind: z.literal('locality'),
+    stage: z.enum(['cached', 'deps']),
+    preferred: z.array(z.string()),
+    until: z.number(),
+  }),
+  z.object({ kind: z.literal('resource'), resource: z.string(), holder: z.string() }),
+  z.object({ kind: z.literal('no-eligible-target'), target: z.string().optional() }),
+  z.object({
+    kind: z.literal('queued'),
+    targets: z.union([z.literal('any'), z.array(z.string())]),
+  }),
+])
+
+export const listedJobSchema = jobSchema.extend({ wait: jobWaitSchema.optional() })
+
+const jobInput = z.object({
+  jobId: z.string(),
+  productId: z.string(),
+  name: z.string(),
+  holders: z.array(z.string()),
+})
+
+export const jobDetailSchema = z.object({
+  job: jobSchema,
+  attempts: z.array(targetFulfilmentSchema),
+  inputs: z.array(jobInput),
+  wait: jobWaitSchema.optional(),
+})
+
+export const assignmentSchema = z.object({
+  orderId: z.string(),
+  jobId: z.string(),
+  productId: z.string(),
+  name: z.string(),
+  attempt: z.number(),
+  target: z.string(),
+  op: operation,
+  resources: z.array(resource),
+  timeoutMs: z.number().optional(),
+  inputs: z.array(jobInput),
+  step: z.number().optional(),
+  iteration: z.number().optional(),
+})
+
+const errorCode = z.enum(Object.keys(errorCatalogue) as [ErrorCode, ...ErrorCode[]])
+
+export const heartbeatReplySchema = z.object({
+  assignments: z.array(assignmentSchema),
+  refused: z.array(runningAttemptSchema.extend({ code: errorCode, message: z.string() })),
+  stop: z.array(runningAttemptSchema.extend({ reason: z.string() })),
+})
+
+const holder = z.object({ target: z.string(), url: z.string().optional() })
+
+export const productHoldersSchema = z.object({
+  productId: z.string(),
+  holders: z.array(holder),
+})
+
+export const orderProductsSchema = z.array(
+  z.object({
+    jobId: z.string(),
+    productId: z.string(),
+    name: z.string(),
+    holders: z.array(holder),
+  }),
+)
+
+export const packetCreatedSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  createdAt: z.number(),
+})
+
+export const orderDetailSchema = z.object({ order: orderSchema, fulfilment: orderFulfilmentSchema })
+
+/** Every error: its code from the catalogue, words for people, and the paths of bad fields. */
+export const errorSchema = z.object({
+  error: z.object({
+    code: errorCode,
+    message: z.string(),
+    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    id: z.string().optional(),
+  }),
+})
+
+export { jobResultSchema }
+
+// ---- each schema has the keys of its domain type ----
+
+type SameKeys<A, B> = [Exclude<keyof A, keyof B> | Exclude<keyof B, keyof A>] extends [never]
+  ? true
+  : [Exclude<keyof A, keyof B> | Exclude<keyof B, keyof A>]
+
+const _keys: [
+  SameKeys<z.output<typeof jobSchema>, Job>,
+  SameKeys<z.output<typeof orderSchema>, Order>,
+  SameKeys<z.output<typeof orderFulfilmentSchema>, OrderFulfilment>,
+  SameKeys<z.output<typeof targetFulfilmentSchema>, TargetFulfilment>,
+  SameKeys<z.output<typeof targetSchema>, Target>,
+  SameKeys<z.output<typeof assignmentSchema>, Assignment>,
+  SameKeys<z.output<typeof jobInput>, JobInput>,
+] = [true, true, true, true, true, true, true]
+void _keys

@@ -1,0 +1,75 @@
+/**
+ * Server-sent events: every stored event (admins), or one order's until it ends. An order's
+ * stream carries a `fulfilment` event after each change of a job or of the order, and ends with
+ * the stored event that ends the order, never before it.
+ */
+import { z } from 'zod'
+import type { EngineEvent } from '../../core/engine/events.ts'
+import { LockstepError } from '../../core/errors.ts'
+import { STREAMED, addRoute } from '../route.ts'
+import type { RouteContext } from '../server.ts'
+
+const ORDER_ENDED = /^order:(succeeded|failed|cancelled)$/
+
+export function eventRoutes({ app, callerOf, service, streams }: RouteContext): void {
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/events',
+    summary: 'Server-sent events, for one order (?order=ID) or for all (admins)',
+    roles: ['workbench'],
+    querystring: z.strictObject({ order: z.string().min(1).optional() }),
+    response: {
+      description: 'A stream of server-sent events, one per stored event',
+      content: { 'text/event-stream': { schema: z.string() } },
+    },
+    handler: async ({ query, caller, reply, res, signal }) => {
+      const orderId = query.order
+      if (orderId !== undefined) await service.order(orderId)
+      else if (caller.role !== 'admin') {
+        throw new LockstepError('FORBIDDEN', 'only an admin may follow every order; add ?order=ID')
+      }
+      reply.hijack()
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+      })
+      const write = (type: string, data: unknown) =>
+        res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
+      res.write('retry: 1000\n\n')
+      let ended = false
+      const end = () => {
+        if (ended) return
+        ended = true
+        off()
+        streams.delete(end)
+        res.end()
+      }
+      const off = service.on((e: EngineEvent) => {
+        const of =
+          'orderId' in e ? e.orderId : e.type === 'order:submitted' ? e.order.id : undefined
+        if (orderId !== undefined && of !== orderId) return
+        write(
+          e.type,
+          e.type === 'order:submitted' ? { orderId: e.order.id, jobs: e.jobs.length } : e,
+        )
+        if (orderId !== undefined && (e.type.startsWith('job:') || e.type.startsWith('order:'))) {
+          const last = ORDER_ENDED.test(e.type)
+          void service.fulfilment(orderId).then((f) => {
+            if (ended) return
+            write('fulfilment', last ? { ...f, state: e.type.slice(6) } : f)
+            if (last) end()
+          })
+        }
+      })
+      streams.add(end)
+      signal.addEventListener('abort', end, { once: true })
+      if (orderId !== undefined) {
+        const f = await service.fulfilment(orderId)
+        write('fulfilment', f)
+        if (f.state !== 'running') end()
+      }
+      return STREAMED
+    },
+  })
+}

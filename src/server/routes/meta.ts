@@ -1,0 +1,46 @@
+/** Health, metrics and the OpenAPI document: the routes that need no token. */
+import { z } from 'zod'
+import type { RouteContext } from '../server.ts'
+import { STREAMED, addRoute } from '../route.ts'
+
+export function metaRoutes({ app, callerOf, metrics }: RouteContext): void {
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/healthz',
+    summary: 'Liveness',
+    roles: 'public',
+    response: z.object({ ok: z.boolean() }),
+    handler: () => ({ ok: true }),
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/metrics',
+    summary: 'Prometheus metrics',
+    roles: 'public',
+    response: {
+      description: 'The Prometheus text exposition format',
+      content: { 'text/plain': { schema: z.string() } },
+    },
+    handler: async ({ reply }) => {
+      const text = await metrics.render()
+      await reply.header('content-type', metrics.contentType).send(text)
+      return STREAMED
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/openapi.json',
+    summary: 'This API, as an OpenAPI 3.1 document generated from its routes’ schemas',
+    roles: 'public',
+    response: {
+      description: 'An OpenAPI 3.1 document',
+      content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } },
+    },
+    handler: async ({ reply }) => {
+      await reply.header('content-type', 'application/json').send(JSON.stringify(app.swagger()))
+      return STREAMED
+    },
+  })
+}

@@ -1,0 +1,217 @@
+/**
+ * Orders, packets and jobs: submit, read, cancel. Every workbench token may read every order (a
+ * team sees its queue); only the owner or an admin may change one.
+ */
+import { z } from 'zod'
+import {
+  jobDetailSchema,
+  jobSchema,
+  listedJobSchema,
+  orderDetailSchema,
+  orderFulfilmentSchema,
+  packetCreatedSchema,
+} from '../../core/api.ts'
+import { classify } from '../../core/document.ts'
+import { LockstepError, ValidationError } from '../../core/errors.ts'
+import type { Order } from '../../core/model.ts'
+import { orderOptionsSchema } from '../../core/order.ts'
+import type { OrderOptions } from '../../core/order.ts'
+import { packetSchema } from '../../core/packet.ts'
+import { artifactSchema, parseInput } from '../../core/schema.ts'
+import type { Caller } from '../auth.ts'
+import { addRoute, checkedByTheService } from '../route.ts'
+import type { RouteContext } from '../server.ts'
+
+/** What `POST /v1/orders` takes as JSON: exactly one of artifact, packet or packetRef. */
+const submitSchema = z.strictObject({
+  /** An artifact to bind and order. */
+  artifact: z.unknown().optional(),
+  /** A packet to store and order once. */
+  packet: z.unknown().optional(),
+  /** A stored packet to order, by id or name. */
+  packetRef: z.string().optional(),
+  options: orderOptionsSchema.optional(),
+})
+
+/** The same, as the OpenAPI document shows it: the artifact and the packet with their schemas. */
+const submitDocumented = checkedByTheService(
+  z.strictObject({
+    artifact: artifactSchema.optional(),
+    packet: packetSchema.optional(),
+    packetRef: z.string().optional(),
+    options: orderOptionsSchema.optional(),
+  }),
+)
+
+/** A YAML document: an artifact or a packet. */
+const documentSchema = checkedByTheService(z.union([artifactSchema, packetSchema]))
+
+/** Order options given as query parameters next to a YAML body. */
+const optionsQuery = z.strictObject({
+  priority: z.coerce.number().int().min(1).max(100).optional(),
+  owner: z.string().optional(),
+})
+
+const byId = z.strictObject({ id: z.string().min(1) })
+const limitQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+})
+
+/** Only the owner of an order or an admin may change it. */
+export function mayChange(caller: Caller, order: Order, what: string): void {
+  if (caller.role !== 'admin' && order.owner !== caller.name) {
+    throw new LockstepError(
+      'FORBIDDEN',
+      `order ${order.id} belongs to ${order.owner}; only its owner or an admin may ${what}`,
+    )
+  }
+}
+
+export function orderRoutes({ app, callerOf, service }: RouteContext): void {
+  addRoute(app, callerOf, {
+    method: 'POST',
+    url: '/v1/packets',
+    summary: 'Store a packet',
+    roles: ['workbench'],
+    body: {
+      content: {
+        'application/json': { schema: packetSchema },
+        'application/yaml': { schema: packetSchema },
+      },
+    },
+    status: 201,
+    response: packetCreatedSchema,
+    handler: async ({ body }) => {
+      const record = await service.createPacket(body)
+      return { id: record.id, name: record.name, createdAt: record.createdAt }
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'POST',
+    url: '/v1/orders',
+    summary:
+      'Order an artifact, a packet, or a stored packet (a YAML body takes its options as query parameters)',
+    roles: ['workbench'],
+    body: {
+      content: {
+        'application/json': { schema: submitDocumented },
+        'application/yaml': { schema: documentSchema },
+      },
+    },
+    querystring: optionsQuery,
+    status: 201,
+    response: orderFulfilmentSchema,
+    handler: async ({ body, query, caller, headers }) => {
+      const yaml = /yaml/i.test(headers['content-type'] ?? '')
+      const submission = yaml
+        ? { ...submissionOf(body), options: query }
+        : parseInput(submitSchema, body)
+      const given = [submission.artifact, submission.packet, submission.packetRef].filter(
+        (x) => x !== undefined,
+      )
+      if (given.length !== 1) {
+        throw new ValidationError([
+          { path: '', message: 'give exactly one of artifact, packet or packetRef' },
+        ])
+      }
+      const orderOptions: OrderOptions = { ...submission.options }
+      if (orderOptions.owner !== undefined && orderOptions.owner !== caller.name) {
+        if (caller.role !== 'admin') {
+          throw new LockstepError(
+            'FORBIDDEN',
+            'only an admin may submit on behalf of another owner',
+          )
+        }
+      } else orderOptions.owner = caller.name
+      if (submission.artifact !== undefined) {
+        return service.submitArtifact(submission.artifact, orderOptions, caller.name)
+      }
+      if (submission.packet !== undefined) {
+        return service.submitPacket(submission.packet, orderOptions, caller.name)
+      }
+      return service.orderPacket(submission.packetRef!, orderOptions, caller.name)
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/orders',
+    summary: 'List orders, newest first',
+    roles: ['workbench'],
+    querystring: limitQuery,
+    response: z.array(orderFulfilmentSchema),
+    handler: ({ query }) => service.listOrders(query.limit ?? 100),
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/orders/:id',
+    summary: 'An order and its fulfilment',
+    roles: ['workbench'],
+    params: byId,
+    response: orderDetailSchema,
+    handler: async ({ params }) => {
+      const order = await service.order(params.id)
+      return { order, fulfilment: await service.fulfilment(order.id) }
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/orders/:id/jobs',
+    summary: 'An order’s jobs, with why each waiting job waits',
+    roles: ['workbench'],
+    params: byId,
+    response: z.array(listedJobSchema),
+    handler: ({ params }) => service.jobs(params.id),
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/jobs/:id',
+    summary: 'A job, its attempts, its inputs and why it waits',
+    roles: ['workbench'],
+    params: byId,
+    response: jobDetailSchema,
+    handler: ({ params }) => service.jobDetail(params.id),
+  })
+
+  addRoute(app, callerOf, {
+    method: 'POST',
+    url: '/v1/orders/:id/cancel',
+    summary: 'Cancel an order',
+    roles: ['workbench'],
+    params: byId,
+    response: orderFulfilmentSchema,
+    handler: async ({ params, caller }) => {
+      const order = await service.order(params.id)
+      mayChange(caller, order, 'cancel it')
+      return service.cancelOrder(order.id, `cancelled by ${caller.name}`)
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'POST',
+    url: '/v1/jobs/:id/cancel',
+    summary: 'Cancel a job',
+    roles: ['workbench'],
+    params: byId,
+    response: jobSchema,
+    handler: async ({ params, caller }) => {
+      const job = await service.job(params.id)
+      mayChange(caller, await service.order(job.orderId), 'cancel its jobs')
+      return service.cancelJob(job.id, `cancelled by ${caller.name}`)
+    },
+  })
+}
+
+/** What a YAML body holds, as the fields of a submission. */
+function submissionOf(data: unknown): {
+  artifact?: unknown
+  packet?: unknown
+  packetRef?: string
+  options?: OrderOptions
+} {
+  return classify(data).kind === 'artifact' ? { artifact: data } : { packet: data }
+}

@@ -1,0 +1,143 @@
+/**
+ * Products: where one is, an order's products, and their bytes. The scheduler relays a product
+ * for workers that cannot reach the peer holding it, and for downloads when the server allows
+ * them. Workbenches download only from a server started with `allowDownload`, on every route
+ * that sends bytes; workers always may.
+ */
+import { z } from 'zod'
+import { orderProductsSchema, productHoldersSchema } from '../../core/api.ts'
+import { LockstepError } from '../../core/errors.ts'
+import { productOf } from '../../core/model.ts'
+import type { Caller } from '../auth.ts'
+import { STREAMED, addRoute } from '../route.ts'
+import type { RouteContext } from '../server.ts'
+
+const bytes = {
+  description: 'The product as an archive',
+  content: { 'application/octet-stream': { schema: z.string() } },
+}
+
+export function productRoutes({ app, callerOf, service, options, sources }: RouteContext): void {
+  const mayDownload = (caller: Caller): void => {
+    if (caller.role === 'workbench' && options.allowDownload !== true) {
+      throw new LockstepError(
+        'DOWNLOAD_DISABLED',
+        'this server does not allow downloading products; start it with --allow-download',
+      )
+    }
+  }
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/orders/:id/products',
+    summary: 'Where an order’s products are (when downloads are allowed)',
+    roles: ['workbench'],
+    params: z.strictObject({ id: z.string().min(1) }),
+    response: orderProductsSchema,
+    handler: async ({ params, caller }) => {
+      mayDownload(caller)
+      const order = await service.order(params.id)
+      const jobs = await service.jobs(order.id)
+      return jobs
+        .filter((j) => j.state === 'succeeded')
+        .map((j) => ({
+          jobId: j.id,
+          productId: productOf(j),
+          name: j.name,
+          holders: service.holders(productOf(j)),
+        }))
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/products/:id',
+    summary: 'Where a product is: every live target holding it, with its URL',
+    roles: ['worker', 'workbench'],
+    params: z.strictObject({ id: z.string().min(1) }),
+    response: productHoldersSchema,
+    handler: ({ params }) => {
+      const holders = service.holders(params.id)
+      if (holders.length === 0) {
+        throw new LockstepError('PRODUCT_NOT_FOUND', `no live target holds product ${params.id}`)
+      }
+      return { productId: params.id, holders }
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/targets/:target/products/:id',
+    summary: 'A product kept by a target inside the scheduler (the initiator)',
+    roles: ['worker', 'workbench'],
+    params: z.strictObject({ target: z.string().min(1), id: z.string().min(1) }),
+    response: bytes,
+    handler: async ({ params, caller, reply, res }) => {
+      mayDownload(caller)
+      const source = sources.get(params.target)
+      if (source === undefined) {
+        throw new LockstepError(
+          'PRODUCT_NOT_FOUND',
+          `target ${params.target} keeps no products in the scheduler`,
+        )
+      }
+      reply.hijack()
+      await source.send(params.id, res)
+      return STREAMED
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/products/:id/content',
+    summary: 'A product’s bytes, relayed by the scheduler from a target that holds it',
+    roles: ['worker', 'workbench'],
+    params: z.strictObject({ id: z.string().min(1) }),
+    response: bytes,
+    handler: async ({ params, caller, reply, res, signal }) => {
+      mayDownload(caller)
+      const id = params.id
+      for (const source of sources.values()) {
+        if (source.holds(id)) {
+          reply.hijack()
+          await source.send(id, res)
+          return STREAMED
+        }
+      }
+      const errors: string[] = []
+      for (const holder of service.holders(id)) {
+        if (holder.url === undefined || sources.has(holder.target)) continue
+        let upstream: Response
+        try {
+          upstream = await fetch(`${holder.url}/products/${encodeURIComponent(id)}`, {
+            headers:
+              options.relayToken === undefined
+                ? {}
+                : { authorization: `Bearer ${options.relayToken}` },
+            signal,
+          })
+          if (!upstream.ok || upstream.body === null) throw new Error(`HTTP ${upstream.status}`)
+        } catch (e) {
+          errors.push(`${holder.target}: ${(e as Error).message}`)
+          continue
+        }
+        reply.hijack()
+        res.writeHead(200, { 'content-type': 'application/octet-stream' })
+        try {
+          for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
+            if (!res.write(chunk)) await new Promise((r) => res.once('drain', r))
+          }
+          res.end()
+        } catch {
+          // The status is sent: all that is left is to cut the response short.
+          res.destroy()
+        }
+        return STREAMED
+      }
+      throw new LockstepError(
+        'PRODUCT_NOT_FOUND',
+        `no live target serves product ${id}${errors.length > 0 ? ` (${errors.join('; ')})` : ''}`,
+      )
+    },
+  })
+}

@@ -1,0 +1,72 @@
+/**
+ * Targets: workers register, heartbeat (a long poll) and leave; workbenches list them. A worker
+ * is one kind of target; the routes say target, and keep the worker paths that agents already
+ * in the field call.
+ */
+import { z } from 'zod'
+import { heartbeatReplySchema, targetSchema, targetStatusSchema } from '../../core/api.ts'
+import { heartbeatSchema, targetRegistrationSchema } from '../../core/protocol.ts'
+import type { HeartbeatInput } from '../../core/protocol.ts'
+import { addRoute } from '../route.ts'
+import type { RouteContext } from '../server.ts'
+
+const byId = z.strictObject({ id: z.string().min(1) })
+
+export function targetRoutes({ app, callerOf, service, options, metrics }: RouteContext): void {
+  const maxWaitMs = options.maxWaitMs ?? 30_000
+
+  addRoute(app, callerOf, {
+    method: 'POST',
+    url: ['/v1/targets', '/v1/workers'],
+    summary: 'Register a target (a worker), or register it again after a restart or a loss',
+    roles: ['worker'],
+    body: targetRegistrationSchema,
+    status: 201,
+    response: targetSchema,
+    handler: ({ body }) => service.registerTarget(body),
+  })
+
+  addRoute(app, callerOf, {
+    method: 'POST',
+    url: ['/v1/targets/:id/heartbeat', '/v1/workers/:id/heartbeat'],
+    summary:
+      'Results and cache changes in; up to `free` jobs and the attempts to stop out (a long poll with waitMs)',
+    roles: ['worker'],
+    params: byId,
+    body: heartbeatSchema,
+    response: heartbeatReplySchema,
+    handler: async ({ params, body, signal }) => {
+      const input = body as HeartbeatInput | null
+      if (input !== null && typeof input === 'object' && typeof input.waitMs === 'number') {
+        input.waitMs = Math.min(input.waitMs, maxWaitMs)
+      }
+      const started = performance.now()
+      const reply = await service.heartbeat(params.id, input ?? {}, signal)
+      metrics.heartbeat((performance.now() - started) / 1000, reply.assignments.length)
+      return reply
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'DELETE',
+    url: ['/v1/targets/:id', '/v1/workers/:id'],
+    summary: 'A target leaves; its running attempts fail with worker-lost and follow their policy',
+    roles: ['worker'],
+    params: byId,
+    status: 204,
+    response: z.undefined(),
+    handler: async ({ params }) => {
+      await service.removeTarget(params.id)
+      return undefined
+    },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: ['/v1/targets', '/v1/workers'],
+    summary: 'Registered targets, live or lost, with the attempts each runs',
+    roles: ['workbench', 'worker'],
+    response: z.array(targetStatusSchema),
+    handler: () => service.targets(),
+  })
+}
