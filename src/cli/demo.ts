@@ -4,16 +4,13 @@
  * statistic computed centrally over all the rows, so a reader sees federation change nothing.
  */
 import { readFileSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { Readable } from 'node:stream'
 import { LockstepClient } from '../client/client.ts'
 import { central, parseCsv } from '../core/analytics.ts'
 import type { Analytic, AnalyticsArgs, Result } from '../core/analytics.ts'
-import { unpack } from '../runner/products.ts'
 import type { Out } from './output.ts'
-import { follow } from './workbench-commands.ts'
+import { follow, readProduct } from './workbench-commands.ts'
 
 /** Each local worker holds one part of the sample data set. */
 export function sampleData(i: number): Record<string, string> {
@@ -47,7 +44,7 @@ function centralOf(name: Analytic, args: AnalyticsArgs, steps = 1): Result {
 
 /** Runs every example on a local scheduler and prints each result beside the central one. */
 export async function runExamples(
-  running: { url: string; token: string; workerToken: string },
+  running: { url: string; token: string },
   out: Out,
 ): Promise<void> {
   const c = new LockstepClient({ url: running.url, token: running.token })
@@ -56,7 +53,7 @@ export async function runExamples(
     out(`\n${example.file}`)
     const final = await follow(c, order, false, out)
     if (final.state !== 'succeeded') continue
-    out(`  result:  ${await finalResult(c, order.orderId, running)}`)
+    out(`  result:  ${await finalResult(c, order.orderId)}`)
     const cached = (await c.jobs(order.orderId)).filter((j) => j.attempt === 0).length
     if (cached > 0) out(`  ${cached} of ${final.total} jobs served from cache, not run again`)
     if (example.central !== undefined) out(`  central: ${JSON.stringify(example.central())}`)
@@ -64,26 +61,17 @@ export async function runExamples(
 }
 
 /** What the last job of an order produced: its result.json, or its standard output. */
-export async function finalResult(
-  c: LockstepClient,
-  orderId: string,
-  tokens: { token: string; workerToken: string },
-): Promise<string> {
-  const jobs = await c.jobs(orderId)
+export async function finalResult(c: LockstepClient, orderId: string): Promise<string> {
+  const [jobs, products] = await Promise.all([c.jobs(orderId), c.products(orderId)])
   const last = jobs.reduce((a, b) => (b.index > a.index ? b : a))
-  const holder = (await c.locate(last.id)).holders.find((h) => h.url !== undefined)
-  if (holder === undefined) return '(no holder serves it)'
-  // The initiator's products come from the scheduler, the others from the workers.
-  const token = holder.url!.startsWith(c.url) ? tokens.token : tokens.workerToken
-  const res = await fetch(`${holder.url}/products/${last.id}`, {
-    headers: { authorization: `Bearer ${token}` },
-  })
-  const dir = await mkdtemp(join(tmpdir(), 'lockstep-result-'))
-  try {
-    await unpack(Readable.fromWeb(res.body as never), dir)
+  // The product's id is the API's, never built from the job's: a job with a cache key makes
+  // `cache:KEY`. The scheduler relays it from whichever target holds it, the initiator included.
+  const product = products.find((p) => p.jobId === last.id)
+  if (product === undefined || !product.holders.some((h) => h.url !== undefined)) {
+    return '(no holder serves it)'
+  }
+  return readProduct(c, product.productId, async (dir) => {
     const result = await readFile(join(dir, 'out', 'result.json'), 'utf8').catch(() => undefined)
     return (result ?? (await readFile(join(dir, 'stdout'), 'utf8'))).trim()
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
+  })
 }

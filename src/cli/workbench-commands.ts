@@ -230,17 +230,31 @@ export async function logs(args: string[], out: Out): Promise<number> {
     if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
   }
   if (detail.job.state === 'succeeded') {
-    const dir = await mkdtemp(join(tmpdir(), 'lockstep-logs-'))
-    try {
-      await unpack(await c.productContent(productOf(detail.job)), dir)
+    await readProduct(c, productOf(detail.job), async (dir) => {
       out(await readFile(join(dir, 'stdout'), 'utf8').catch(() => ''))
       const stderr = await readFile(join(dir, 'stderr'), 'utf8').catch(() => '')
       if (stderr !== '') process.stderr.write(stderr)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
   }
   return 0
+}
+
+/**
+ * Unpacks a product (relayed by the scheduler) into a temporary folder, reads it with `read`,
+ * and removes the folder whatever happens.
+ */
+export async function readProduct<T>(
+  c: LockstepClient,
+  productId: string,
+  read: (dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'lockstep-product-'))
+  try {
+    await unpack(await c.productContent(productId), dir)
+    return await read(dir)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 }
 
 /** `lockstep download ORDER [--to DIR]`: its products, one folder per job. */
