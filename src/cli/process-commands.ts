@@ -1,0 +1,185 @@
+/**
+ * The long-running commands: `lockstep server`, `lockstep worker`, and `lockstep up` (a
+ * scheduler and local workers in one process, with the demo when asked). Each serves until
+ * SIGINT or SIGTERM, then closes what it started.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { parseTokens } from '../server/auth.ts'
+import type { TokenEntry } from '../server/auth.ts'
+import { defaultDataDir } from '../store/open-store.ts'
+import { WorkerAgent } from '../worker/agent.ts'
+import { runExamples, sampleData } from './demo.ts'
+import type { Out } from './output.ts'
+import { serve } from './serve.ts'
+import type { Serving } from './serve.ts'
+
+/** `lockstep server`: the scheduler, until a signal. */
+export async function server(args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string', default: process.env.LOCKSTEP_PORT ?? '7300' },
+      host: { type: 'string', default: '127.0.0.1' },
+      tokens: { type: 'string', default: process.env.LOCKSTEP_TOKENS ?? '' },
+      'allow-download': { type: 'boolean', default: false },
+      'data-dir': { type: 'string', default: process.env.LOCKSTEP_DATA_DIR ?? defaultDataDir },
+      'lease-ms': { type: 'string', default: '30000' },
+    },
+  })
+  const tokens = parseTokens(values.tokens)
+  const s = await serve({
+    port: Number(values.port),
+    host: values.host,
+    tokens,
+    allowDownload: values['allow-download'],
+    dataDir: values['data-dir'],
+    leaseMs: Number(values['lease-ms']),
+    log: true,
+  })
+  out(
+    `lockstep server listening on ${s.url}${tokens.length === 0 ? ' (open: no tokens configured)' : ''}`,
+  )
+  await untilSignal()
+  await s.close()
+  return 0
+}
+
+/** `lockstep worker`: a worker agent, until a signal. */
+export async function worker(args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      server: { type: 'string' },
+      token: { type: 'string' },
+      id: { type: 'string' },
+      slots: { type: 'string', default: '1' },
+      data: { type: 'string', multiple: true, default: [] },
+      cache: { type: 'string' },
+      'cache-bytes': { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '0' },
+      advertise: { type: 'string' },
+    },
+  })
+  const serverUrl = values.server ?? process.env.LOCKSTEP_URL
+  if (serverUrl === undefined) throw new Error('say which scheduler: --server URL')
+  if (values.id === undefined) throw new Error('name this worker: --id ID')
+  const agent = await WorkerAgent.start({
+    server: serverUrl,
+    token: values.token ?? process.env.LOCKSTEP_TOKEN,
+    id: values.id,
+    slots: Number(values.slots),
+    data: parseData(values.data),
+    cacheDir: resolve(values.cache ?? join(defaultDataDir, 'workers', values.id)),
+    cacheBytes: values['cache-bytes'] === undefined ? undefined : Number(values['cache-bytes']),
+    host: values.host,
+    port: Number(values.port),
+    advertiseUrl: values.advertise,
+    log: (e) =>
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`),
+  })
+  out(`lockstep worker ${agent.id} serving products on ${agent.productUrl}`)
+  await untilSignal()
+  await agent.stop()
+  return 0
+}
+
+function parseData(entries: string[]): Record<string, string> {
+  const data: Record<string, string> = {}
+  for (const entry of entries) {
+    const eq = entry.indexOf('=')
+    if (eq <= 0) throw new Error(`--data takes project=PATH, got '${entry}'`)
+    data[entry.slice(0, eq)] = resolve(entry.slice(eq + 1))
+  }
+  return data
+}
+
+/** `lockstep up [--examples]`: a scheduler and local workers, and the demo, until a signal. */
+export async function up(args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string', default: '7300' },
+      workers: { type: 'string', default: '3' },
+      examples: { type: 'boolean', default: false },
+    },
+  })
+  const running = await startLocal(Number(values.port), Number(values.workers))
+  out(`Lockstep is running at ${running.url} with ${running.workers.length} workers.`)
+  out(`Try: npx lockstep status   (credentials are in ${join(defaultDataDir, 'cli.json')})`)
+  if (values.examples) await runExamples(running, out)
+  out('Serving until Ctrl-C.')
+  await untilSignal()
+  await running.close()
+  return 0
+}
+
+/** A scheduler and local workers under ./.lockstep, with fresh tokens; what `up` runs. */
+export async function startLocal(
+  port: number,
+  count: number,
+): Promise<Serving & { workers: WorkerAgent[]; token: string; workerToken: string }> {
+  mkdirSync(defaultDataDir, { recursive: true })
+  const secret = () => randomBytes(18).toString('base64url')
+  const workbench = secret()
+  const workerToken = secret()
+  const tokens: TokenEntry[] = [
+    { role: 'admin', name: 'you', token: workbench },
+    { role: 'worker', name: 'local', token: workerToken },
+  ]
+  const s = await serve({
+    port,
+    host: '127.0.0.1',
+    tokens,
+    allowDownload: true,
+    dataDir: defaultDataDir,
+    log: false,
+  })
+  writeFileSync(
+    join(defaultDataDir, 'cli.json'),
+    JSON.stringify({ url: s.url, token: workbench }, null, 2),
+    {
+      mode: 0o600,
+    },
+  )
+  const agents: WorkerAgent[] = []
+  for (let i = 1; i <= count; i++) {
+    const id = `worker-${i}`
+    agents.push(
+      await WorkerAgent.start({
+        server: s.url,
+        token: workerToken,
+        id,
+        slots: 4,
+        data: sampleData(i),
+        cacheDir: resolve(defaultDataDir, 'workers', id),
+      }),
+    )
+  }
+  return {
+    url: s.url,
+    workers: agents,
+    token: workbench,
+    workerToken,
+    async close() {
+      for (const a of agents) await a.stop()
+      await s.close()
+    },
+  }
+}
+
+/** Resolves at the first SIGINT or SIGTERM, and stops listening for them. */
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done)
+      process.off('SIGTERM', done)
+      resolve()
+    }
+    process.on('SIGINT', done)
+    process.on('SIGTERM', done)
+  })
+}

@@ -1,0 +1,69 @@
+/**
+ * The scheduler process's wiring: the store, the SchedulerService, the push targets (the
+ * initiator) with their push loop, and the HTTP server, started together and closed together. `lockstep server` and `lockstep up` run it.
+ */
+import { resolve } from 'node:path'
+import { SchedulerService } from '../service/service.ts'
+import type { TokenEntry } from '../server/auth.ts'
+import { startServer } from '../server/server.ts'
+import { openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
+import { InitiatorDriver } from '../targets/initiator.ts'
+import { PushLoop } from '../targets/push-loop.ts'
+import { describe } from './output.ts'
+
+/** A running scheduler: its URL, and how to stop it. */
+export interface Serving {
+  url: string
+  close(): Promise<void>
+}
+
+/** Starts a scheduler on a store (SQLite under `dataDir`, or LOCKSTEP_DATABASE_URL). */
+export async function serve(options: {
+  port: number
+  host: string
+  tokens: TokenEntry[]
+  allowDownload: boolean
+  dataDir: string
+  leaseMs?: number
+  log: boolean
+}): Promise<Serving> {
+  const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
+  const store = openStore(url)
+  const workerToken = options.tokens.find((t) => t.role === 'worker')?.token
+  const service = await SchedulerService.start({
+    store,
+    engine: { leaseMs: options.leaseMs ?? 30_000 },
+    onFatal: (e) => {
+      process.stderr.write(`lockstep server: a commit failed, stopping: ${describe(e)}\n`)
+      process.exit(3)
+    },
+  })
+  // Push targets: the initiator, in this process.
+  const initiator = new InitiatorDriver(service, {
+    dir: resolve(options.dataDir, 'initiator'),
+    token: workerToken,
+  })
+  await initiator.open()
+  const push = new PushLoop(service, [initiator], {
+    onError: (e) => process.stderr.write(`lockstep server: push loop: ${describe(e)}\n`),
+  })
+  const server = await startServer({
+    service,
+    port: options.port,
+    host: options.host,
+    tokens: options.tokens,
+    allowDownload: options.allowDownload,
+    products: [initiator],
+    ...(workerToken === undefined ? {} : { relayToken: workerToken }),
+    log: options.log,
+  })
+  await push.start()
+  return {
+    url: server.url,
+    async close() {
+      await server.close()
+      await push.close()
+      await service.close()
+    },
+  }
+}

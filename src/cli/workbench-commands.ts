@@ -1,0 +1,281 @@
+/**
+ * The workbench commands: `submit` (with `--follow`), `status`, `cancel`, `workers`/`targets`,
+ * `logs` and `download`. Each talks to a scheduler through a {@link LockstepClient} found in its
+ * flags, the environment or the credentials `lockstep up` saved, and prints lines or `--json`.
+ */
+import { readFileSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { LockstepClient } from '../client/client.ts'
+import type { StreamEvent } from '../client/client.ts'
+import type { OrderFulfilment } from '../core/engine/fulfilment.ts'
+import { LockstepError, ValidationError } from '../core/errors.ts'
+import { productOf } from '../core/model.ts'
+import { unpack } from '../runner/products.ts'
+import { defaultDataDir } from '../store/open-store.ts'
+import type { Out } from './output.ts'
+
+const clientOptions = {
+  server: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const
+
+/** What `lockstep up` saves in ./.lockstep/cli.json. */
+interface Credentials {
+  url: string
+  token?: string
+}
+
+/** The scheduler named by --server/--token, else LOCKSTEP_URL/LOCKSTEP_TOKEN, else cli.json. */
+function client(values: { server?: string; token?: string }): LockstepClient {
+  let saved: Credentials | undefined
+  try {
+    saved = JSON.parse(readFileSync(join(defaultDataDir, 'cli.json'), 'utf8')) as Credentials
+  } catch {
+    saved = undefined
+  }
+  const url = values.server ?? process.env.LOCKSTEP_URL ?? saved?.url
+  if (url === undefined) {
+    throw new Error(
+      "no scheduler to talk to: pass --server URL, set LOCKSTEP_URL, or run 'lockstep up' here first",
+    )
+  }
+  return new LockstepClient({
+    url,
+    token: values.token ?? process.env.LOCKSTEP_TOKEN ?? saved?.token,
+  })
+}
+
+/** `lockstep submit FILE [--priority N] [--follow]`: exits 1 when a followed order does not succeed. */
+export async function submit(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      ...clientOptions,
+      priority: { type: 'string' },
+      follow: { type: 'boolean', default: false },
+    },
+  })
+  if (positionals.length !== 1) throw new Error('give one file: lockstep submit FILE')
+  const file = positionals[0]!
+  const text = readFileSync(file, 'utf8')
+  const c = client(values)
+  const priority = values.priority === undefined ? undefined : Number(values.priority)
+  let order: OrderFulfilment
+  try {
+    order = await c.submitDocument(text, { priority })
+  } catch (e) {
+    if (e instanceof ValidationError) {
+      throw new ValidationError(
+        e.issues.map((i) => ({ path: i.path, message: i.message.replace(/^body:/, `${file}:`) })),
+        e.code,
+      )
+    }
+    throw e
+  }
+  if (!values.follow) {
+    out(
+      values.json
+        ? JSON.stringify(order)
+        : `order ${order.orderId}: ${order.total} jobs, priority ${order.priority}`,
+    )
+    return 0
+  }
+  const final = await follow(c, order, values.json, out)
+  return final.state === 'succeeded' ? 0 : 1
+}
+
+/** Follows an order to its end, drawing a progress bar (or printing events as JSON lines). */
+export async function follow(
+  c: LockstepClient,
+  order: OrderFulfilment,
+  json: boolean,
+  out: Out,
+): Promise<OrderFulfilment> {
+  let last = order
+  const tty = process.stdout.isTTY && !json
+  const onEvent = (e: StreamEvent) => {
+    if (e.type === 'fulfilment') last = e.data as OrderFulfilment
+    if (json) {
+      out(JSON.stringify({ type: e.type, data: e.data }))
+      return
+    }
+    if (e.type !== 'fulfilment') return
+    const line = progress(last)
+    if (tty) process.stdout.write(`\r${line}`)
+  }
+  // A stream that ends while the order still runs was cut (a proxy, a scheduler restart):
+  // follow it again, waiting longer each time; give up after 30 tries that heard nothing.
+  let quiet = 0
+  for (let wait = 250; quiet < 30; wait = Math.min(wait * 2, 10_000)) {
+    const before = last
+    try {
+      await c.follow(order.orderId, onEvent)
+    } catch (e) {
+      if (!(e instanceof LockstepError && e.code === 'UNAVAILABLE') && !(e instanceof TypeError)) {
+        throw e
+      }
+    }
+    if (last.state !== 'running') break
+    if (last === before) quiet++
+    else quiet = 0
+    await new Promise((r) => setTimeout(r, wait))
+  }
+  if (tty) process.stdout.write('\n')
+  if (!json) {
+    out(progress(last))
+    if (last.reason !== undefined) out(`  ${last.reason}`)
+  }
+  return last
+}
+
+function progress(f: OrderFulfilment): string {
+  const width = 30
+  const done = Math.round(f.progress * width)
+  const c = f.counts
+  return `${f.orderId.slice(0, 13)} [${'#'.repeat(done)}${'.'.repeat(width - done)}] ${c.succeeded}/${f.total} ok, ${c.running} running, ${c.failed} failed — ${f.state}`
+}
+
+/** `lockstep status [ORDER]`: every order's progress, or one order's jobs and why they wait. */
+export async function status(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: clientOptions,
+  })
+  const c = client(values)
+  if (positionals.length === 0) {
+    const orders = await c.orders()
+    if (values.json) out(JSON.stringify(orders))
+    else if (orders.length === 0) out('no orders yet; submit one with: lockstep submit FILE')
+    else for (const o of orders) out(progress(o))
+    return 0
+  }
+  const id = positionals[0]!
+  const [{ fulfilment }, jobs] = await Promise.all([c.order(id), c.jobs(id)])
+  if (values.json) {
+    out(JSON.stringify({ fulfilment, jobs }))
+    return 0
+  }
+  out(progress(fulfilment))
+  if (fulfilment.reason !== undefined) out(`  ${fulfilment.reason}`)
+  for (const j of jobs) {
+    const why = j.reason ?? (j.wait === undefined ? '' : JSON.stringify(j.wait))
+    out(
+      `  ${j.name.padEnd(16)} ${j.state.padEnd(10)} attempt ${j.attempt}${why === '' ? '' : `  ${why}`}`,
+    )
+  }
+  return 0
+}
+
+/** `lockstep cancel ORDER | --job JOB`. */
+export async function cancel(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...clientOptions, job: { type: 'string' } },
+  })
+  const c = client(values)
+  if (values.job !== undefined) {
+    const job = await c.cancelJob(values.job)
+    out(values.json ? JSON.stringify(job) : `job ${job.id}: ${job.state}`)
+    return 0
+  }
+  if (positionals.length !== 1)
+    throw new Error('give an order: lockstep cancel ORDER, or --job JOB')
+  const f = await c.cancelOrder(positionals[0]!)
+  out(values.json ? JSON.stringify(f) : progress(f))
+  return 0
+}
+
+/** `lockstep workers | targets`: each target, whether it is live, and its load. */
+export async function workers(args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({ args, options: clientOptions })
+  const list = await client(values).workers()
+  if (values.json) out(JSON.stringify(list))
+  else {
+    for (const w of list) {
+      const t = w.target
+      out(
+        `${t.id.padEnd(12)} ${t.kind.padEnd(10)} ${w.live ? 'live' : 'lost'}  ${w.running}/${t.availability} running  projects: ${t.projects.join(', ') || '-'}`,
+      )
+    }
+  }
+  return 0
+}
+
+/** `lockstep logs JOB`: its output, or why its attempts failed. */
+export async function logs(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: clientOptions,
+  })
+  if (positionals.length !== 1) throw new Error('give a job: lockstep logs JOB')
+  const c = client(values)
+  const detail = await c.job(positionals[0]!)
+  if (values.json) {
+    out(JSON.stringify(detail))
+    return 0
+  }
+  for (const a of detail.attempts) {
+    const why = [a.reason, a.exitCode === undefined ? undefined : `exit code ${a.exitCode}`]
+      .filter((x) => x !== undefined)
+      .join(', ')
+    out(`attempt ${a.attempt} on ${a.target}: ${a.state}${why === '' ? '' : ` (${why})`}`)
+    if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
+  }
+  if (detail.job.state === 'succeeded') {
+    await readProduct(c, productOf(detail.job), async (dir) => {
+      out(await readFile(join(dir, 'stdout'), 'utf8').catch(() => ''))
+      const stderr = await readFile(join(dir, 'stderr'), 'utf8').catch(() => '')
+      if (stderr !== '') process.stderr.write(stderr)
+    })
+  }
+  return 0
+}
+
+/**
+ * Unpacks a product (relayed by the scheduler) into a temporary folder, reads it with `read`,
+ * and removes the folder whatever happens.
+ */
+export async function readProduct<T>(
+  c: LockstepClient,
+  productId: string,
+  read: (dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'lockstep-product-'))
+  try {
+    await unpack(await c.productContent(productId), dir)
+    return await read(dir)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** `lockstep download ORDER [--to DIR]`: its products, one folder per job. */
+export async function download(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...clientOptions, to: { type: 'string' } },
+  })
+  if (positionals.length !== 1) throw new Error('give an order: lockstep download ORDER')
+  const c = client(values)
+  const orderId = positionals[0]!
+  const to = resolve(values.to ?? `lockstep-${orderId}`)
+  const products = await c.products(orderId)
+  for (const p of products) {
+    await unpack(await c.productContent(p.productId), join(to, p.name))
+  }
+  out(
+    values.json
+      ? JSON.stringify({ dir: to, jobs: products.map((p) => p.name) })
+      : `${products.length} products in ${to}`,
+  )
+  return 0
+}
