@@ -7,8 +7,10 @@ import pg from 'pg'
 import type { Id } from '../core/ids.ts'
 import type { Job, Lock } from '../core/model.ts'
 import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { specBody, specHash, SpecIds, specMap } from './job-specs.ts'
+import { migrationsTable, pendingMigrations } from './migrations.ts'
+import { assembleSnapshot, numbered, orderWithCounts, readSql } from './reads.ts'
 import {
-  assembleSnapshot,
   attemptColumns,
   attemptValues,
   decodeAttempt,
@@ -18,21 +20,12 @@ import {
   decodeOrder,
   jobColumns,
   jobValues,
-  migrationsTable,
-  numbered,
   orderColumns,
   orderValues,
-  orderWithCounts,
-  pendingMigrations,
-  readSql,
   rowValues,
-  SpecIds,
-  specBody,
-  specHash,
-  specMap,
   toBin,
-} from './schema.ts'
-import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
+} from './rows.ts'
+import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './rows.ts'
 import type {
   Batch,
   Snapshot,

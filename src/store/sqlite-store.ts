@@ -9,34 +9,28 @@ import Database from 'better-sqlite3'
 import type { Id } from '../core/ids.ts'
 import type { Job, Lock } from '../core/model.ts'
 import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { specBody, specHash, SpecIds, specMap } from './job-specs.ts'
+import { migrationsTable, pendingMigrations } from './migrations.ts'
+import { assembleSnapshot, orderWithCounts, readSql } from './reads.ts'
 import {
-  assembleSnapshot,
   attemptColumns,
   attemptValues,
   decodeAttempt,
   decodeEvent,
   decodeJob,
+  decodeJobArray,
   decodeLock,
   decodeOrder,
-  jobColumns,
-  jobValues,
-  migrationsTable,
-  orderColumns,
-  orderValues,
-  orderWithCounts,
-  pendingMigrations,
-  decodeJobArray,
   hexToId,
   jobArrayColumns,
-  readSql,
+  jobColumns,
+  jobValues,
+  orderColumns,
+  orderValues,
   rowValues,
-  SpecIds,
-  specBody,
-  specHash,
-  specMap,
   toBin,
-} from './schema.ts'
-import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
+} from './rows.ts'
+import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './rows.ts'
 import type {
   Batch,
   Snapshot,
