@@ -1,14 +1,17 @@
 /**
- * The reads both backends share: their SQL (with `?` placeholders) and the assembly of rows into
- * what the store returns.
+ * The reads both backends share, written once: their SQL (with `?` placeholders), the assembly of
+ * a snapshot from its rows, and {@link StoreReads}, the store's read methods over a query callback
+ * each backend provides. A backend keeps only its own: connections, transactions, dialect.
  */
 import type { Id } from '../core/ids.ts'
+import type { Job, Lock } from '../core/model.ts'
 import { emptyCounts } from '../core/engine/fulfilment.ts'
-import type { JobCounts } from '../core/engine/fulfilment.ts'
+import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { specMap } from './job-specs.ts'
 import {
   attemptColumns,
   decodeAttempt,
+  decodeEvent,
   decodeJob,
   decodeLock,
   decodeOrder,
@@ -17,13 +20,23 @@ import {
   fromBin,
   jobColumns,
   orderColumns,
+  toBin,
 } from './rows.ts'
-import type { AttemptRow, Bin, JobRow, LockRowDb, OrderRow, PacketRow, TargetRow } from './rows.ts'
-import type { Snapshot, StoredOrder } from './store.ts'
+import type {
+  AttemptRow,
+  Bin,
+  EventRowDb,
+  JobRow,
+  LockRowDb,
+  OrderRow,
+  PacketRow,
+  TargetRow,
+} from './rows.ts'
+import type { Snapshot, Store, StoredEvent, StoredOrder } from './store.ts'
 
 const prefixed = (columns: string, alias: string) => columns.replace(/(^|, )/g, `$1${alias}.`)
 
-/** The read queries, written with `?` placeholders; PostgreSQL numbers them ({@link numbered}). */
+/** The read queries, written with `?` placeholders; a backend whose driver numbers them converts. */
 export const readSql = {
   packets: 'SELECT id, name, body, created_at FROM packets ORDER BY created_at',
   runningOrders: `SELECT ${orderColumns} FROM orders WHERE state = 'running' ORDER BY id`,
@@ -31,7 +44,6 @@ export const readSql = {
     JOIN orders o ON o.id = j.order_id WHERE o.state = 'running')`,
   specsOf:
     'SELECT id, body FROM job_specs WHERE id IN (SELECT DISTINCT spec FROM jobs WHERE order_id = ?)',
-  specId: 'SELECT id FROM job_specs WHERE hash = ?',
   runningJobs: `SELECT ${prefixed(jobColumns, 'j')} FROM jobs j JOIN orders o ON o.id = j.order_id
     WHERE o.state = 'running' ORDER BY j.order_id, j.idx`,
   runningLocks: `SELECT l.job_id, l.next_id, l.released, j.order_id FROM locks l
@@ -57,23 +69,68 @@ export const readSql = {
     'SELECT seq, at, type, order_id, job_id, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
 } as const
 
-/** Turns `?` placeholders into PostgreSQL's `$1, $2, …`. */
-export function numbered(sql: string): string {
-  let i = 0
-  return sql.replace(/\?/g, () => `$${++i}`)
+/** An order row and its per-state job counts, as {@link Store.order} returns them. */
+function orderWithCounts(
+  row: OrderRow,
+  states: { state: string; n: number | string }[],
+): StoredOrder & { counts: JobCounts; total: number } {
+  const counts = emptyCounts()
+  let total = 0
+  for (const r of states) {
+    counts[r.state as keyof JobCounts] = Number(r.n)
+    total += Number(r.n)
+  }
+  return { ...decodeOrder(row), counts, total }
 }
 
-/** The rows {@link readSql} returns for a snapshot, from either backend. */
+// ---- snapshot: what a restart reads ----
+
+/** The rows a snapshot is made of, from either backend. */
 export interface SnapshotRows {
   specs: { id: number | string; body: string }[]
   packets: PacketRow[]
   orders: OrderRow[]
-  jobs: Iterable<JobRow>
-  locks: Iterable<LockRowDb & { order_id: Bin }>
+  /** Sorted by order. */
+  jobs: JobRow[]
+  /** Sorted by order. */
+  locks: (LockRowDb & { order_id: Bin })[]
   attempts: (AttemptRow & { order_id: Bin })[]
   targets: TargetRow[]
   products: { product_id: string; target_id: string }[]
   holders: { key: string; holder: Bin }[]
+}
+
+/**
+ * The queries of a snapshot but its jobs and locks, by the field of {@link SnapshotRows} each
+ * fills; none takes parameters. A backend runs them in one read transaction, so that they agree.
+ */
+export const snapshotSql = {
+  specs: readSql.runningSpecs,
+  packets: readSql.packets,
+  orders: readSql.runningOrders,
+  attempts: readSql.runningAttempts,
+  targets: readSql.targets,
+  products: readSql.products,
+  holders: readSql.holders,
+} as const satisfies Partial<Record<keyof SnapshotRows, string>>
+
+/**
+ * The jobs and locks of every running order in one query each. A backend may read them its own
+ * way instead (SQLite reads them order by order, as arrays: see `SqliteStore.load`).
+ */
+export const inFlightSql = {
+  jobs: readSql.runningJobs,
+  locks: readSql.runningLocks,
+} as const satisfies Partial<Record<keyof SnapshotRows, string>>
+
+/** The rows of `queries`, each read through `read`: for a backend whose driver is synchronous. */
+export function readEach<K extends string>(
+  queries: Record<K, string>,
+  read: (sql: string) => unknown[],
+): Record<K, unknown[]> {
+  const rows = {} as Record<K, unknown[]>
+  for (const name of Object.keys(queries) as K[]) rows[name] = read(queries[name])
+  return rows
 }
 
 /**
@@ -100,6 +157,7 @@ function byOrder<R extends { order_id: Bin }, T>(
   return out
 }
 
+/** A snapshot from its rows. */
 export function assembleSnapshot(rows: SnapshotRows): Snapshot {
   const specs = specMap(rows.specs)
   const jobs = byOrder(rows.jobs, (r, orderId) => decodeJob(r, specs, orderId))
@@ -121,16 +179,86 @@ export function assembleSnapshot(rows: SnapshotRows): Snapshot {
   }
 }
 
-/** An order row and its per-state job counts, as {@link Store.order} returns them. */
-export function orderWithCounts(
-  row: OrderRow,
-  states: { state: string; n: number | string }[],
-): StoredOrder & { counts: JobCounts; total: number } {
-  const counts = emptyCounts()
-  let total = 0
-  for (const r of states) {
-    counts[r.state as keyof JobCounts] = Number(r.n)
-    total += Number(r.n)
+// ---- the read methods ----
+
+/**
+ * Runs one read statement, `?` placeholders bound to `params` in order, and gives its rows as
+ * objects keyed by column name. A failure is a rejected promise, never a throw.
+ */
+export type Query = <R>(sql: string, params: readonly unknown[]) => Promise<R[]>
+
+/** Reads a whole snapshot through `query`, which the caller runs inside one read transaction. */
+export async function readSnapshot(query: Query): Promise<Snapshot> {
+  const queries = { ...snapshotSql, ...inFlightSql }
+  const rows = {} as Record<keyof typeof queries, unknown[]>
+  for (const name of Object.keys(queries) as (keyof typeof queries)[]) {
+    rows[name] = await query(queries[name], [])
   }
-  return { ...decodeOrder(row), counts, total }
+  return assembleSnapshot(rows as SnapshotRows)
+}
+
+/** The read methods of a {@link Store}, the same on every backend. */
+export type Reads = Pick<
+  Store,
+  'order' | 'listOrders' | 'jobs' | 'job' | 'attempts' | 'locks' | 'events'
+>
+
+/**
+ * The store's read methods, written once over the {@link Query} a backend provides. Each read
+ * stands alone, outside any transaction: where it takes two queries, it orders them so that a
+ * commit landing in between cannot make them disagree.
+ */
+export class StoreReads implements Reads {
+  private readonly query: Query
+
+  constructor(query: Query) {
+    this.query = query
+  }
+
+  async order(
+    orderId: Id,
+  ): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined> {
+    const id = toBin(orderId)
+    const row = (await this.query<OrderRow>(readSql.order, [id]))[0]
+    if (row === undefined) return undefined
+    const states = await this.query<{ state: string; n: number | string }>(readSql.orderCounts, [
+      id,
+    ])
+    return orderWithCounts(row, states)
+  }
+
+  async listOrders(limit: number): Promise<StoredOrder[]> {
+    return (await this.query<OrderRow>(readSql.listOrders, [limit])).map(decodeOrder)
+  }
+
+  async jobs(orderId: Id): Promise<Job[]> {
+    const id = toBin(orderId)
+    // Jobs first: an order's jobs are written in the commit that writes their specs, and a spec
+    // is never deleted, so every job read here finds its spec read next.
+    const rows = await this.query<JobRow>(readSql.jobs, [id])
+    if (rows.length === 0) return []
+    const specs = specMap(await this.query<{ id: number; body: string }>(readSql.specsOf, [id]))
+    return rows.map((r) => decodeJob(r, specs, orderId))
+  }
+
+  async job(jobId: Id): Promise<Job | undefined> {
+    const id = toBin(jobId)
+    const row = (await this.query<JobRow>(readSql.job, [id]))[0]
+    if (row === undefined) return undefined
+    const specs = specMap(await this.query<{ id: number; body: string }>(readSql.specOfJob, [id]))
+    return decodeJob(row, specs)
+  }
+
+  async attempts(jobId: Id): Promise<TargetFulfilment[]> {
+    const rows = await this.query<AttemptRow & { order_id: Bin }>(readSql.attempts, [toBin(jobId)])
+    return rows.map(decodeAttempt)
+  }
+
+  async locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {
+    return (await this.query<LockRowDb>(readSql.locks, [toBin(orderId)])).map(decodeLock)
+  }
+
+  async events(afterSeq: number, limit: number): Promise<StoredEvent[]> {
+    return (await this.query<EventRowDb>(readSql.events, [afterSeq, limit])).map(decodeEvent)
+  }
 }
