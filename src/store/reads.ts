@@ -2,6 +2,8 @@
  * The reads both backends share, written once: their SQL (with `?` placeholders), the assembly of
  * a snapshot from its rows, and {@link StoreReads}, the store's read methods over a query callback
  * each backend provides. A backend keeps only its own: connections, transactions, dialect.
+ *
+ * Invariant: reading one order or listing many costs one query, whatever the number of orders.
  */
 import type { Id } from '../core/ids.ts'
 import type { Job, Lock } from '../core/model.ts'
@@ -32,9 +34,21 @@ import type {
   PacketRow,
   TargetRow,
 } from './rows.ts'
-import type { Snapshot, Store, StoredEvent, StoredOrder } from './store.ts'
+import type { OrderWithCounts, Snapshot, Store, StoredEvent } from './store.ts'
 
 const prefixed = (columns: string, alias: string) => columns.replace(/(^|, )/g, `$1${alias}.`)
+
+/**
+ * The orders `listed` selects (all their columns), each with its jobs counted by state: one row
+ * per order and job state, newest order first; an order without jobs has one row, `job_state`
+ * null. The jobs are reached by a join from each listed order, never by `IN (…)`: PostgreSQL
+ * plans an `IN` over many orders as a scan of every job, a join as one index lookup per order.
+ */
+const countedOrders = (listed: string) => `WITH listed AS (${listed})
+  SELECT ${prefixed(orderColumns, 'l')}, c.state AS job_state, c.n FROM listed l
+  LEFT JOIN (SELECT k.id, j.state, count(*) AS n FROM listed k JOIN jobs j ON j.order_id = k.id
+    GROUP BY k.id, j.state) c ON c.id = l.id
+  ORDER BY l.id DESC`
 
 /** The read queries, written with `?` placeholders; a backend whose driver numbers them converts. */
 export const readSql = {
@@ -55,9 +69,8 @@ export const readSql = {
   targets: 'SELECT id, kind, slots, labels, projects, url, live FROM targets ORDER BY id',
   products: 'SELECT product_id, target_id FROM products',
   holders: 'SELECT key, holder FROM resources WHERE holder IS NOT NULL',
-  order: `SELECT ${orderColumns} FROM orders WHERE id = ?`,
-  orderCounts: 'SELECT state, count(*) AS n FROM jobs WHERE order_id = ? GROUP BY state',
-  listOrders: `SELECT ${orderColumns} FROM orders ORDER BY id DESC LIMIT ?`,
+  order: countedOrders(`SELECT ${orderColumns} FROM orders WHERE id = ?`),
+  listOrders: countedOrders(`SELECT ${orderColumns} FROM orders ORDER BY id DESC LIMIT ?`),
   jobs: `SELECT ${jobColumns} FROM jobs WHERE order_id = ? ORDER BY idx`,
   job: `SELECT ${jobColumns} FROM jobs WHERE id = ?`,
   specOfJob: 'SELECT id, body FROM job_specs WHERE id = (SELECT spec FROM jobs WHERE id = ?)',
@@ -69,18 +82,26 @@ export const readSql = {
     'SELECT seq, at, type, order_id, job_id, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
 } as const
 
-/** An order row and its per-state job counts, as {@link Store.order} returns them. */
-function orderWithCounts(
-  row: OrderRow,
-  states: { state: string; n: number | string }[],
-): StoredOrder & { counts: JobCounts; total: number } {
-  const counts = emptyCounts()
-  let total = 0
-  for (const r of states) {
-    counts[r.state as keyof JobCounts] = Number(r.n)
-    total += Number(r.n)
+/** A row of {@link countedOrders}. */
+interface CountedOrderRow extends OrderRow {
+  job_state: string | null
+  n: number | string | null
+}
+
+/** Folds {@link countedOrders} rows, which come grouped by order, into one value per order. */
+function ordersWithCounts(rows: readonly CountedOrderRow[]): OrderWithCounts[] {
+  const out: OrderWithCounts[] = []
+  let last: { id: Bin; order: OrderWithCounts } | undefined
+  for (const r of rows) {
+    if (last === undefined || Buffer.compare(r.id, last.id) !== 0) {
+      last = { id: r.id, order: { ...decodeOrder(r), counts: emptyCounts(), total: 0 } }
+      out.push(last.order)
+    }
+    if (r.job_state === null) continue
+    last.order.counts[r.job_state as keyof JobCounts] = Number(r.n)
+    last.order.total += Number(r.n)
   }
-  return { ...decodeOrder(row), counts, total }
+  return out
 }
 
 // ---- snapshot: what a restart reads ----
@@ -215,20 +236,12 @@ export class StoreReads implements Reads {
     this.query = query
   }
 
-  async order(
-    orderId: Id,
-  ): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined> {
-    const id = toBin(orderId)
-    const row = (await this.query<OrderRow>(readSql.order, [id]))[0]
-    if (row === undefined) return undefined
-    const states = await this.query<{ state: string; n: number | string }>(readSql.orderCounts, [
-      id,
-    ])
-    return orderWithCounts(row, states)
+  async order(orderId: Id): Promise<OrderWithCounts | undefined> {
+    return ordersWithCounts(await this.query<CountedOrderRow>(readSql.order, [toBin(orderId)]))[0]
   }
 
-  async listOrders(limit: number): Promise<StoredOrder[]> {
-    return (await this.query<OrderRow>(readSql.listOrders, [limit])).map(decodeOrder)
+  async listOrders(limit: number): Promise<OrderWithCounts[]> {
+    return ordersWithCounts(await this.query<CountedOrderRow>(readSql.listOrders, [limit]))
   }
 
   async jobs(orderId: Id): Promise<Job[]> {
