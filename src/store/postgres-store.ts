@@ -4,43 +4,21 @@
  * are spread with `unnest`.
  */
 import pg from 'pg'
-import type { Id } from '../core/ids.ts'
-import type { Job, Lock } from '../core/model.ts'
-import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { specBody, specHash, SpecIds } from './job-specs.ts'
+import { migrationsTable, pendingMigrations } from './migrations.ts'
+import { readSnapshot, StoreReads } from './reads.ts'
+import type { Query, Reads } from './reads.ts'
 import {
-  assembleSnapshot,
   attemptColumns,
   attemptValues,
-  decodeAttempt,
-  decodeEvent,
-  decodeJob,
-  decodeLock,
-  decodeOrder,
   jobColumns,
   jobValues,
-  migrationsTable,
-  numbered,
   orderColumns,
   orderValues,
-  orderWithCounts,
-  pendingMigrations,
-  readSql,
   rowValues,
-  SpecIds,
-  specBody,
-  specHash,
-  specMap,
   toBin,
-} from './schema.ts'
-import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
-import type {
-  Batch,
-  Snapshot,
-  Store,
-  StoreCapabilities,
-  StoredEvent,
-  StoredOrder,
-} from './store.ts'
+} from './rows.ts'
+import type { Batch, Snapshot, Store, StoreCapabilities } from './store.ts'
 
 /** Options of a {@link PostgresStore}. */
 export interface PostgresStoreOptions {
@@ -63,6 +41,18 @@ const types = {
           oid,
           format,
         )) as typeof pg.types.getTypeParser,
+}
+
+/** Turns the `?` placeholders of the shared SQL into PostgreSQL's `$1, $2, …`. */
+function numbered(sql: string): string {
+  let i = 0
+  return sql.replace(/\?/g, () => `$${++i}`)
+}
+
+/** The shared reads' {@link Query} on the pool, or on one connection inside a transaction. */
+function queryOn(c: pg.Pool | pg.PoolClient): Query {
+  return async <R>(sql: string, params: readonly unknown[]) =>
+    (await c.query(numbered(sql), [...params])).rows as R[]
 }
 
 /** Column i of every row, as one array parameter. */
@@ -110,6 +100,7 @@ export class PostgresStore implements Store {
   readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: true }
   private readonly pool: pg.Pool
   readonly schema: string
+  private readonly reads: Reads
 
   constructor(options: PostgresStoreOptions) {
     this.schema = options.schema ?? 'lockstep'
@@ -124,6 +115,7 @@ export class PostgresStore implements Store {
     })
     // An idle connection that dies is replaced by the pool; the error must not crash the process.
     this.pool.on('error', () => {})
+    this.reads = new StoreReads(queryOn(this.pool))
   }
 
   private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -303,66 +295,17 @@ export class PostgresStore implements Store {
   async load(): Promise<Snapshot> {
     return this.transaction(async (c) => {
       await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
-      const all = async <T extends pg.QueryResultRow>(sql: string) => (await c.query<T>(sql)).rows
-      return assembleSnapshot({
-        specs: await all(readSql.runningSpecs),
-        packets: await all(readSql.packets),
-        orders: await all(readSql.runningOrders),
-        jobs: await all(readSql.runningJobs),
-        locks: await all(readSql.runningLocks),
-        attempts: await all(readSql.runningAttempts),
-        targets: await all(readSql.targets),
-        products: await all(readSql.products),
-        holders: await all(readSql.holders),
-      })
+      return readSnapshot(queryOn(c))
     })
   }
 
-  private async rows<T extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<T[]> {
-    return (await this.pool.query<T>(numbered(sql), params)).rows
-  }
-
-  async order(
-    orderId: Id,
-  ): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined> {
-    const id = toBin(orderId)
-    const row = (await this.rows<OrderRow>(readSql.order, [id]))[0]
-    if (row === undefined) return undefined
-    return orderWithCounts(row, await this.rows(readSql.orderCounts, [id]))
-  }
-
-  async listOrders(limit: number): Promise<StoredOrder[]> {
-    return (await this.rows<OrderRow>(readSql.listOrders, [limit])).map(decodeOrder)
-  }
-
-  async jobs(orderId: Id): Promise<Job[]> {
-    const id = toBin(orderId)
-    const specs = specMap(await this.rows<{ id: number; body: string }>(readSql.specsOf, [id]))
-    return (await this.rows<JobRow>(readSql.jobs, [id])).map((r) => decodeJob(r, specs))
-  }
-
-  async job(jobId: Id): Promise<Job | undefined> {
-    const id = toBin(jobId)
-    const row = (await this.rows<JobRow>(readSql.job, [id]))[0]
-    if (row === undefined) return undefined
-    const specs = specMap(await this.rows<{ id: number; body: string }>(readSql.specOfJob, [id]))
-    return decodeJob(row, specs)
-  }
-
-  async attempts(jobId: Id): Promise<TargetFulfilment[]> {
-    const rows = await this.rows<AttemptRow & { order_id: Buffer }>(readSql.attempts, [
-      toBin(jobId),
-    ])
-    return rows.map(decodeAttempt)
-  }
-
-  async locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {
-    return (await this.rows<LockRowDb>(readSql.locks, [toBin(orderId)])).map(decodeLock)
-  }
-
-  async events(afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    return (await this.rows<EventRowDb>(readSql.events, [afterSeq, limit])).map(decodeEvent)
-  }
+  order: Reads['order'] = (orderId) => this.reads.order(orderId)
+  listOrders: Reads['listOrders'] = (limit) => this.reads.listOrders(limit)
+  jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
+  job: Reads['job'] = (jobId) => this.reads.job(jobId)
+  attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)
+  locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
+  events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
 
   /** Drops the schema and everything in it: for tests and teardown. */
   async dropSchema(): Promise<void> {

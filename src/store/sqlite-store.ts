@@ -6,45 +6,24 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
-import type { Id } from '../core/ids.ts'
-import type { Job, Lock } from '../core/model.ts'
-import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { specBody, specHash, SpecIds, specMap } from './job-specs.ts'
+import { migrationsTable, pendingMigrations } from './migrations.ts'
+import { assembleSnapshot, readEach, snapshotSql, StoreReads } from './reads.ts'
+import type { Reads, SnapshotRows } from './reads.ts'
 import {
-  assembleSnapshot,
   attemptColumns,
   attemptValues,
-  decodeAttempt,
-  decodeEvent,
-  decodeJob,
-  decodeLock,
-  decodeOrder,
-  jobColumns,
-  jobValues,
-  migrationsTable,
-  orderColumns,
-  orderValues,
-  orderWithCounts,
-  pendingMigrations,
   decodeJobArray,
   hexToId,
   jobArrayColumns,
-  readSql,
+  jobColumns,
+  jobValues,
+  orderColumns,
+  orderValues,
   rowValues,
-  SpecIds,
-  specBody,
-  specHash,
-  specMap,
   toBin,
-} from './schema.ts'
-import type { AttemptRow, EventRowDb, JobRow, LockRowDb, OrderRow } from './schema.ts'
-import type {
-  Batch,
-  Snapshot,
-  Store,
-  StoreCapabilities,
-  StoredEvent,
-  StoredOrder,
-} from './store.ts'
+} from './rows.ts'
+import type { Batch, Snapshot, Store, StoreCapabilities } from './store.ts'
 
 /** Options of a {@link SqliteStore}. */
 export interface SqliteStoreOptions {
@@ -106,6 +85,11 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database
   private readonly path: string
   private statements: ReturnType<SqliteStore['prepare']> | undefined
+  /** Read statements by their SQL: the reads are a fixed set, so this stays small. */
+  private readonly readStatements = new Map<string, Database.Statement>()
+  private readonly reads: Reads = new StoreReads(<R>(sql: string, params: readonly unknown[]) =>
+    settle(() => this.readStatement(sql).all(...params) as R[]),
+  )
 
   constructor(options: SqliteStoreOptions) {
     this.path = options.path
@@ -181,7 +165,7 @@ export class SqliteStore implements Store {
       specInsert: db.prepare(
         'INSERT INTO job_specs (hash, body) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING',
       ),
-      specId: db.prepare(readSql.specId).pluck(),
+      specId: db.prepare('SELECT id FROM job_specs WHERE hash = ?').pluck(),
       // Values come id first, as for PostgreSQL's unnest.
       orderUpdate: db.prepare(
         `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at,
@@ -260,23 +244,12 @@ export class SqliteStore implements Store {
 
   load(): Promise<Snapshot> {
     const db = this.db
-    const all = <T>(sql: string) => db.prepare(sql).all() as T[]
     const read = db.transaction(() => {
+      const rows = readEach(snapshotSql, (sql) => db.prepare(sql).all())
+      const snapshot = assembleSnapshot({ ...rows, jobs: [], locks: [] } as SnapshotRows)
       // Jobs and locks are read order by order as arrays with hex ids: at a restart with
       // millions of jobs, a row object and two buffers per job cost more than the read.
-      const specRows = all<{ id: number; body: string }>(readSql.runningSpecs)
-      const snapshot = assembleSnapshot({
-        specs: specRows,
-        packets: all(readSql.packets),
-        orders: all(readSql.runningOrders),
-        jobs: [],
-        locks: [],
-        attempts: all(readSql.runningAttempts),
-        targets: all(readSql.targets),
-        products: all(readSql.products),
-        holders: all(readSql.holders),
-      })
-      const specs = specMap(specRows)
+      const specs = specMap(rows.specs as SnapshotRows['specs'])
       const jobs = db
         .prepare(`SELECT ${jobArrayColumns} FROM jobs WHERE order_id = ? ORDER BY idx`)
         .raw()
@@ -301,65 +274,22 @@ export class SqliteStore implements Store {
     return settle(read)
   }
 
-  order(orderId: Id): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined> {
-    return settle(() => {
-      const id = toBin(orderId)
-      const row = this.db.prepare(readSql.order).get(id) as OrderRow | undefined
-      if (row === undefined) return undefined
-      const states = this.db.prepare(readSql.orderCounts).all(id) as { state: string; n: number }[]
-      return orderWithCounts(row, states)
-    })
+  private readStatement(sql: string): Database.Statement {
+    let st = this.readStatements.get(sql)
+    if (st === undefined) {
+      st = this.db.prepare(sql)
+      this.readStatements.set(sql, st)
+    }
+    return st
   }
 
-  listOrders(limit: number): Promise<StoredOrder[]> {
-    return settle(() =>
-      (this.db.prepare(readSql.listOrders).all(limit) as OrderRow[]).map(decodeOrder),
-    )
-  }
-
-  jobs(orderId: Id): Promise<Job[]> {
-    return settle(() => {
-      const id = toBin(orderId)
-      const specs = specMap(
-        this.db.prepare(readSql.specsOf).all(id) as { id: number; body: string }[],
-      )
-      return (this.db.prepare(readSql.jobs).all(id) as JobRow[]).map((r) => decodeJob(r, specs))
-    })
-  }
-
-  job(jobId: Id): Promise<Job | undefined> {
-    return settle(() => {
-      const id = toBin(jobId)
-      const row = this.db.prepare(readSql.job).get(id) as JobRow | undefined
-      if (row === undefined) return undefined
-      const specs = specMap(
-        this.db.prepare(readSql.specOfJob).all(id) as { id: number; body: string }[],
-      )
-      return decodeJob(row, specs)
-    })
-  }
-
-  attempts(jobId: Id): Promise<TargetFulfilment[]> {
-    return settle(() =>
-      (
-        this.db.prepare(readSql.attempts).all(toBin(jobId)) as (AttemptRow & {
-          order_id: Buffer
-        })[]
-      ).map(decodeAttempt),
-    )
-  }
-
-  locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {
-    return settle(() =>
-      (this.db.prepare(readSql.locks).all(toBin(orderId)) as LockRowDb[]).map(decodeLock),
-    )
-  }
-
-  events(afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    return settle(() =>
-      (this.db.prepare(readSql.events).all(afterSeq, limit) as EventRowDb[]).map(decodeEvent),
-    )
-  }
+  order: Reads['order'] = (orderId) => this.reads.order(orderId)
+  listOrders: Reads['listOrders'] = (limit) => this.reads.listOrders(limit)
+  jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
+  job: Reads['job'] = (jobId) => this.reads.job(jobId)
+  attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)
+  locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
+  events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
 
   close(): Promise<void> {
     if (this.db.open) this.db.close()

@@ -31,6 +31,16 @@ export interface StoredOrder {
   iterations: number
 }
 
+/**
+ * A stored order with its jobs counted by state: all a fulfilment needs, so that reading one
+ * order, or listing many, costs one query whatever the number of orders.
+ */
+export interface OrderWithCounts extends StoredOrder {
+  counts: JobCounts
+  /** Every job of the order, whatever its state. */
+  total: number
+}
+
 /** The fields of an order that change after it is stored. */
 export interface OrderUpdate {
   id: Id
@@ -135,9 +145,9 @@ export interface Store {
   /** Reads what is in flight, to rebuild the engine. */
   load(): Promise<Snapshot>
   /** An order, running or ended, with its job counts. */
-  order(orderId: Id): Promise<(StoredOrder & { counts: JobCounts; total: number }) | undefined>
-  /** Orders, newest first. */
-  listOrders(limit: number): Promise<StoredOrder[]>
+  order(orderId: Id): Promise<OrderWithCounts | undefined>
+  /** The newest `limit` orders, newest first, each with its job counts as {@link order} gives them. */
+  listOrders(limit: number): Promise<OrderWithCounts[]>
   /** An order's jobs in their order. */
   jobs(orderId: Id): Promise<Job[]>
   /** One job, running or ended. */

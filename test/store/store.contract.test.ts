@@ -8,7 +8,7 @@ import { Engine, FakeClock, LockstepError } from '../../src/index.ts'
 import type { EngineEvent } from '../../src/index.ts'
 import { Journal } from '../../src/service/journal.ts'
 import { openStore } from '../../src/store/open-store.ts'
-import { schemaVersion } from '../../src/store/schema.ts'
+import { schemaVersion } from '../../src/store/migrations.ts'
 import type { Store } from '../../src/store/store.ts'
 import { backends } from './backends.ts'
 import type { Backend } from './backends.ts'
@@ -199,6 +199,49 @@ describe.each(backends)('store contract: %s', (_name, make) => {
     expect(await s.attempts(a!.jobId)).toEqual(engine.attempts(a!.jobId))
     expect((await s.listOrders(10)).map((o) => o.order.id)).toEqual([order.orderId])
     expect(await s.order('00000000-0000-7000-8000-000000000000')).toBeUndefined()
+  })
+
+  it('lists the newest orders first, each counted as order() counts it', async () => {
+    backend = make('list')
+    const s = store()
+    await s.migrate()
+    const { engine, commit } = recorded(s)
+    engine.registerTarget({ id: 'w1', slots: 4 })
+    // Chains of 2, 3, 4 and 5 jobs, so that every order has its own total.
+    const chain = (name: string, n: number) => ({
+      name,
+      jobs: Array.from({ length: n }, (_, i) => ({
+        name: `j${i}`,
+        op,
+        ...(i === 0 ? {} : { after: [`j${i - 1}`] }),
+      })),
+    })
+    const ids = [2, 3, 4, 5].map((n) => engine.submitPacket(chain(`p${n}`, n), {}, 'ana').orderId)
+    // Move them apart: the first has a job done, the second one running, the third is cancelled.
+    const [a, b] = engine.pick('w1', 2)
+    expect([a!.orderId, b!.orderId]).toEqual([ids[0], ids[1]])
+    engine.complete('w1', a!.jobId, 1, { ok: true })
+    engine.cancelOrder(ids[2]!)
+    await commit()
+
+    const listed = await s.listOrders(3)
+    expect(listed.map((o) => o.order.id)).toEqual([ids[3], ids[2], ids[1]])
+    for (const o of listed) {
+      expect(o).toEqual(await s.order(o.order.id))
+      expect(o.order).toEqual(engine.order(o.order.id))
+      const live = engine.fulfilment(o.order.id)
+      expect([o.counts, o.total]).toEqual([live.counts, live.total])
+    }
+    expect(listed.map((o) => [o.order.state, o.total])).toEqual([
+      ['running', 5],
+      ['cancelled', 4],
+      ['running', 3],
+    ])
+    expect(listed[2]!.counts).toMatchObject({ running: 1, waiting: 2 })
+    const all = await s.listOrders(10)
+    expect(all.map((o) => o.order.id)).toEqual([...ids].reverse())
+    expect(all[3]!.counts).toMatchObject({ succeeded: 1, ready: 1 })
+    engine.stop()
   })
 
   it('stores ids as 16 bytes and logs every event in order', async () => {

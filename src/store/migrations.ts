@@ -1,0 +1,144 @@
+/**
+ * The schema's history: numbered migrations, the table that records which ran, and which are
+ * still to run. A released migration is never edited, not even its whitespace: databases in the
+ * field ran its text. A change is a new migration. Ids are 16-byte binaries.
+ */
+import { LockstepError } from '../core/errors.ts'
+
+/** The SQL dialects Lockstep speaks. */
+export type Dialect = 'sqlite' | 'postgres'
+
+interface Migration {
+  version: number
+  name: string
+  sql: (d: Dialect) => string
+}
+
+const bin = (d: Dialect) => (d === 'sqlite' ? 'BLOB' : 'BYTEA')
+
+/** Every migration, in order. */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'orders, jobs, locks, targets, fulfilment, events',
+    sql: (d) => `
+CREATE TABLE packets (
+  id ${bin(d)} PRIMARY KEY,
+  name TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX packets_name ON packets (name, created_at);
+CREATE TABLE artifacts (
+  id ${bin(d)} PRIMARY KEY,
+  project TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE orders (
+  id ${bin(d)} PRIMARY KEY,
+  source_kind TEXT NOT NULL,
+  source_id ${bin(d)} NOT NULL,
+  priority INTEGER NOT NULL,
+  owner TEXT NOT NULL,
+  creator TEXT NOT NULL,
+  override TEXT,
+  state TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  started_at BIGINT,
+  ended_at BIGINT,
+  reason TEXT,
+  iterations INTEGER NOT NULL
+);
+CREATE INDEX orders_state ON orders (state);
+CREATE TABLE job_specs (
+  id ${d === 'sqlite' ? 'INTEGER PRIMARY KEY' : 'BIGSERIAL PRIMARY KEY'},
+  hash TEXT NOT NULL UNIQUE,
+  body TEXT NOT NULL
+);
+CREATE TABLE jobs (
+  id ${bin(d)} PRIMARY KEY,
+  order_id ${bin(d)} NOT NULL,
+  idx INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  spec BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  step INTEGER,
+  iteration INTEGER,
+  reason TEXT,
+  retry_at BIGINT
+);
+CREATE INDEX jobs_order ON jobs (order_id, idx);
+CREATE TABLE locks (
+  job_id ${bin(d)} NOT NULL,
+  next_id ${bin(d)} NOT NULL,
+  released SMALLINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (job_id, next_id)
+);
+CREATE INDEX locks_next ON locks (next_id);
+CREATE TABLE resources (
+  key TEXT PRIMARY KEY,
+  holder ${bin(d)}
+);
+CREATE TABLE targets (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  slots INTEGER NOT NULL,
+  labels TEXT NOT NULL,
+  projects TEXT NOT NULL,
+  url TEXT,
+  live SMALLINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE target_fulfilments (
+  job_id ${bin(d)} NOT NULL,
+  attempt INTEGER NOT NULL,
+  target TEXT NOT NULL,
+  state TEXT NOT NULL,
+  transitions TEXT NOT NULL,
+  reason TEXT,
+  exit_code INTEGER,
+  message TEXT,
+  product TEXT,
+  PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE products (
+  product_id TEXT NOT NULL,
+  target_id TEXT NOT NULL,
+  PRIMARY KEY (product_id, target_id)
+);
+CREATE INDEX products_target ON products (target_id);
+CREATE TABLE events (
+  seq ${d === 'sqlite' ? 'INTEGER PRIMARY KEY AUTOINCREMENT' : 'BIGSERIAL PRIMARY KEY'},
+  at BIGINT NOT NULL,
+  type TEXT NOT NULL,
+  order_id ${bin(d)},
+  job_id ${bin(d)},
+  body TEXT NOT NULL
+);
+`,
+  },
+]
+
+/** The newest schema version this code knows. */
+export const schemaVersion = migrations[migrations.length - 1]!.version
+
+/** The table that records which migrations ran. */
+export const migrationsTable = `
+CREATE TABLE IF NOT EXISTS lockstep_migrations (
+  version INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  applied_at BIGINT NOT NULL
+)`
+
+/** The migrations still to run over a schema at `current`; refuses a schema newer than the code. */
+export function pendingMigrations(current: number, where: string): readonly Migration[] {
+  if (current > schemaVersion) {
+    throw new LockstepError(
+      'SCHEMA_TOO_NEW',
+      `${where} has schema version ${current}, newer than this Lockstep's ${schemaVersion}: upgrade Lockstep`,
+    )
+  }
+  return migrations.filter((m) => m.version > current)
+}

@@ -1,0 +1,355 @@
+/**
+ * The codecs between rows and domain objects, both directions, for both backends: row shapes
+ * (`JobRow`, `OrderRow`, …), their column lists, the values a write binds and the decoders a read
+ * uses. Ids are stored as 16-byte binaries; either driver gives them back as a Buffer.
+ */
+import { bytesToId, idToBytes } from '../core/ids.ts'
+import type { Id } from '../core/ids.ts'
+import type { Job, Lock, Order, Target } from '../core/model.ts'
+import type { PacketRecord } from '../core/engine/engine.ts'
+import type { TargetFulfilment } from '../core/engine/fulfilment.ts'
+import type { SpecMap } from './job-specs.ts'
+import type {
+  ArtifactRecord,
+  Batch,
+  EventRow,
+  JobUpdate,
+  OrderUpdate,
+  ProductLocation,
+  StoredEvent,
+  StoredOrder,
+} from './store.ts'
+
+/** A binary column as it comes back: Buffer from both drivers. */
+export type Bin = Uint8Array
+
+export const toBin = (id: Id): Buffer => {
+  const bytes = idToBytes(id)
+  return Buffer.from(bytes.buffer, bytes.byteOffset, 16)
+}
+export const fromBin = (b: Bin): Id => bytesToId(b)
+const opt = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v)
+const num = (v: number | string | null | undefined): number | undefined =>
+  v === null || v === undefined ? undefined : Number(v)
+
+export interface JobRow {
+  id: Bin
+  order_id: Bin
+  idx: number
+  name: string
+  spec: number | string
+  state: string
+  attempt: number
+  step: number | null
+  iteration: number | null
+  reason: string | null
+  retry_at: number | string | null
+}
+
+export const jobColumns =
+  'id, order_id, idx, name, spec, state, attempt, step, iteration, reason, retry_at'
+
+export function jobValues(j: Job, spec: number): unknown[] {
+  return [
+    toBin(j.id),
+    toBin(j.orderId),
+    j.index,
+    j.name,
+    spec,
+    j.state,
+    j.attempt,
+    j.step ?? null,
+    j.iteration ?? null,
+    j.reason ?? null,
+    j.retryAt ?? null,
+  ]
+}
+
+/** An id from its 32 lower-case hex digits, as SQL's `lower(hex(id))` gives them. */
+export function hexToId(h: string): Id {
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+}
+
+/**
+ * The columns of a job read as an array, ids as hex: the fast form for reading millions of
+ * jobs at a restart, where objects and buffers per row cost more than the read itself.
+ */
+export const jobArrayColumns =
+  'lower(hex(id)), idx, name, spec, state, attempt, step, iteration, reason, retry_at'
+
+export function decodeJobArray(r: unknown[], specs: SpecMap, orderId: Id): Job {
+  const spec = specs.get(Number(r[3]))
+  if (spec === undefined) throw new Error(`job spec ${String(r[3])} is missing`)
+  const job: Job = {
+    id: hexToId(r[0] as string),
+    orderId,
+    index: r[1] as number,
+    name: r[2] as string,
+    op: spec.op,
+    policy: spec.policy,
+    uses: spec.uses,
+    failure: spec.failure,
+    timeoutMs: spec.timeoutMs,
+    state: r[4] as Job['state'],
+    attempt: r[5] as number,
+  }
+  if (spec.cacheKey !== undefined) job.cacheKey = spec.cacheKey
+  if (r[6] !== null) job.step = r[6] as number
+  if (r[7] !== null) job.iteration = r[7] as number
+  if (r[8] !== null) job.reason = r[8] as string
+  if (r[9] !== null) job.retryAt = Number(r[9])
+  return job
+}
+
+export function decodeJob(r: JobRow, specs: SpecMap, orderId?: Id): Job {
+  const spec = specs.get(Number(r.spec))
+  if (spec === undefined) throw new Error(`job spec ${r.spec} is missing`)
+  const job: Job = {
+    id: fromBin(r.id),
+    orderId: orderId ?? fromBin(r.order_id),
+    index: r.idx,
+    name: r.name,
+    op: spec.op,
+    policy: spec.policy,
+    uses: spec.uses,
+    failure: spec.failure,
+    timeoutMs: spec.timeoutMs,
+    state: r.state as Job['state'],
+    attempt: r.attempt,
+  }
+  if (spec.cacheKey !== undefined) job.cacheKey = spec.cacheKey
+  if (r.step !== null) job.step = r.step
+  if (r.iteration !== null) job.iteration = r.iteration
+  if (r.reason !== null) job.reason = r.reason
+  if (r.retry_at !== null) job.retryAt = Number(r.retry_at)
+  return job
+}
+
+export interface OrderRow {
+  id: Bin
+  source_kind: string
+  source_id: Bin
+  priority: number
+  owner: string
+  creator: string
+  override: string | null
+  state: string
+  created_at: number | string
+  started_at: number | string | null
+  ended_at: number | string | null
+  reason: string | null
+  iterations: number
+}
+
+export const orderColumns =
+  'id, source_kind, source_id, priority, owner, creator, override, state, created_at, started_at, ended_at, reason, iterations'
+
+export function orderValues(s: StoredOrder): unknown[] {
+  const o = s.order
+  const sourceId = o.source.kind === 'packet' ? o.source.packetId : o.source.artifactId
+  return [
+    toBin(o.id),
+    o.source.kind,
+    toBin(sourceId),
+    o.priority,
+    o.owner,
+    o.creator,
+    o.override === undefined ? null : JSON.stringify(o.override),
+    o.state,
+    o.createdAt,
+    s.startedAt ?? null,
+    s.endedAt ?? null,
+    s.reason ?? null,
+    s.iterations,
+  ]
+}
+
+export function decodeOrder(r: OrderRow): StoredOrder {
+  const sourceId = fromBin(r.source_id)
+  const order: Order = {
+    id: fromBin(r.id),
+    source:
+      r.source_kind === 'packet'
+        ? { kind: 'packet', packetId: sourceId }
+        : { kind: 'artifact', artifactId: sourceId },
+    priority: r.priority,
+    owner: r.owner,
+    creator: r.creator,
+    override: r.override === null ? undefined : (JSON.parse(r.override) as Order['override']),
+    state: r.state as Order['state'],
+    createdAt: Number(r.created_at),
+  }
+  const out: StoredOrder = { order, iterations: r.iterations }
+  const startedAt = num(r.started_at)
+  const endedAt = num(r.ended_at)
+  if (startedAt !== undefined) out.startedAt = startedAt
+  if (endedAt !== undefined) out.endedAt = endedAt
+  if (r.reason !== null) out.reason = r.reason
+  return out
+}
+
+/** Row values for the writes both backends make, in the column order of their statements. */
+export const rowValues = {
+  packet: (p: PacketRecord): unknown[] => [
+    toBin(p.id),
+    p.name,
+    JSON.stringify(p.packet),
+    p.createdAt,
+  ],
+  artifact: (a: ArtifactRecord): unknown[] => [
+    toBin(a.id),
+    a.artifact.project,
+    JSON.stringify(a.artifact),
+    a.createdAt,
+  ],
+  lock: (l: Lock): unknown[] => [toBin(l.jobId), toBin(l.nextId)],
+  orderUpdate: (u: OrderUpdate): unknown[] => [
+    toBin(u.id),
+    u.state,
+    u.startedAt ?? null,
+    u.endedAt ?? null,
+    u.reason ?? null,
+  ],
+  jobUpdate: (u: JobUpdate): unknown[] => [
+    toBin(u.id),
+    u.state,
+    u.attempt,
+    u.reason ?? null,
+    u.retryAt ?? null,
+  ],
+  target: (t: Batch['targets'][number]): unknown[] => [
+    t.target.id,
+    t.target.kind,
+    t.target.availability,
+    JSON.stringify(t.target.labels),
+    JSON.stringify(t.target.projects),
+    t.target.url ?? null,
+    t.live ? 1 : 0,
+    t.at,
+  ],
+  product: (p: ProductLocation): unknown[] => [p.productId, p.targetId],
+  holder: (h: Batch['holders'][number]): unknown[] => [
+    h.key,
+    h.holder === undefined ? null : toBin(h.holder),
+  ],
+  event: (e: EventRow): unknown[] => [
+    e.at,
+    e.type,
+    e.orderId === undefined ? null : toBin(e.orderId),
+    e.jobId === undefined ? null : toBin(e.jobId),
+    e.body,
+  ],
+}
+
+export interface AttemptRow {
+  job_id: Bin
+  attempt: number
+  target: string
+  state: string
+  transitions: string
+  reason: string | null
+  exit_code: number | null
+  message: string | null
+  product: string | null
+}
+
+export const attemptColumns =
+  'job_id, attempt, target, state, transitions, reason, exit_code, message, product'
+
+export function attemptValues(a: TargetFulfilment): unknown[] {
+  return [
+    toBin(a.jobId),
+    a.attempt,
+    a.target,
+    a.state,
+    JSON.stringify(a.transitions),
+    a.reason ?? null,
+    a.exitCode ?? null,
+    a.message ?? null,
+    a.product ?? null,
+  ]
+}
+
+/** Decodes an attempt; `orderId` comes from the job it belongs to. */
+export function decodeAttempt(r: AttemptRow & { order_id: Bin }): TargetFulfilment {
+  const a: TargetFulfilment = {
+    jobId: fromBin(r.job_id),
+    orderId: fromBin(r.order_id),
+    attempt: r.attempt,
+    target: r.target,
+    state: r.state as TargetFulfilment['state'],
+    transitions: JSON.parse(r.transitions) as TargetFulfilment['transitions'],
+  }
+  const reason = opt(r.reason)
+  if (reason !== undefined) a.reason = reason
+  if (r.exit_code !== null) a.exitCode = r.exit_code
+  if (r.message !== null) a.message = r.message
+  if (r.product !== null) a.product = r.product
+  return a
+}
+
+export interface TargetRow {
+  id: string
+  kind: string
+  slots: number
+  labels: string
+  projects: string
+  url: string | null
+  live: number
+}
+
+export function decodeTarget(r: TargetRow): { target: Target; live: boolean } {
+  return {
+    target: {
+      id: r.id,
+      kind: r.kind as Target['kind'],
+      availability: r.slots,
+      labels: JSON.parse(r.labels) as Target['labels'],
+      projects: JSON.parse(r.projects) as string[],
+      ...(r.url === null ? {} : { url: r.url }),
+    },
+    live: r.live === 1,
+  }
+}
+
+export interface PacketRow {
+  id: Bin
+  name: string
+  body: string
+  created_at: number | string
+}
+
+export function decodePacket(r: PacketRow): PacketRecord {
+  return {
+    id: fromBin(r.id),
+    name: r.name,
+    packet: JSON.parse(r.body) as PacketRecord['packet'],
+    createdAt: Number(r.created_at),
+  }
+}
+
+export interface EventRowDb {
+  seq: number | string
+  at: number | string
+  type: string
+  order_id: Bin | null
+  job_id: Bin | null
+  body: string
+}
+
+export function decodeEvent(r: EventRowDb): StoredEvent {
+  const e: StoredEvent = { seq: Number(r.seq), at: Number(r.at), type: r.type, body: r.body }
+  if (r.order_id !== null) e.orderId = fromBin(r.order_id)
+  if (r.job_id !== null) e.jobId = fromBin(r.job_id)
+  return e
+}
+
+export interface LockRowDb {
+  job_id: Bin
+  next_id: Bin
+  released: number
+}
+
+export function decodeLock(r: LockRowDb): Lock & { released: boolean } {
+  return { jobId: fromBin(r.job_id), nextId: fromBin(r.next_id), released: r.released === 1 }
+}
