@@ -12,7 +12,7 @@ import type { Id } from '../core/ids.ts'
 import { finalJobStates } from '../core/model.ts'
 import type { Job, Order, Target } from '../core/model.ts'
 import type { JobInput } from '../core/protocol.ts'
-import type { StoredOrder, Store } from '../store/store.ts'
+import type { OrderWithCounts, Store } from '../store/store.ts'
 
 /** A job as listed with its order: why it waits, while it waits. */
 export type ListedJob = Job & { wait?: JobWait | undefined }
@@ -77,8 +77,11 @@ export class Queries {
 
   /** Orders with their fulfilment, newest first, in one store read. */
   async listOrders(limit: number): Promise<OrderFulfilment[]> {
-    const listed = await this.store.listOrders(limit)
-    return Promise.all(listed.map((o) => this.fulfilment(o.order.id)))
+    return (await this.store.listOrders(limit)).map((o) =>
+      this.engine.order(o.order.id) !== undefined
+        ? this.engine.fulfilment(o.order.id)
+        : storedFulfilment(o),
+    )
   }
 
   /** An order's jobs in their order, each waiting one with why it waits. */
@@ -151,9 +154,7 @@ export class Queries {
     return { ...s, orders: this.engine.listOrders().length }
   }
 
-  private async storedOrder(
-    orderId: Id,
-  ): Promise<StoredOrder & { counts: JobCounts; total: number }> {
+  private async storedOrder(orderId: Id): Promise<OrderWithCounts> {
     const stored = isId(orderId) ? await this.store.order(orderId) : undefined
     if (stored === undefined) {
       throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
@@ -163,7 +164,7 @@ export class Queries {
 }
 
 /** The fulfilment of an order the engine has let go of, from what the store keeps. */
-function storedFulfilment(s: StoredOrder & { counts: JobCounts; total: number }): OrderFulfilment {
+function storedFulfilment(s: OrderWithCounts): OrderFulfilment {
   return orderFulfilment({
     order: s.order,
     total: s.total,
