@@ -126,21 +126,21 @@ export class LockstepClient {
   }
 
   workers(): Promise<{ target: Target; live: boolean; running: number }[]> {
-    return this.request('GET', '/v1/workers')
+    return this.request('GET', '/v1/targets')
   }
 
   register(registration: TargetRegistration): Promise<Target> {
-    return this.request('POST', '/v1/workers', registration)
+    return this.request('POST', '/v1/targets', registration)
   }
 
   heartbeat(workerId: string, body: HeartbeatInput, signal?: AbortSignal): Promise<HeartbeatReply> {
-    return this.request('POST', `/v1/workers/${encodeURIComponent(workerId)}/heartbeat`, body, {
+    return this.request('POST', `/v1/targets/${encodeURIComponent(workerId)}/heartbeat`, body, {
       signal,
     })
   }
 
   leave(workerId: string): Promise<void> {
-    return this.request('DELETE', `/v1/workers/${encodeURIComponent(workerId)}`)
+    return this.request('DELETE', `/v1/targets/${encodeURIComponent(workerId)}`)
   }
 
   locate(productId: string): Promise<ProductHolders> {
