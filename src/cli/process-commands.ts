@@ -3,6 +3,7 @@
  * scheduler and local workers in one process, with the demo when asked). Each serves until
  * SIGINT or SIGTERM, then closes what it started.
  */
+import { pino } from 'pino'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -78,8 +79,7 @@ export async function worker(args: string[], out: Out): Promise<number> {
     host: values.host,
     port: Number(values.port),
     advertiseUrl: values.advertise,
-    log: (e) =>
-      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`),
+    logger: pino(pino.destination(2)),
   })
   out(`lockstep worker ${agent.id} serving products on ${agent.productUrl}`)
   await untilSignal()

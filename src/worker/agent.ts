@@ -5,6 +5,8 @@
  * that hold them. On stop it takes no more jobs, lets running ones finish within a grace
  * period, reports them, and leaves.
  */
+import { pino } from 'pino'
+import type { Logger } from 'pino'
 import { createServer } from 'node:http'
 import type { Server, ServerResponse } from 'node:http'
 import { mkdir } from 'node:fs/promises'
@@ -42,7 +44,8 @@ export interface AgentOptions {
   waitMs?: number
   /** How long a stop waits for running jobs. @default 30000 */
   graceMs?: number
-  log?: (entry: Record<string, unknown>) => void
+  /** Where it logs (pino). @default silent */
+  logger?: Logger
 }
 
 interface Running {
@@ -78,7 +81,7 @@ export class WorkerAgent {
   private promised = 0
   /** Ends the long poll in flight when the agent stops: it leaves right after, so nothing is lost. */
   private readonly quit = new AbortController()
-  private readonly log: (entry: Record<string, unknown>) => void
+  private readonly log: Logger
 
   private constructor(options: AgentOptions) {
     this.options = options
@@ -86,7 +89,7 @@ export class WorkerAgent {
     this.slots = options.slots ?? 1
     this.client = new LockstepClient({ url: options.server, token: options.token })
     this.cache = new ProductCache(options.cacheDir, options.cacheBytes ?? 1024 ** 3)
-    this.log = options.log ?? (() => {})
+    this.log = (options.logger ?? pino({ level: 'silent' })).child({ worker: options.id })
   }
 
   static async start(options: AgentOptions): Promise<WorkerAgent> {
@@ -107,7 +110,7 @@ export class WorkerAgent {
       this.serveProduct(req.url ?? '', req.headers.authorization, res).catch((e: unknown) => {
         // A product evicted or unreadable mid-transfer: the peer sees a cut connection and
         // tries another holder.
-        this.log({ level: 'warn', msg: 'serving a product failed', error: String(e) })
+        this.log.warn({ error: String(e) }, 'serving a product failed')
         res.destroy()
       })
     })
@@ -143,13 +146,7 @@ export class WorkerAgent {
         attempt: r.assignment.attempt,
       })),
     })
-    this.log({
-      level: 'info',
-      msg: 'registered',
-      worker: this.id,
-      url: this.url,
-      cached: cached.length,
-    })
+    this.log.info({ url: this.url, cached: cached.length }, 'registered')
   }
 
   /** Takes no more jobs, waits for running ones (up to the grace period), reports them, leaves. */
@@ -233,7 +230,7 @@ export class WorkerAgent {
       await this.register().catch(() => sleep(1000))
       return
     }
-    this.log({ level: 'warn', msg: 'heartbeat failed', error: (e as Error).message })
+    this.log.warn({ error: (e as Error).message }, 'heartbeat failed')
     await sleep(1000)
   }
 
@@ -288,7 +285,7 @@ export class WorkerAgent {
     this.running.delete(attemptKey(a.jobId, a.attempt))
     this.results.push({ jobId: a.jobId, attempt: a.attempt, result })
     if (!result.ok) {
-      this.log({ level: 'info', msg: 'job failed', job: a.jobId, name: a.name, result })
+      this.log.info({ job: a.jobId, name: a.name, result }, 'job failed')
     }
     this.report()
     await Promise.resolve()
