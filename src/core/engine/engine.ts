@@ -13,7 +13,7 @@ import { bind, toJobGraph } from '../bind.ts'
 import type { Clock, Timer } from '../clock.ts'
 import { systemClock } from '../clock.ts'
 import { LockstepError, ValidationError } from '../errors.ts'
-import { backoffDelay, compileFailurePolicy } from '../failure-policy.ts'
+import { compileFailurePolicy, decideAfterFailure, NOT_DELIVERED } from '../failure-policy.ts'
 import { IdGenerator } from '../ids.ts'
 import type { Id } from '../ids.ts'
 import type {
@@ -153,9 +153,6 @@ class JobRecord {
 }
 
 const NO_KEYS: string[] = []
-
-/** The reason of an attempt that never reached its target. */
-const NOT_DELIVERED = 'not-delivered'
 
 const ORDER_NOT_FINAL: ReadonlySet<OrderState> = new Set(['running'])
 
@@ -1031,17 +1028,22 @@ export class Engine {
     const reason = failureReason(result)
     const failedOn = job.current!.target
     this.endAttempt(job, 'failed', result)
-    const policy = job.job.failure
     const orderId = job.order.order.id
-    const counted = job.job.attempt - job.undelivered
-    if (counted < policy.attempts && job.order.order.state === 'running') {
-      if (policy.otherTarget && !(job.avoid ?? []).includes(failedOn)) {
-        job.avoid = [...(job.avoid ?? []), failedOn]
-      }
-      const delay =
-        result.reason === NOT_DELIVERED ? 0 : backoffDelay(policy, counted + 1, this.random())
+    const decision = decideAfterFailure(
+      {
+        policy: job.job.failure,
+        counted: job.job.attempt - job.undelivered,
+        orderRunning: job.order.order.state === 'running',
+        target: failedOn,
+        avoid: job.avoid,
+        reason: result.reason,
+      },
+      this.random,
+    )
+    if (decision.kind === 'retry') {
+      job.avoid = decision.avoid
       this.setState(job, 'waiting')
-      job.job.retryAt = this.clock.now() + delay
+      job.job.retryAt = this.clock.now() + decision.delay
       this.emit('job:retrying', {
         orderId,
         jobId: job.job.id,
@@ -1049,7 +1051,7 @@ export class Engine {
         retryAt: job.job.retryAt,
         reason,
       })
-      if (delay === 0) this.ready(job)
+      if (decision.delay === 0) this.ready(job)
       else this.armRetry(job)
       return
     }
@@ -1057,7 +1059,7 @@ export class Engine {
     this.stepDown(job, undefined)
     job.job.reason = describeFailure(result)
     this.emit('job:failed', { orderId, jobId: job.job.id, attempt: job.job.attempt, reason })
-    if (policy.onExhausted === 'fail-order') {
+    if (decision.onExhausted === 'fail-order') {
       this.endOrder(job.order, 'failed', `job ${job.job.name} failed: ${job.job.reason}`)
     } else {
       this.skipDependents(job)
