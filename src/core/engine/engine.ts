@@ -9,11 +9,10 @@
  * its order ended; a job succeeds at most once, because a result is accepted only for the
  * job's current attempt on the target running it.
  */
-import { bind, toJobGraph } from '../bind.ts'
 import type { Clock, Timer } from '../clock.ts'
 import { systemClock } from '../clock.ts'
 import { LockstepError, ValidationError } from '../errors.ts'
-import { compileFailurePolicy, decideAfterFailure, NOT_DELIVERED } from '../failure-policy.ts'
+import { decideAfterFailure, NOT_DELIVERED } from '../failure-policy.ts'
 import { IdGenerator } from '../ids.ts'
 import type { Id } from '../ids.ts'
 import type {
@@ -26,14 +25,12 @@ import type {
   OrderState,
   Resource,
   Target,
-  TargetPolicy,
 } from '../model.ts'
 import { finalJobStates, productOf } from '../model.ts'
 import { compileOrderOptions } from '../order.ts'
-import type { ResolvedOrderOptions } from '../order.ts'
 import { compilePacket } from '../packet.ts'
 import type { Packet } from '../packet.ts'
-import { compileArtifact, parseInput } from '../schema.ts'
+import { parseInput } from '../schema.ts'
 import { targetRegistrationSchema } from '../protocol.ts'
 import type { Assignment, JobInput, RunningAttempt, TargetRegistration } from '../protocol.ts'
 import { Scheduler } from '../dispatch/scheduler.ts'
@@ -41,6 +38,8 @@ import type { ScheduleJobOptions, WaitReason } from '../dispatch/scheduler.ts'
 import type { EngineEvent, EngineEventMap, EngineEventType, EngineListener } from './events.ts'
 import { emptyCounts } from './fulfilment.ts'
 import type { AttemptState, JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
+import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
+import type { Submission } from './submission.ts'
 
 /** Options of an {@link Engine}. */
 export interface EngineOptions {
@@ -331,31 +330,8 @@ export class Engine {
     }
     const packet = record.packet
     const resolved = compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
-    const resources = new Map(packet.resources.map((r) => [r.key, r]))
     const now = this.clock.now()
-    const order = this.newOrder({ kind: 'packet', packetId: record.id }, resolved, submitter, now)
-    const jobs = packet.jobs.map((pj) => {
-      const job: Job = {
-        id: this.ids.next(now),
-        orderId: order.order.id,
-        index: pj.index,
-        name: pj.name,
-        op: pj.op,
-        policy: overridePolicy(resolved, pj.name, pj.policy),
-        uses: pj.uses.map((key) => resources.get(key)!),
-        failure: compileFailurePolicy(pj.failure, resolved.failure, packet.failure),
-        timeoutMs: pj.timeoutMs,
-        ...(pj.cacheKey === undefined ? {} : { cacheKey: pj.cacheKey }),
-        state: 'waiting',
-        attempt: 0,
-      }
-      return job
-    })
-    const locks: Lock[] = []
-    for (const pj of packet.jobs) {
-      for (const a of pj.after) locks.push({ jobId: jobs[a]!.id, nextId: jobs[pj.index]!.id })
-    }
-    return this.start(order, jobs, locks)
+    return this.start(packetSubmission(record.id, packet, resolved, submitter, this.ids, now))
   }
 
   /** Stores a packet and orders it once. */
@@ -372,16 +348,7 @@ export class Engine {
    * initiator, and orders it. Throws NO_WORKER_FOR_PROJECT when no live worker holds the data.
    */
   submitArtifact(input: unknown, options: unknown, submitter: string): OrderFulfilment {
-    const artifact: Artifact = compileArtifact(input)
-    const resolved = compileOrderOptions(options)
-    if (resolved.override !== undefined) {
-      throw new ValidationError([
-        {
-          path: 'override',
-          message: "an artifact's jobs are bound to the workers that hold its project's data",
-        },
-      ])
-    }
+    const { artifact, resolved } = compileArtifactOrder(input, options)
     const workers = this.workersFor(artifact.project)
     if (workers.length === 0) {
       throw new LockstepError(
@@ -389,32 +356,10 @@ export class Engine {
         `no live worker holds the data of project '${artifact.project}'`,
       )
     }
+    const context = { initiator: this.initiator, workers }
     const now = this.clock.now()
-    const bound = bind(artifact, { initiator: this.initiator, workers })
-    const graph = toJobGraph(bound, this.ids, now)
-    const artifactId = this.ids.next(now)
-    const order = this.newOrder({ kind: 'artifact', artifactId }, resolved, submitter, now)
-    const failure = compileFailurePolicy(resolved.failure)
-    const jobs = graph.jobs.map((g) => {
-      const job: Job = {
-        id: g.id,
-        orderId: order.order.id,
-        index: g.index,
-        name: g.name,
-        op: g.op,
-        policy: g.policy,
-        uses: [],
-        failure,
-        timeoutMs: undefined,
-        state: 'waiting',
-        attempt: 0,
-        step: g.step,
-        iteration: g.iteration,
-      }
-      order.iterations = Math.max(order.iterations, g.iteration + 1)
-      return job
-    })
-    return this.start(order, jobs, graph.locks, artifact)
+    const submission = artifactSubmission(artifact, context, resolved, submitter, this.ids, now)
+    return this.start(submission, artifact)
   }
 
   /** The live workers holding a project's data, in id order: an artifact's context. */
@@ -744,24 +689,6 @@ export class Engine {
 
   // ---- internals: orders ----
 
-  private newOrder(
-    source: Order['source'],
-    resolved: ResolvedOrderOptions,
-    submitter: string,
-    now: number,
-  ): OrderRecord {
-    return new OrderRecord({
-      id: this.ids.next(now),
-      source,
-      priority: resolved.priority,
-      owner: resolved.owner ?? submitter,
-      creator: submitter,
-      override: resolved.override,
-      state: 'running',
-      createdAt: now,
-    })
-  }
-
   /** Makes an order's job records, joins them by its locks, and indexes them. */
   private link(order: OrderRecord, jobs: Job[], locks: readonly Lock[]): void {
     const byId = new Map<Id, JobRecord>()
@@ -781,13 +708,11 @@ export class Engine {
     for (const record of order.jobs) this.jobRecords.set(record.job.id, record)
   }
 
-  /** Links an order's jobs by its locks, announces it, and makes its first jobs ready. */
-  private start(
-    order: OrderRecord,
-    jobs: Job[],
-    locks: Lock[],
-    artifact?: Artifact,
-  ): OrderFulfilment {
+  /** Links a new order's jobs by its locks, announces it, and makes its first jobs ready. */
+  private start(submission: Submission, artifact?: Artifact): OrderFulfilment {
+    const { jobs, locks } = submission
+    const order = new OrderRecord(submission.order)
+    order.iterations = submission.iterations
     this.link(order, jobs, locks)
     order.counts.waiting = jobs.length
     this.emit('order:submitted', {
@@ -1235,15 +1160,6 @@ export class Engine {
     const event = { type, at: this.clock.now(), ...body } as EngineEvent
     for (const listener of this.listeners) listener(event)
   }
-}
-
-/** The policy of a job after its order's override: per job name first, then for all jobs. */
-function overridePolicy(
-  resolved: ResolvedOrderOptions,
-  name: string,
-  policy: TargetPolicy,
-): TargetPolicy {
-  return resolved.override?.jobs?.[name] ?? resolved.override?.all ?? policy
 }
 
 /** A machine-readable reason for a failed result: `exit-code`, `timeout`, `worker-lost`, … */
