@@ -38,8 +38,11 @@ import type { ScheduleJobOptions, WaitReason } from '../dispatch/scheduler.ts'
 import type { EngineEvent, EngineEventMap, EngineEventType, EngineListener } from './events.ts'
 import { emptyCounts } from './fulfilment.ts'
 import type { AttemptState, JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
+import { capabilitiesOf, registeredTarget } from './registration.ts'
 import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
 import type { Submission } from './submission.ts'
+import { TargetRegistry } from './target-registry.ts'
+import type { TargetRecord } from './target-registry.ts'
 
 /** Options of an {@link Engine}. */
 export interface EngineOptions {
@@ -88,17 +91,6 @@ export interface PacketRecord {
   createdAt: number
 }
 
-interface TargetRecord {
-  target: Target
-  live: boolean
-  /** 0: no lease (the initiator, push targets). */
-  leaseMs: number
-  leaseDue: number
-  leaseTimer: Timer | undefined
-  /** Running attempts, by job id. */
-  running: Map<Id, JobRecord>
-}
-
 class OrderRecord {
   readonly order: Order
   readonly jobs: JobRecord[] = []
@@ -133,7 +125,7 @@ class JobRecord {
   retryTimer: Timer | undefined = undefined
   timeoutTimer: Timer | undefined = undefined
   /** The target running the current attempt. */
-  runningOn: TargetRecord | undefined = undefined
+  runningOn: TargetRecord<JobRecord> | undefined = undefined
   /** The product it makes; also its id in the dispatch core. */
   readonly productId: string
 
@@ -168,7 +160,7 @@ export class Engine {
   readonly initiator: string
   private readonly dispatch: Scheduler
   private readonly listeners: EngineListener[] = []
-  private readonly targetRecords = new Map<string, TargetRecord>()
+  private readonly registry: TargetRegistry<JobRecord>
   private readonly packets = new Map<Id, PacketRecord>()
   private readonly packetsByName = new Map<string, PacketRecord>()
   private readonly orders = new Map<Id, OrderRecord>()
@@ -192,9 +184,20 @@ export class Engine {
       depsTimeoutMs: options.depsTimeoutMs ?? 500,
       clock: this.clock,
     })
-    this.addTarget(
+    const dispatch = this.dispatch
+    this.registry = new TargetRegistry<JobRecord>(this.clock, {
+      joined: (r) =>
+        dispatch.registerWorker(r.target.id, { strictOnly: r.capabilities.strictOnly }),
+      gone: (r, event) => {
+        dispatch.removeWorker(r.target.id)
+        this.emit(event, { targetId: r.target.id })
+      },
+      lost: (job, why) => this.loseAttempt(job, why),
+      undelivered: (job, targetId) => this.notDelivered(job, targetId),
+    })
+    this.registry.register(
       { id: this.initiator, kind: 'initiator', availability: 0, labels: {}, projects: [] },
-      0,
+      capabilitiesOf('initiator', this.leaseMs),
     )
   }
 
@@ -220,77 +223,46 @@ export class Engine {
         { path: 'id', message: `'${spec.id}' is the initiator's id; choose another` },
       ])
     }
-    const kind = spec.kind ?? 'worker'
-    const target: Target = {
-      id: spec.id,
-      kind,
-      availability: spec.slots ?? 1,
-      labels: spec.labels ?? {},
-      projects: [...new Set(spec.projects ?? [])].sort(),
-      ...(spec.url === undefined ? {} : { url: spec.url }),
-    }
-    const record = this.addTarget(target, kind === 'worker' ? this.leaseMs : 0)
+    const target = registeredTarget(spec)
+    const record = this.registry.register(target, capabilitiesOf(target.kind, this.leaseMs))
     this.emit('target:registered', { target })
     const cached = spec.cached ?? []
     for (const id of cached) this.dispatch.addCached(spec.id, id)
     if (cached.length > 0)
       this.emit('cache:changed', { targetId: spec.id, added: cached, removed: [] })
-    const still = new Set((spec.running ?? []).map((r) => `${r.jobId}#${r.attempt}`))
-    for (const job of [...record.running.values()]) {
-      if (!still.has(`${job.job.id}#${job.job.attempt}`)) {
-        this.loseAttempt(job, `${spec.id} restarted without it`)
-      }
-    }
+    this.registry.restarted(record, spec.running ?? [])
     return target
   }
 
   /** Renews a worker's lease. Throws TARGET_NOT_FOUND for a worker that is unknown or lost. */
   heartbeat(targetId: string, running?: readonly RunningAttempt[]): void {
-    const record = this.workerRecord(targetId)
-    const now = this.clock.now()
-    if (record.leaseMs > 0) record.leaseDue = now + record.leaseMs
-    if (running === undefined) return
-    // An attempt the worker does not say it runs is lost, once it had a lease's time to arrive:
-    // the reply that carried it may never have reached the worker.
-    const held = new Set(running.map((r) => `${r.jobId}#${r.attempt}`))
-    for (const job of [...record.running.values()]) {
-      const current = job.current!
-      const started = current.transitions[0]!.at
-      if (!held.has(`${job.job.id}#${current.attempt}`) && now - started >= this.leaseMs) {
-        this.notDelivered(job, targetId)
-      }
-    }
+    // An attempt the worker does not say it runs is lost once it had a lease's time to arrive.
+    this.registry.heartbeat(this.workerRecord(targetId), running, this.leaseMs)
   }
 
   /** A target leaves: its running attempts fail with `worker-lost` and follow their policy. */
   removeTarget(targetId: string): void {
-    const record = this.workerRecord(targetId)
-    this.drop(record, 'target:left', `${targetId} left`)
+    this.registry.remove(this.workerRecord(targetId))
   }
 
   /** Says where a target serves its products (the initiator learns it once the server listens). */
   setTargetUrl(targetId: string, url: string): void {
-    const record = this.targetRecords.get(targetId)
-    if (record !== undefined) record.target.url = url
+    this.registry.setTargetUrl(targetId, url)
   }
 
   /** A registered target. */
   target(targetId: string): Target | undefined {
-    return this.targetRecords.get(targetId)?.target
+    return this.registry.target(targetId)
   }
 
   /** Every registered target, with whether it is live. */
   targets(): { target: Target; live: boolean; running: number }[] {
-    return [...this.targetRecords.values()].map((r) => ({
-      target: r.target,
-      live: r.live,
-      running: r.running.size,
-    }))
+    return this.registry.targets()
   }
 
   /** Records products a target gained or lost from its cache. */
   reportCache(targetId: string, added: readonly string[], removed: readonly string[] = []): void {
-    this.liveTarget(targetId)
+    this.registry.live(targetId)
     if (added.length === 0 && removed.length === 0) return
     for (const id of added) this.dispatch.addCached(targetId, id)
     for (const id of removed) this.dispatch.removeCached(targetId, id)
@@ -364,20 +336,14 @@ export class Engine {
 
   /** The live workers holding a project's data, in id order: an artifact's context. */
   workersFor(project: string): string[] {
-    const out: string[] = []
-    for (const r of this.targetRecords.values()) {
-      if (r.live && r.target.kind === 'worker' && r.target.projects.includes(project)) {
-        out.push(r.target.id)
-      }
-    }
-    return out.sort()
+    return this.registry.holding(project)
   }
 
   // ---- dispatch ----
 
   /** Hands up to `max` jobs to a pulling target and starts their attempts. */
   pick(targetId: string, max: number): Assignment[] {
-    const record = this.liveTarget(targetId)
+    const record = this.registry.live(targetId)
     const out: Assignment[] = []
     while (out.length < max && !this.stopped) {
       const pending = this.dispatch.tryPickJob(targetId)
@@ -390,11 +356,10 @@ export class Engine {
   /** One scheduling cycle for push targets: free slots per target in, started attempts out. */
   cycle(availability: ReadonlyMap<string, number>): Assignment[] {
     const live = new Map<string, number>()
-    for (const [id, n] of availability)
-      if (this.targetRecords.get(id)?.live === true) live.set(id, n)
+    for (const [id, n] of availability) if (this.registry.isLive(id)) live.set(id, n)
     return this.dispatch
       .cycle(live)
-      .map((a) => this.startAttempt(this.leaders.get(a.jobId)!, this.targetRecords.get(a.target)!))
+      .map((a) => this.startAttempt(this.leaders.get(a.jobId)!, this.registry.get(a.target)!))
   }
 
   /**
@@ -473,24 +438,12 @@ export class Engine {
       const latest = this.packetsByName.get(p.name)
       if (latest === undefined || latest.createdAt <= p.createdAt) this.packetsByName.set(p.name, p)
     }
-    for (const { target, live } of state.targets) {
-      if (target.id === this.initiator) continue
-      if (live) this.addTarget(target, target.kind === 'worker' ? this.leaseMs : 0)
-      else {
-        this.targetRecords.set(target.id, {
-          target,
-          live: false,
-          leaseMs: 0,
-          leaseDue: 0,
-          leaseTimer: undefined,
-          running: new Map(),
-        })
-      }
-    }
+    this.registry.restore(
+      state.targets.filter((t) => t.target.id !== this.initiator),
+      (target) => capabilitiesOf(target.kind, this.leaseMs),
+    )
     for (const p of state.products) {
-      if (this.targetRecords.get(p.targetId)?.live === true) {
-        this.dispatch.addCached(p.targetId, p.productId)
-      }
+      if (this.registry.isLive(p.targetId)) this.dispatch.addCached(p.targetId, p.productId)
     }
     const attempts = new Map<Id, TargetFulfilment[]>()
     for (const a of state.attempts) {
@@ -520,7 +473,7 @@ export class Engine {
         if (state === 'ready') readyAgain.push(job)
         else if (state === 'running') {
           const current = job.current
-          const target = current === undefined ? undefined : this.targetRecords.get(current.target)
+          const target = current === undefined ? undefined : this.registry.get(current.target)
           if (current === undefined || target?.live !== true) {
             lost.push(job)
             continue
@@ -680,7 +633,7 @@ export class Engine {
   stop(): void {
     this.stopped = true
     this.dispatch.stop()
-    for (const t of this.targetRecords.values()) t.leaseTimer?.cancel()
+    this.registry.stop()
     for (const j of this.jobRecords.values()) {
       j.retryTimer?.cancel()
       j.timeoutTimer?.cancel()
@@ -860,7 +813,7 @@ export class Engine {
     }
   }
 
-  private startAttempt(job: JobRecord, target: TargetRecord): Assignment {
+  private startAttempt(job: JobRecord, target: TargetRecord<JobRecord>): Assignment {
     const now = this.clock.now()
     job.job.attempt++
     const attempt = job.job.attempt
@@ -1076,70 +1029,12 @@ export class Engine {
 
   // ---- internals: targets ----
 
-  private addTarget(target: Target, leaseMs: number): TargetRecord {
-    let record = this.targetRecords.get(target.id)
-    if (record === undefined) {
-      record = {
-        target,
-        live: true,
-        leaseMs,
-        leaseDue: 0,
-        leaseTimer: undefined,
-        running: new Map(),
-      }
-      this.targetRecords.set(target.id, record)
-    } else {
-      record.target = target
-      record.live = true
-      record.leaseMs = leaseMs
-    }
-    this.dispatch.registerWorker(target.id, { strictOnly: target.kind === 'initiator' })
-    if (leaseMs > 0) {
-      record.leaseDue = this.clock.now() + leaseMs
-      if (record.leaseTimer === undefined) this.armLease(record, leaseMs)
-    }
-    return record
-  }
-
-  /** One timer per worker, moved on lazily: a heartbeat only writes the new due time. */
-  private armLease(record: TargetRecord, ms: number): void {
-    record.leaseTimer = this.clock.setTimeout(() => {
-      record.leaseTimer = undefined
-      if (!record.live || this.stopped) return
-      const left = record.leaseDue - this.clock.now()
-      if (left > 0) this.armLease(record, left)
-      else this.drop(record, 'target:lost', `${record.target.id} stopped heartbeating`)
-    }, ms)
-  }
-
-  private drop(record: TargetRecord, event: 'target:lost' | 'target:left', why: string): void {
-    record.live = false
-    record.leaseTimer?.cancel()
-    record.leaseTimer = undefined
-    this.dispatch.removeWorker(record.target.id)
-    this.emit(event, { targetId: record.target.id })
-    for (const job of [...record.running.values()]) this.loseAttempt(job, why)
-  }
-
   /** A live target that speaks for itself: never the initiator, which lives in the scheduler. */
-  private workerRecord(targetId: string): TargetRecord {
+  private workerRecord(targetId: string): TargetRecord<JobRecord> {
     if (targetId === this.initiator) {
       throw new LockstepError('TARGET_NOT_FOUND', `'${targetId}' is the initiator, not a worker`)
     }
-    return this.liveTarget(targetId)
-  }
-
-  private liveTarget(targetId: string): TargetRecord {
-    const record = this.targetRecords.get(targetId)
-    if (record === undefined || !record.live) {
-      throw new LockstepError(
-        'TARGET_NOT_FOUND',
-        record === undefined
-          ? `no target is registered as '${targetId}'`
-          : `target '${targetId}' was lost; register it again`,
-      )
-    }
-    return record
+    return this.registry.live(targetId)
   }
 
   private orderRecord(orderId: Id): OrderRecord {
