@@ -38,6 +38,7 @@ import type { ScheduleJobOptions, WaitReason } from '../dispatch/scheduler.ts'
 import type { EngineEvent, EngineEventMap, EngineEventType, EngineListener } from './events.ts'
 import { emptyCounts } from './fulfilment.ts'
 import type { AttemptState, JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
+import { ProductClaims } from './product-claims.ts'
 import { capabilitiesOf, registeredTarget } from './registration.ts'
 import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
 import type { Submission } from './submission.ts'
@@ -165,12 +166,7 @@ export class Engine {
   private readonly packetsByName = new Map<string, PacketRecord>()
   private readonly orders = new Map<Id, OrderRecord>()
   private readonly jobRecords = new Map<Id, JobRecord>()
-  /**
-   * The job in the dispatch core for each product id (ready, running or backing off), and the
-   * jobs with the same cache key that wait for it.
-   */
-  private readonly leaders = new Map<string, JobRecord>()
-  private readonly followers = new Map<string, JobRecord[]>()
+  private readonly claims: ProductClaims<JobRecord>
   private stopped = false
 
   constructor(options: EngineOptions = {}) {
@@ -185,6 +181,10 @@ export class Engine {
       clock: this.clock,
     })
     const dispatch = this.dispatch
+    this.claims = new ProductClaims<JobRecord>(
+      (job) => dispatch.scheduleJob(this.dispatchOptions(job)),
+      (productId) => dispatch.locateArtifact(productId),
+    )
     this.registry = new TargetRegistry<JobRecord>(this.clock, {
       joined: (r) =>
         dispatch.registerWorker(r.target.id, { strictOnly: r.capabilities.strictOnly }),
@@ -348,7 +348,7 @@ export class Engine {
     while (out.length < max && !this.stopped) {
       const pending = this.dispatch.tryPickJob(targetId)
       if (pending === null) break
-      out.push(this.startAttempt(this.leaders.get(pending.job.id)!, record))
+      out.push(this.startAttempt(this.claims.leader(pending.job.id)!, record))
     }
     return out
   }
@@ -359,7 +359,7 @@ export class Engine {
     for (const [id, n] of availability) if (this.registry.isLive(id)) live.set(id, n)
     return this.dispatch
       .cycle(live)
-      .map((a) => this.startAttempt(this.leaders.get(a.jobId)!, this.registry.get(a.target)!))
+      .map((a) => this.startAttempt(this.claims.leader(a.jobId)!, this.registry.get(a.target)!))
   }
 
   /**
@@ -479,7 +479,7 @@ export class Engine {
             continue
           }
           this.dispatch.scheduleRunning(this.dispatchOptions(job), target.target.id)
-          this.leaders.set(job.productId, job)
+          this.claims.lead(job)
           job.runningOn = target
           target.running.set(job.job.id, job)
           if (job.job.timeoutMs !== undefined) {
@@ -499,7 +499,7 @@ export class Engine {
     }
     // Ready jobs go back to dispatch after the running ones have claimed their products: a job
     // whose cache key another one is making waits for it again.
-    for (const job of readyAgain) this.claim(job)
+    for (const job of readyAgain) this.claims.claim(job)
     for (const job of lost) {
       if (job.current === undefined) {
         // Stored as running with no attempt: it never started; queue it again.
@@ -608,7 +608,7 @@ export class Engine {
       }
     }
     if (job.job.state === 'ready') {
-      const leader = this.leaders.get(job.productId)
+      const leader = this.claims.leader(job.productId)
       if (leader !== undefined && leader !== job)
         return { kind: 'same-product', job: leader.job.id }
       return this.dispatch.explain(job.productId)
@@ -727,32 +727,13 @@ export class Engine {
     job.job.retryAt = undefined
     job.retryTimer = undefined
     this.setState(job, 'ready')
-    if (job.productId !== job.job.id && job.job.attempt === 0) {
-      const holder = this.dispatch.locateArtifact(job.productId)
-      if (holder !== undefined) {
-        this.fromCache(job, holder)
-        return
-      }
-    }
-    this.claim(job)
-    this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
-  }
-
-  /**
-   * Puts a ready job into the dispatch core as the maker of its product, or, when another job
-   * with its cache key already makes it, behind that one.
-   */
-  private claim(job: JobRecord): void {
-    const product = job.productId
-    const leader = this.leaders.get(product)
-    if (leader !== undefined && leader !== job) {
-      let list = this.followers.get(product)
-      if (list === undefined) this.followers.set(product, (list = []))
-      list.push(job)
+    const holder = this.claims.cached(job)
+    if (holder !== undefined) {
+      this.fromCache(job, holder)
       return
     }
-    this.leaders.set(product, job)
-    this.dispatch.scheduleJob(this.dispatchOptions(job))
+    this.claims.claim(job)
+    this.emit('job:ready', { orderId: job.order.order.id, jobId: job.job.id })
   }
 
   /** Readies a job backing off when its retry is due. */
@@ -784,21 +765,8 @@ export class Engine {
    * for it take it; without, the first of them runs in its place.
    */
   private stepDown(job: JobRecord, holder: string | undefined): void {
-    const product = job.productId
-    if (this.leaders.get(product) !== job) return
-    this.leaders.delete(product)
-    const waiting = this.followers.get(product)
-    if (waiting === undefined) return
-    this.followers.delete(product)
-    const live = waiting.filter((f) => f.job.state === 'ready')
-    if (holder !== undefined) {
-      for (const f of live) this.fromCache(f, holder)
-      return
-    }
-    const next = live.shift()
-    if (next === undefined) return
-    if (live.length > 0) this.followers.set(product, live)
-    this.claim(next)
+    const takers = this.claims.stepDown(job, holder)
+    for (const f of takers) this.fromCache(f, holder!)
   }
 
   private dispatchOptions(job: JobRecord): ScheduleJobOptions {
@@ -977,7 +945,7 @@ export class Engine {
       })
       this.dispatch.cancelJob(job.productId)
       this.endAttempt(job, 'cancelled', { ok: false, reason: 'cancelled', message: reason })
-    } else if (state === 'ready' && this.leaders.get(job.productId) === job) {
+    } else if (state === 'ready' && this.claims.leader(job.productId) === job) {
       this.dispatch.cancelJob(job.productId)
     }
     this.setState(job, 'cancelled')
