@@ -42,8 +42,12 @@ import { ProductClaims } from './product-claims.ts'
 import { capabilitiesOf, registeredTarget } from './registration.ts'
 import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
 import type { Submission } from './submission.ts'
+import { StoredPackets } from './stored-packets.ts'
+import type { PacketRecord } from './stored-packets.ts'
 import { TargetRegistry } from './target-registry.ts'
 import type { TargetRecord } from './target-registry.ts'
+
+export type { PacketRecord }
 
 /** Options of an {@link Engine}. */
 export interface EngineOptions {
@@ -82,14 +86,6 @@ export interface EngineState {
   attempts: TargetFulfilment[]
   targets: { target: Target; live: boolean }[]
   products: { productId: string; targetId: string }[]
-}
-
-/** A stored packet. */
-export interface PacketRecord {
-  id: Id
-  name: string
-  packet: Packet
-  createdAt: number
 }
 
 class OrderRecord {
@@ -162,8 +158,7 @@ export class Engine {
   private readonly dispatch: Scheduler
   private readonly listeners: EngineListener[] = []
   private readonly registry: TargetRegistry<JobRecord>
-  private readonly packets = new Map<Id, PacketRecord>()
-  private readonly packetsByName = new Map<string, PacketRecord>()
+  private readonly packets = new StoredPackets()
   private readonly orders = new Map<Id, OrderRecord>()
   private readonly jobRecords = new Map<Id, JobRecord>()
   private readonly claims: ProductClaims<JobRecord>
@@ -277,21 +272,14 @@ export class Engine {
   }
 
   private storePacket(packet: Packet): PacketRecord {
-    const record: PacketRecord = {
-      id: this.ids.next(this.clock.now()),
-      name: packet.name,
-      packet,
-      createdAt: this.clock.now(),
-    }
-    this.packets.set(record.id, record)
-    this.packetsByName.set(record.name, record)
+    const record = this.packets.add(packet, this.ids.next(this.clock.now()), this.clock.now())
     this.emit('packet:created', { packetId: record.id, name: record.name, packet })
     return record
   }
 
   /** A packet by id, or the latest of that name. */
   packet(idOrName: string): PacketRecord | undefined {
-    return this.packets.get(idOrName) ?? this.packetsByName.get(idOrName)
+    return this.packets.get(idOrName)
   }
 
   /** Orders a stored packet (by id or name). */
@@ -433,11 +421,7 @@ export class Engine {
       throw new Error('restore() needs a fresh engine')
     }
     const now = this.clock.now()
-    for (const p of state.packets) {
-      this.packets.set(p.id, p)
-      const latest = this.packetsByName.get(p.name)
-      if (latest === undefined || latest.createdAt <= p.createdAt) this.packetsByName.set(p.name, p)
-    }
+    this.packets.restore(state.packets)
     this.registry.restore(
       state.targets.filter((t) => t.target.id !== this.initiator),
       (target) => capabilitiesOf(target.kind, this.leaseMs),
