@@ -3,7 +3,7 @@
  * order does when they are used up.
  */
 import { z } from 'zod'
-import type { FailurePolicy } from './model.ts'
+import type { FailurePolicy, OnExhausted } from './model.ts'
 
 /** A failure policy as users write it; every field is optional and falls back in layers. */
 export const failurePolicySchema = z.strictObject({
@@ -61,4 +61,48 @@ export function backoffDelay(policy: FailurePolicy, attempt: number, random: num
   )
   const spread = base * policy.jitter * (2 * random - 1)
   return Math.max(0, Math.round(base + spread))
+}
+
+/** The reason of an attempt that never reached its target. */
+export const NOT_DELIVERED = 'not-delivered'
+
+/** A failed attempt, as {@link decideAfterFailure} weighs it. */
+export interface FailedAttempt {
+  /** The job's policy. */
+  policy: FailurePolicy
+  /** Attempts that count against the policy: every attempt but those never delivered. */
+  counted: number
+  /** Whether the job's order still runs: an order that has ended retries nothing. */
+  orderRunning: boolean
+  /** The target the attempt failed on. */
+  target: string
+  /** The targets the job's retries avoid so far. */
+  avoid: string[] | undefined
+  /** The failed result's reason: an attempt that was never delivered retries at once. */
+  reason: string | undefined
+}
+
+/**
+ * What a job does after a failed attempt: retry after `delay` ms, avoiding `avoid`, or give up
+ * and let its order do what the policy says.
+ */
+export type FailureDecision =
+  | { kind: 'retry'; delay: number; avoid: string[] | undefined }
+  | { kind: 'give-up'; onExhausted: OnExhausted }
+
+/**
+ * Decides what follows a failed attempt. `random` gives numbers in [0, 1) for the jitter; it is
+ * drawn only for a retry that waits, so an injected sequence is drawn no more often than that.
+ */
+export function decideAfterFailure(failed: FailedAttempt, random: () => number): FailureDecision {
+  const { policy, counted } = failed
+  if (counted >= policy.attempts || !failed.orderRunning) {
+    return { kind: 'give-up', onExhausted: policy.onExhausted }
+  }
+  let avoid = failed.avoid
+  if (policy.otherTarget && !(avoid ?? []).includes(failed.target)) {
+    avoid = [...(avoid ?? []), failed.target]
+  }
+  const delay = failed.reason === NOT_DELIVERED ? 0 : backoffDelay(policy, counted + 1, random())
+  return { kind: 'retry', delay, avoid }
 }

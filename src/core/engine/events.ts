@@ -2,6 +2,7 @@
  * The engine's one event stream: a typed `noun:verb` event for every transition. The store
  * persists them, the API streams them, the dashboard draws them.
  */
+import type { Clock } from '../clock.ts'
 import type { Id } from '../ids.ts'
 import type { Artifact, Job, Lock, Order, Target } from '../model.ts'
 import type { Packet } from '../packet.ts'
@@ -68,3 +69,29 @@ export type EngineEvent = {
 
 /** Receives every event, in order, synchronously with the transition. */
 export type EngineListener = (event: EngineEvent) => void
+
+/** The listeners of one engine, and the one way its parts emit to them. */
+export class EngineEvents {
+  private readonly listeners: EngineListener[] = []
+  private readonly clock: Clock
+
+  constructor(clock: Clock) {
+    this.clock = clock
+  }
+
+  /** Listens to every event; returns a function that stops listening. */
+  on(listener: EngineListener): () => void {
+    this.listeners.push(listener)
+    return () => {
+      const i = this.listeners.indexOf(listener)
+      if (i >= 0) this.listeners.splice(i, 1)
+    }
+  }
+
+  /** Emits an event to every listener, synchronously, in registration order. */
+  emit<K extends EngineEventType>(type: K, body: EngineEventMap[K]): void {
+    if (this.listeners.length === 0) return
+    const event = { type, at: this.clock.now(), ...body } as EngineEvent
+    for (const listener of this.listeners) listener(event)
+  }
+}

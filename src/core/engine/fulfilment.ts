@@ -2,7 +2,7 @@
  * Fulfilment (seed 002): the progress records of an order and of each attempt of its jobs.
  */
 import type { Id } from '../ids.ts'
-import type { JobState, OrderState } from '../model.ts'
+import type { JobResult, JobState, OrderState } from '../model.ts'
 
 /** Counts of an order's jobs by state. */
 export type JobCounts = Record<JobState, number>
@@ -103,5 +103,36 @@ export function orderFulfilment(p: FulfilmentParts): OrderFulfilment {
   if (p.startedAt !== undefined) out.startedAt = p.startedAt
   if (p.endedAt !== undefined) out.endedAt = p.endedAt
   if (p.reason !== undefined) out.reason = p.reason
+  return out
+}
+
+/** Ends an attempt's record with the state it ended in and what its result says. */
+export function endFulfilment(
+  current: TargetFulfilment,
+  state: AttemptState,
+  result: JobResult | undefined,
+  at: number,
+): void {
+  current.state = state
+  current.transitions.push({ state, at })
+  if (result?.reason !== undefined) current.reason = result.reason
+  else if (!(result?.ok ?? true)) current.reason = failureReason(result!)
+  if (result?.exitCode !== undefined) current.exitCode = result.exitCode
+  if (result?.message !== undefined) current.message = result.message
+  if (state === 'succeeded') current.product = current.target
+}
+
+/** A machine-readable reason for a failed result: `exit-code`, `timeout`, `worker-lost`, … */
+export function failureReason(result: JobResult): string {
+  if (result.reason !== undefined) return result.reason
+  if (result.exitCode !== undefined) return 'exit-code'
+  return 'failed'
+}
+
+/** The reason with its details, for people: `exit-code 3: out of memory`. */
+export function describeFailure(result: JobResult): string {
+  let out = failureReason(result)
+  if (result.exitCode !== undefined) out += ` ${result.exitCode}`
+  if (result.message !== undefined) out += `: ${result.message}`
   return out
 }

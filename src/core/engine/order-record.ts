@@ -1,0 +1,131 @@
+/**
+ * What the engine keeps of an order in flight and of each of its jobs: the jobs joined by their
+ * locks, the count of jobs in each state, and every attempt.
+ *
+ * Invariants: `counts` always matches the states of the order's jobs; `held` is the number of
+ * the job's incoming locks whose job has not succeeded.
+ */
+import type { Timer } from '../clock.ts'
+import type { Id } from '../ids.ts'
+import type { Job, Lock, Order, Resource } from '../model.ts'
+import { finalJobStates, productOf } from '../model.ts'
+import type { JobInput } from '../protocol.ts'
+import type { ScheduleJobOptions } from '../dispatch/scheduler.ts'
+import { emptyCounts, orderFulfilment } from './fulfilment.ts'
+import type { JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
+import type { TargetRecord } from './target-registry.ts'
+
+export class OrderRecord {
+  readonly order: Order
+  readonly jobs: JobRecord[] = []
+  readonly counts: JobCounts = emptyCounts()
+  startedAt: number | undefined = undefined
+  endedAt: number | undefined = undefined
+  reason: string | undefined = undefined
+  /** For artifacts: how many iterations its `iterate` steps run; 1 without them. */
+  iterations = 0
+  constructor(order: Order) {
+    this.order = order
+  }
+}
+
+export class JobRecord {
+  readonly job: Job
+  readonly order: OrderRecord
+  /** The jobs it reads from: its incoming locks. */
+  readonly inputs: JobRecord[] = []
+  /** The jobs waiting on it: its outgoing locks. */
+  readonly next: JobRecord[] = []
+  /** Incoming locks not yet released. */
+  held = 0
+  /** Unique resource keys, as the dispatch core takes them. */
+  readonly uses: string[]
+  readonly resources: Resource[]
+  readonly attempts: TargetFulfilment[] = []
+  /** Targets where earlier attempts failed, for retries on another target. */
+  avoid: string[] | undefined = undefined
+  /** Attempts that never reached their target: they do not count against the policy. */
+  undelivered = 0
+  retryTimer: Timer | undefined = undefined
+  timeoutTimer: Timer | undefined = undefined
+  /** The target running the current attempt. */
+  runningOn: TargetRecord<JobRecord> | undefined = undefined
+  /** The product it makes; also its id in the dispatch core. */
+  readonly productId: string
+
+  constructor(job: Job, order: OrderRecord, resources: Resource[]) {
+    this.job = job
+    this.order = order
+    this.productId = productOf(job)
+    this.resources = resources
+    this.uses =
+      resources.length === 0 ? NO_KEYS : resources.filter((r) => r.unique).map((r) => r.key)
+  }
+
+  get current(): TargetFulfilment | undefined {
+    return this.attempts[this.attempts.length - 1]
+  }
+}
+
+const NO_KEYS: string[] = []
+
+/** Makes an order's job records and joins them by its locks. */
+export function linkJobs(order: OrderRecord, jobs: Job[], locks: readonly Lock[]): void {
+  const byId = new Map<Id, JobRecord>()
+  for (const job of jobs) {
+    const record = new JobRecord(job, order, job.uses)
+    byId.set(job.id, record)
+    order.jobs.push(record)
+  }
+  for (const lock of locks) {
+    const from = byId.get(lock.jobId)!
+    const to = byId.get(lock.nextId)!
+    from.next.push(to)
+    to.inputs.push(from)
+    to.held++
+  }
+}
+
+/** A job as the dispatch core schedules it, under its product id. */
+export function dispatchOptions(job: JobRecord): ScheduleJobOptions {
+  const policy = job.job.policy
+  return {
+    id: job.productId,
+    deps: job.inputs.length > 0 ? job.inputs.map((p) => p.productId) : undefined,
+    priority: job.order.order.priority,
+    target: policy.kind === 'strict' ? policy.target : undefined,
+    uses: job.uses.length > 0 ? job.uses : undefined,
+    avoid: job.avoid,
+  }
+}
+
+/** The products a job reads and the live targets holding each. */
+export function inputsOf(job: JobRecord, holders: (productId: string) => string[]): JobInput[] {
+  return job.inputs.map((p) => ({
+    jobId: p.job.id,
+    name: p.job.name,
+    productId: p.productId,
+    holders: holders(p.productId),
+  }))
+}
+
+/** Where an order stands. */
+export function fulfilmentOf(o: OrderRecord): OrderFulfilment {
+  let iteration: number | undefined
+  if (o.iterations > 1) {
+    iteration = o.iterations - 1
+    for (const j of o.jobs) {
+      if (!finalJobStates.has(j.job.state)) iteration = Math.min(iteration, j.job.iteration ?? 0)
+    }
+  }
+  return orderFulfilment({
+    order: o.order,
+    total: o.jobs.length,
+    counts: o.counts,
+    startedAt: o.startedAt,
+    endedAt: o.endedAt,
+    reason: o.reason,
+    iterations: o.iterations,
+    iteration,
+  })
+}
