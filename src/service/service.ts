@@ -287,12 +287,9 @@ export class SchedulerService {
   private record(e: EngineEvent): void {
     this.journal.add(e, this.engine)
     if (this.listeners.length > 0) this.unstored.push(e)
-    if (e.type === 'attempt:stop') {
-      // Workers hear of a stop on their next heartbeat; push targets from the stored event.
-      if (this.engine.target(e.target)?.kind === 'worker') {
-        this.workers.stop(e.target, { jobId: e.jobId, attempt: e.attempt, reason: e.reason })
-      }
-    } else if (e.type === 'job:ready') this.workers.workArrived()
+    // A waiting heartbeat looks again: for a job to take, or for stops the engine now holds
+    // for its worker. Push targets hear of both from the stored events.
+    if (e.type === 'job:ready' || e.type === 'attempt:stop') this.workers.workArrived()
     this.commit.changed()
   }
 

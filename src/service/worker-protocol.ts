@@ -12,7 +12,7 @@
 import type { Engine } from '../core/engine/engine.ts'
 import { LockstepError } from '../core/errors.ts'
 import { heartbeatSchema } from '../core/protocol.ts'
-import type { HeartbeatInput, HeartbeatReply, Stop } from '../core/protocol.ts'
+import type { HeartbeatInput, HeartbeatReply } from '../core/protocol.ts'
 import { parseInput } from '../core/schema.ts'
 import type { GroupCommit } from './group-commit.ts'
 
@@ -21,8 +21,6 @@ export class WorkerProtocol {
   private readonly commit: GroupCommit
   /** Heartbeats waiting for work. */
   private readonly wake = new Set<() => void>()
-  /** Attempts each target must stop, told on its next heartbeat. */
-  private readonly stops = new Map<string, Stop[]>()
 
   constructor(engine: Engine, commit: GroupCommit) {
     this.engine = engine
@@ -33,20 +31,6 @@ export class WorkerProtocol {
   workArrived(): void {
     if (this.wake.size === 0) return
     for (const wake of [...this.wake]) wake()
-  }
-
-  /** A worker must stop an attempt; it hears so on its next heartbeat. */
-  stop(targetId: string, stop: Stop): void {
-    let list = this.stops.get(targetId)
-    if (list === undefined) this.stops.set(targetId, (list = []))
-    list.push(stop)
-    this.workArrived()
-  }
-
-  private takeStops(targetId: string): Stop[] {
-    const stop = this.stops.get(targetId) ?? []
-    this.stops.delete(targetId)
-    return stop
   }
 
   /** A worker's one call. Answers once all of it is stored. */
@@ -75,7 +59,7 @@ export class WorkerProtocol {
     }
     const free = body.free ?? 0
     let assignments = free > 0 ? engine.pick(targetId, free) : []
-    let stop = this.takeStops(targetId)
+    let stop = engine.takeStops(targetId)
     const waitMs = Math.min(body.waitMs ?? 0, Math.floor(engine.leaseMs / 2))
     if (assignments.length === 0 && stop.length === 0 && refused.length === 0 && waitMs > 0) {
       // Results and cache changes are stored before the wait, so none waits on a quiet cluster.
@@ -84,7 +68,7 @@ export class WorkerProtocol {
       if (!this.commit.stopped && !(signal?.aborted ?? false)) {
         engine.heartbeat(targetId)
         if (free > 0) assignments = engine.pick(targetId, free)
-        stop = this.takeStops(targetId)
+        stop = engine.takeStops(targetId)
       }
     }
     await this.commit.durable()

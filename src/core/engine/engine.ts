@@ -20,7 +20,7 @@ import { compilePacket } from '../packet.ts'
 import type { Packet } from '../packet.ts'
 import { parseInput } from '../schema.ts'
 import { targetRegistrationSchema } from '../protocol.ts'
-import type { Assignment, JobInput, RunningAttempt, TargetRegistration } from '../protocol.ts'
+import type { Assignment, JobInput, RunningAttempt, Stop, TargetRegistration } from '../protocol.ts'
 import { Scheduler } from '../dispatch/scheduler.ts'
 import { EngineEvents } from './events.ts'
 import type { EngineListener } from './events.ts'
@@ -158,6 +158,14 @@ export class Engine {
   }
 
   /** Says where a target serves its products (the initiator learns it once the server listens). */
+  /**
+   * The attempts a worker must stop (cancelled, timed out, or their order ended), each told
+   * once. TARGET_NOT_FOUND for a target that is unknown or lost.
+   */
+  takeStops(targetId: string): Stop[] {
+    return this.registry.takeStops(this.workerRecord(targetId))
+  }
+
   setTargetUrl(targetId: string, url: string): void {
     this.registry.setTargetUrl(targetId, url)
   }

@@ -246,14 +246,7 @@ export class JobLifecycle {
     job.retryTimer = undefined
     job.job.retryAt = undefined
     if (state === 'running') {
-      const current = job.current!
-      this.events.emit('attempt:stop', {
-        orderId: job.order.order.id,
-        jobId: job.job.id,
-        attempt: current.attempt,
-        target: current.target,
-        reason,
-      })
+      this.tellToStop(job, reason)
       this.dispatch.cancelJob(job.productId)
       this.endAttempt(job, 'cancelled', { ok: false, reason: 'cancelled', message: reason })
     } else if (state === 'ready' && this.claims.leader(job.productId) === job) {
@@ -289,16 +282,26 @@ export class JobLifecycle {
 
   private timedOut(job: JobRecord, attempt: number): void {
     if (job.job.state !== 'running' || job.job.attempt !== attempt) return
-    const current = job.current!
     const message = `attempt ${attempt} ran longer than ${job.job.timeoutMs} ms`
+    this.tellToStop(job, 'timeout')
+    this.failRunning(job, { ok: false, reason: 'timeout', message })
+  }
+
+  /**
+   * The target running a job's current attempt must stop it. A target that speaks for itself
+   * hears it as data on its next call (the heartbeat takes its stops); every target hears it
+   * from the event.
+   */
+  private tellToStop(job: JobRecord, reason: string): void {
+    const current = job.current!
+    const stop = { jobId: job.job.id, attempt: current.attempt, reason }
+    const target = job.runningOn
+    if (target !== undefined && target.capabilities.leaseMs > 0) target.stops.push(stop)
     this.events.emit('attempt:stop', {
       orderId: job.order.order.id,
-      jobId: job.job.id,
-      attempt,
       target: current.target,
-      reason: 'timeout',
+      ...stop,
     })
-    this.failRunning(job, { ok: false, reason: 'timeout', message })
   }
 
   /** A running attempt ends without a result from its target: it follows the job's policy. */

@@ -12,7 +12,7 @@ import type { Clock, Timer } from '../clock.ts'
 import { LockstepError } from '../errors.ts'
 import type { Id } from '../ids.ts'
 import type { Target } from '../model.ts'
-import type { RunningAttempt } from '../protocol.ts'
+import type { RunningAttempt, Stop } from '../protocol.ts'
 import type { TargetFulfilment } from './fulfilment.ts'
 
 /** What a target can do, given when it registers; asked instead of its kind. */
@@ -40,6 +40,8 @@ export interface TargetRecord<J> {
   leaseTimer: Timer | undefined
   /** Running attempts, by job id. */
   readonly running: Map<Id, J>
+  /** Attempts it must stop, kept until it next speaks (targets with a lease only). */
+  stops: Stop[]
 }
 
 /** What the registry tells its owner, synchronously, as it happens. */
@@ -77,6 +79,7 @@ export class TargetRegistry<J extends RunningJob> {
         leaseDue: 0,
         leaseTimer: undefined,
         running: new Map(),
+        stops: [],
       }
       this.records.set(target.id, record)
     } else {
@@ -112,6 +115,7 @@ export class TargetRegistry<J extends RunningJob> {
           leaseDue: 0,
           leaseTimer: undefined,
           running: new Map(),
+          stops: [],
         })
       }
     }
@@ -148,6 +152,13 @@ export class TargetRegistry<J extends RunningJob> {
         this.hooks.undelivered(job, record.target.id)
       }
     }
+  }
+
+  /** The attempts a live target must stop, told once: they are gone from it once taken. */
+  takeStops(record: TargetRecord<J>): Stop[] {
+    const stops = record.stops
+    if (stops.length > 0) record.stops = []
+    return stops
   }
 
   /** A target leaves: it is no longer live, and its running attempts are lost. */
@@ -231,6 +242,8 @@ export class TargetRegistry<J extends RunningJob> {
     record.leaseTimer = undefined
     this.hooks.gone(record, event)
     for (const job of [...record.running.values()]) this.hooks.lost(job, why)
+    // A target that is gone runs nothing: there is nothing left to tell it to stop.
+    record.stops = []
   }
 }
 
