@@ -402,11 +402,18 @@ export class Engine {
     return record
   }
 
-  /** A live target that speaks for itself: never the initiator, which lives in the scheduler. */
+  /**
+   * A live target that speaks for itself (it holds a lease): never one the scheduler pushes to,
+   * such as the initiator or a cluster, whose driver speaks for it.
+   */
   private workerRecord(targetId: string): TargetRecord<JobRecord> {
-    if (targetId === this.initiator) {
-      throw new LockstepError('TARGET_NOT_FOUND', `'${targetId}' is the initiator, not a worker`)
+    const record = this.registry.live(targetId)
+    if (record.capabilities.leaseMs === 0) {
+      throw new LockstepError(
+        'TARGET_NOT_FOUND',
+        `'${targetId}' is pushed to by the scheduler, not a worker that calls it`,
+      )
     }
-    return this.registry.live(targetId)
+    return record
   }
 }
