@@ -283,6 +283,47 @@ describe('packets and orders', () => {
   })
 })
 
+describe('locality', () => {
+  /** a runs on w2; b reads a's product and becomes ready, cached nowhere. */
+  function afterAOnW2(w: World) {
+    const order = w.engine.submitPacket(
+      packet([
+        { name: 'a', op },
+        { name: 'b', op, after: ['a'] },
+      ]),
+      {},
+      'ana',
+    )
+    ok(w, one(w, 'w2'))
+    return w.engine.jobs(order.orderId)[1]!
+  }
+
+  it('holds a job for the worker holding its inputs until DepsTimeout, then lets any worker take it', () => {
+    const w = world()
+    const b = afterAOnW2(w)
+    expect(w.engine.explain(b.id)).toEqual({
+      kind: 'locality',
+      stage: 'deps',
+      preferred: ['w2'],
+      until: w.clock.now() + 50,
+    })
+    expect(w.engine.pick('w1', 4)).toEqual([])
+    expect(w.engine.pick('w3', 4)).toEqual([])
+    w.clock.advance(49)
+    expect(w.engine.pick('w1', 4)).toEqual([])
+    w.clock.advance(1)
+    const late = one(w, 'w1')
+    expect(late.name).toBe('b')
+    expect(late.inputs.map((i) => i.holders)).toEqual([['w2']])
+  })
+
+  it('gives the job to the worker holding its inputs at once', () => {
+    const w = world()
+    afterAOnW2(w)
+    expect(one(w, 'w2').name).toBe('b')
+  })
+})
+
 describe('failure policies', () => {
   it('retries with exponential backoff, then succeeds', () => {
     const w = world(['w1'])
