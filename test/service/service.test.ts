@@ -110,6 +110,35 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     await expect(service.heartbeat('w9')).rejects.toThrow(LockstepError)
   })
 
+  it('tells a worker, once, to stop an attempt that was cancelled or timed out', async () => {
+    backend = make('stops')
+    const clock = new FakeClock()
+    const service = await start(clock)
+    await service.registerTarget({ id: 'w1', slots: 2 })
+    await service.submitPacket(
+      {
+        name: 'p',
+        jobs: [
+          { name: 'a', op },
+          { name: 't', op, timeoutMs: 100 },
+        ],
+      },
+      {},
+      'ana',
+    )
+    const { assignments } = await service.heartbeat('w1', { free: 2 })
+    const [a, t] = ['a', 't'].map((name) => assignments.find((x) => x.name === name)!)
+    await service.cancelJob(a!.jobId, 'cancelled by ana')
+    expect((await service.heartbeat('w1')).stop).toEqual([
+      { jobId: a!.jobId, attempt: 1, reason: 'cancelled by ana' },
+    ])
+    clock.advance(100)
+    expect((await service.heartbeat('w1')).stop).toEqual([
+      { jobId: t!.jobId, attempt: 1, reason: 'timeout' },
+    ])
+    expect((await service.heartbeat('w1')).stop).toEqual([])
+  })
+
   it('carries on after a crash: running attempts, locks, resources and caches come back', async () => {
     backend = make('recover')
     const clock = new FakeClock()
