@@ -139,6 +139,30 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     expect((await service.heartbeat('w1')).stop).toEqual([])
   })
 
+  it('answers a waiting heartbeat at once with a stop that came while it stored its input', async () => {
+    backend = make('wake-stop')
+    // A long lease, so a long poll that nothing wakes would wait 10 s.
+    const service = await SchedulerService.start({
+      store: backend.open(),
+      engine: { leaseMs: 20_000 },
+    })
+    services.push(service)
+    await service.registerTarget({ id: 'w1', slots: 1 })
+    const order = await service.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'ana')
+    const [a] = (await service.heartbeat('w1', { free: 1 })).assignments
+    const waiting = service.heartbeat('w1', { waitMs: 20_000 })
+    await service.cancelOrder(order.orderId)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 3000)))
+    const reply = await Promise.race([waiting, late]).finally(() => clearTimeout(timer))
+    expect(reply).toEqual({
+      assignments: [],
+      refused: [],
+      stop: [{ jobId: a!.jobId, attempt: 1, reason: 'order cancelled' }],
+    })
+    await waiting
+  })
+
   it('carries on after a crash: running attempts, locks, resources and caches come back', async () => {
     backend = make('recover')
     const clock = new FakeClock()
