@@ -6,11 +6,14 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { FakeClock, LockstepError } from '../../src/index.ts'
 import { SchedulerService } from '../../src/service/service.ts'
 import type { Store } from '../../src/store/store.ts'
+import { checkLeaks } from '../leaks.ts'
 import { backends } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
 
 const op = { builtin: 'noop' }
 const LEASE = 1000
+
+const opened = checkLeaks()
 
 describe.each(backends)('scheduler service: %s', (_name, make) => {
   let backend: Backend
@@ -27,13 +30,14 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
       clock,
       engine: { leaseMs: LEASE, cacheTimeoutMs: 10, depsTimeoutMs: 10 },
     })
-    services.push(service)
+    services.push(opened.service(service))
     return service
   }
 
   /** Drops a service as a crash would: nothing more is written, nothing is flushed. */
   async function crash(service: SchedulerService): Promise<void> {
     services.splice(services.indexOf(service), 1)
+    opened.forget(service)
     service.engine.stop()
     await service.store.close()
   }
@@ -146,7 +150,7 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
       store: backend.open(),
       engine: { leaseMs: 20_000 },
     })
-    services.push(service)
+    services.push(opened.service(service))
     await service.registerTarget({ id: 'w1', slots: 1 })
     const order = await service.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'ana')
     const [a] = (await service.heartbeat('w1', { free: 1 })).assignments
@@ -248,7 +252,7 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     const store = backend.open()
     let fatal: unknown
     const service = await SchedulerService.start({ store, onFatal: (e) => (fatal = e) })
-    services.push(service)
+    services.push(opened.service(service))
     store.commit = () => Promise.reject(new Error('disk full'))
     await expect(
       service.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'x'),
