@@ -1,34 +1,50 @@
 /**
  * Lockstep end to end: the real `lockstep server` and `lockstep worker` processes on loopback
- * ports, running real processes as jobs and passing products between workers.
+ * ports, running real processes as jobs and passing products between workers; once with the
+ * scheduler on SQLite and once on PostgreSQL.
  */
 import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { central, parseCsv } from '../../src/core/analytics.ts'
-import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { join, resolve } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
 import { LockstepClient } from '../../src/client/client.ts'
+import { central, parseCsv } from '../../src/core/analytics.ts'
 import { LockstepError } from '../../src/core/errors.ts'
+import { checkLeaks } from '../leaks.ts'
+import { seeded } from '../seed.ts'
+import { backends } from '../store/backends.ts'
+import type { Backend } from '../store/backends.ts'
 import { BOB, Cluster, WORKBENCH } from './cluster.ts'
 
-let cluster: Cluster
-
-afterEach(async () => {
-  await cluster.stopAll()
-})
+const opened = checkLeaks()
+const random = seeded('e2e')
 
 const sh = (script: string) => ({ exec: ['sh', '-c', script] })
 
-describe('end to end', () => {
+describe.each(backends)('end to end: %s', (_name, make) => {
+  let backend: Backend
+  let cluster: Cluster
+
+  beforeEach(() => {
+    backend = make('e2e')
+    cluster = new Cluster({ databaseUrl: backend.url, opened })
+  })
+
+  afterEach(async () => {
+    await cluster.stopAll()
+    await backend.destroy()
+  })
+
   it('runs echo OK on a worker and keeps its output as the product', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     const order = await cluster
       .client()
       .submit({ packet: { name: 'hello', jobs: [{ name: 'echo', op: sh('echo OK') }] } })
     expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
+    // The scheduler keeps its state in this suite's backend.
+    const stored = await backend.query<{ n: number | string }>('SELECT count(*) AS n FROM orders')
+    expect(stored.map((r) => Number(r.n))).toEqual([1])
     const product = await cluster.product(order.orderId, 'echo')
     expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('OK\n')
     // The CLI shows the output and downloads the products.
@@ -44,7 +60,6 @@ describe('end to end', () => {
   }, 30_000)
 
   it('keeps the end of a failed job’s stderr with its attempt', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     const c = cluster.client()
@@ -57,7 +72,6 @@ describe('end to end', () => {
   }, 30_000)
 
   it('passes a product from the worker that made it to the job that reads it', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     await cluster.worker('w2')
@@ -86,13 +100,13 @@ describe('end to end', () => {
   }, 30_000)
 
   it('retries elsewhere the job of a worker killed with SIGKILL', async () => {
-    cluster = new Cluster()
     await cluster.server(['--lease-ms', '1500'])
     const workers = new Map([
       ['w1', await cluster.worker('w1')],
       ['w2', await cluster.worker('w2')],
     ])
     const c = cluster.client()
+    const events = await cluster.events()
     const order = await c.submit({
       packet: {
         name: 'slow',
@@ -106,12 +120,10 @@ describe('end to end', () => {
       },
     })
     const [job] = await c.jobs(order.orderId)
-    let target: string | undefined
-    while (target === undefined) {
-      const detail = await c.job(job!.id)
-      target = detail.attempts[0]?.target
-      await new Promise((r) => setTimeout(r, 20))
-    }
+    // Killed once its first attempt is stored as started on a worker.
+    const started = (seen: typeof events.seen) =>
+      seen.find((e) => e.type === 'attempt:started')?.data as { target: string } | undefined
+    const target = started(await events.until((seen) => started(seen) !== undefined))!.target
     workers.get(target)!.child.kill('SIGKILL')
     const f = await cluster.finished(order.orderId)
     const attempts = (await c.job(job!.id)).attempts
@@ -123,12 +135,14 @@ describe('end to end', () => {
   }, 30_000)
 
   it('finishes every order when the scheduler is killed and restarted mid-run', async () => {
-    cluster = new Cluster()
     // A start stored just before the kill may never reach its worker: a short lease finds it.
     const first = await cluster.server(['--lease-ms', '3000'])
     await cluster.worker('w1', ['--slots', '4'])
     await cluster.worker('w2', ['--slots', '4'])
     const c = cluster.client()
+    const events = await cluster.events()
+    // The kill comes once a seeded number of the 60 jobs are stored as succeeded: mid-run.
+    const killAfter = random.int(3, 45)
     const orders = []
     for (let o = 0; o < 3; o++) {
       orders.push(
@@ -144,8 +158,15 @@ describe('end to end', () => {
         }),
       )
     }
-    await new Promise((r) => setTimeout(r, 600))
+    const succeeded = (seen: typeof events.seen) =>
+      seen.filter((e) => e.type === 'job:succeeded').length
+    const since = Date.now()
+    await events.until((seen) => succeeded(seen) >= killAfter)
     first.child.kill('SIGKILL')
+    random.log(
+      `scheduler killed after ${succeeded(events.seen)} of 60 jobs succeeded (asked ${killAfter}), ${Date.now() - since} ms after the orders`,
+    )
+    expect(succeeded(events.seen)).toBeLessThan(60)
     await first.exited
     await cluster.server(['--lease-ms', '3000'])
     for (const o of orders) {
@@ -156,7 +177,6 @@ describe('end to end', () => {
   }, 90_000)
 
   it('runs the federated examples over three workers and gets the central numbers', async () => {
-    cluster = new Cluster()
     await cluster.server()
     for (const i of [1, 2, 3]) {
       await cluster.worker(`clinic-${i}`, [
@@ -193,11 +213,13 @@ describe('end to end', () => {
       { features: ['age', 'bmi'], label: 'outcome', rate: 0.0005 },
       5,
     ).weights as number[]
-    ;(model.weights as number[]).forEach((w, i) => expect(w).toBeCloseTo(weights[i]!, 12))
+    const got = model.weights as number[]
+    expect(got).toHaveLength(weights.length)
+    expect(weights.length).toBeGreaterThan(0)
+    got.forEach((w, i) => expect(w).toBeCloseTo(weights[i]!, 12))
   }, 60_000)
 
   it('serves a job with a cache key it has already made from the cache, without running it', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     const runs = join(cluster.dir, 'runs')
@@ -216,7 +238,6 @@ describe('end to end', () => {
   }, 30_000)
 
   it('runs a job three concurrent orders share once, and its product reaches every worker that reads it', async () => {
-    cluster = new Cluster()
     await cluster.server()
     for (const id of ['w1', 'w2', 'w3']) await cluster.worker(id)
     const runs = join(cluster.dir, 'runs')
@@ -254,7 +275,6 @@ describe('end to end', () => {
   }, 30_000)
 
   it('answers bad input with a clear 4xx and stores nothing', async () => {
-    cluster = new Cluster()
     await cluster.server()
     const ana = cluster.client()
     const refused = async (p: Promise<unknown>) => {
