@@ -3,8 +3,9 @@
  * ports, running real processes as jobs and passing products between workers; once with the
  * scheduler on SQLite and once on PostgreSQL.
  */
-import { readFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { existsSync, readFileSync, watch } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
 import { LockstepClient } from '../../src/client/client.ts'
@@ -21,6 +22,72 @@ const random = seeded('e2e')
 
 const sh = (script: string) => ({ exec: ['sh', '-c', script] })
 
+/** w1 makes a file; w2 reads it as its input. */
+const makeThenRead = {
+  name: 'pass',
+  jobs: [
+    { name: 'make', op: sh('printf hello > "$LOCKSTEP_OUT/greeting"'), target: 'w1' },
+    {
+      name: 'read',
+      op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"'),
+      after: ['make'],
+      target: 'w2',
+    },
+  ],
+}
+
+/** `makeThenRead` succeeded: w2 read what w1 made, and now holds w1's product too. */
+async function expectPassed(cluster: Cluster, order: { orderId: string }): Promise<void> {
+  const c = cluster.client()
+  const f = await cluster.finished(order.orderId)
+  const [make, read] = await c.jobs(order.orderId)
+  expect(f.state, JSON.stringify((await c.job(read!.id)).attempts)).toBe('succeeded')
+  const product = await cluster.product(order.orderId, 'read')
+  expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('hello')
+  const holders = (await c.products(order.orderId)).find((p) => p.jobId === make!.id)!.holders
+  expect(holders.map((h) => h.target).sort()).toEqual(['w1', 'w2'])
+}
+
+/** A job that starts a background process, writes its pid to `file`, and waits for it. */
+const holdsASleep = (file: string) => sh(`sleep 300 & echo $! > ${file}; wait`)
+
+/** The pid a job wrote to `file`, once it is written whole. */
+function pidWritten(file: string, timeoutMs = 20_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const watcher = watch(dirname(file))
+    const timer = setTimeout(() => {
+      watcher.close()
+      reject(new Error(`no pid in ${file} after ${timeoutMs} ms`))
+    }, timeoutMs)
+    const check = () => {
+      const m = /^(\d+)\n$/.exec(existsSync(file) ? readFileSync(file, 'utf8') : '')
+      if (m === null) return
+      clearTimeout(timer)
+      watcher.close()
+      resolve(Number(m[1]))
+    }
+    watcher.on('change', check)
+    check()
+  })
+}
+
+/** True while the process runs (a zombie waiting to be reaped has ended). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))
+  } catch {
+    return false
+  }
+}
+
+/** Waits, up to a bound, for a process that is not ours (so no exit event reaches us) to end. */
+async function ended(pid: number, timeoutMs = 20_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  return !alive(pid)
+}
+
 describe.each(backends)('end to end: %s', (_name, make) => {
   let backend: Backend
   let cluster: Cluster
@@ -30,7 +97,17 @@ describe.each(backends)('end to end: %s', (_name, make) => {
     cluster = new Cluster({ databaseUrl: backend.url, opened })
   })
 
+  /** Processes jobs started outside the worker's reach; killed after the test whatever it says. */
+  const strays: number[] = []
+
   afterEach(async () => {
+    for (const pid of strays.splice(0)) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // Gone, as it should be.
+      }
+    }
     await cluster.stopAll()
     await backend.destroy()
   })
@@ -76,27 +153,7 @@ describe.each(backends)('end to end: %s', (_name, make) => {
     await cluster.worker('w1')
     await cluster.worker('w2')
     const c = cluster.client()
-    const order = await c.submit({
-      packet: {
-        name: 'pass',
-        jobs: [
-          { name: 'make', op: sh('printf hello > "$LOCKSTEP_OUT/greeting"'), target: 'w1' },
-          {
-            name: 'read',
-            op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"'),
-            after: ['make'],
-            target: 'w2',
-          },
-        ],
-      },
-    })
-    expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
-    const product = await cluster.product(order.orderId, 'read')
-    expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('hello')
-    // w2 fetched the input and now holds it too.
-    const make = (await c.jobs(order.orderId))[0]!
-    const holders = (await c.products(order.orderId)).find((p) => p.jobId === make.id)!.holders
-    expect(holders.map((h) => h.target).sort()).toEqual(['w1', 'w2'])
+    await expectPassed(cluster, await c.submit({ packet: makeThenRead }))
   }, 30_000)
 
   it('retries elsewhere the job of a worker killed with SIGKILL', async () => {
@@ -325,5 +382,50 @@ describe.each(backends)('end to end: %s', (_name, make) => {
     const cancel = await refused(bob.cancelOrder(order.orderId))
     expect([cancel.status, cancel.code]).toEqual([403, 'FORBIDDEN'])
     expect((await ana.order(order.orderId)).fulfilment.state).toBe('running')
+  }, 30_000)
+  it('kills the whole process group of a cancelled job on its worker', async () => {
+    await cluster.server()
+    await cluster.worker('w1')
+    const c = cluster.client()
+    const file = join(cluster.dir, 'pid')
+    const order = await c.submit({
+      packet: { name: 'hold', jobs: [{ name: 'hold', op: holdsASleep(file) }] },
+    })
+    const pid = await pidWritten(file)
+    strays.push(pid)
+    expect(alive(pid)).toBe(true)
+    expect((await c.cancelOrder(order.orderId)).state).toBe('cancelled')
+    expect(await ended(pid), `sleep ${pid} outlived its cancelled job`).toBe(true)
+    const [job] = await c.jobs(order.orderId)
+    expect((await c.job(job!.id)).attempts.map((a) => [a.target, a.state])).toEqual([
+      ['w1', 'cancelled'],
+    ])
+  }, 60_000)
+
+  it('kills the whole process group of a job that ran past its timeout', async () => {
+    await cluster.server()
+    await cluster.worker('w1')
+    const c = cluster.client()
+    const file = join(cluster.dir, 'pid')
+    const order = await c.submit({
+      packet: { name: 'hold', jobs: [{ name: 'hold', op: holdsASleep(file), timeoutMs: 3000 }] },
+    })
+    const pid = await pidWritten(file)
+    strays.push(pid)
+    const f = await cluster.finished(order.orderId)
+    expect([f.state, f.reason]).toEqual(['failed', expect.stringMatching(/timeout/)])
+    expect(await ended(pid), `sleep ${pid} outlived its timed-out job`).toBe(true)
+  }, 60_000)
+
+  it('fetches an input through the scheduler when the worker holding it cannot be reached', async () => {
+    await cluster.server()
+    const w1 = await cluster.worker('w1')
+    // w2 cannot connect to w1; both reach the scheduler, which reaches w1.
+    await cluster.worker('w2', [], {
+      node: ['--import', 'tsx', '--import', pathToFileURL(resolve('test/e2e/unreachable.ts')).href],
+      env: { LOCKSTEP_TEST_UNREACHABLE: new URL(w1.url).host },
+    })
+    const c = cluster.client()
+    await expectPassed(cluster, await c.submit({ packet: makeThenRead }))
   }, 30_000)
 })
