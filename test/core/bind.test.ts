@@ -227,11 +227,18 @@ describe('bind', () => {
     expect(() => bind(artifact, context, { maxJobs: 1_000_000 })).toThrow(
       'steps: binds to 10000000 jobs over 100 workers; the limit is 1000000',
     )
+    // The default limit is a million jobs too, and the error has its own code.
+    let error: unknown
     try {
       bind(artifact, context)
     } catch (e) {
-      expect((e as ValidationError).code).toBe('LIMIT_EXCEEDED')
+      error = e
     }
+    expect(error).toBeInstanceOf(ValidationError)
+    expect(error).toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+      message: expect.stringContaining('the limit is 1000000') as unknown,
+    })
   })
 
   it('refuses a context that lists a worker twice', () => {
