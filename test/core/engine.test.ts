@@ -456,9 +456,21 @@ describe('leases and stale attempts', () => {
     expect(retry.attempt).toBe(2)
     ok(w, retry)
     expect(w.engine.fulfilment(order.orderId).state).toBe('succeeded')
-    // A lost worker comes back by registering again.
+    // A lost worker comes back by registering again: live, heartbeating, and taking work, while
+    // the attempt it lost stays lost.
+    const w1 = () => w.engine.targets().find((t) => t.target.id === 'w1')
+    expect(w1()).toMatchObject({ live: false })
+    const later = w.engine.submitPacket(packet([{ name: 'b', op, target: 'w1' }]), {}, 'ana')
+    const waiting = w.engine.jobs(later.orderId)[0]!
+    expect(w.engine.explain(waiting.id)).toEqual({ kind: 'no-eligible-target', target: 'w1' })
     w.engine.registerTarget({ id: 'w1' })
-    w.engine.heartbeat('w1')
+    expect(w1()).toMatchObject({ live: true, running: 0 })
+    expect(errorCode(() => w.engine.heartbeat('w1'))).toBeUndefined()
+    const b = one(w, 'w1')
+    expect(b.orderId).toBe(later.orderId)
+    ok(w, b)
+    expect(w.engine.fulfilment(later.orderId).state).toBe('succeeded')
+    expect(errorCode(() => ok(w, a))).toBe('STALE_ATTEMPT')
   })
 
   it('runs again, without counting it, an attempt the worker never received', () => {
