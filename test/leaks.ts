@@ -6,7 +6,7 @@
  *
  * - a child process the test tracked has not exited,
  * - a server it tracked still listens (or, for a {@link RunningServer}, still accepts a connection),
- * - a service it tracked still takes work,
+ * - a service it tracked still takes work, or left timers on the fake clock it was given,
  * - or the process holds more listening servers, sockets or child processes than before the test
  *   (what the test forgot to track: a store's pool, a kept-alive stream, a worker's server).
  *
@@ -19,6 +19,7 @@ import { connect } from 'node:net'
 import { afterEach, beforeEach, expect } from 'vitest'
 import type { RunningServer } from '../src/server/server.ts'
 import type { SchedulerService } from '../src/service/service.ts'
+import type { FakeClock } from '../src/core/clock.ts'
 import { LockstepError } from '../src/core/errors.ts'
 
 /** The kinds of handle Node reports that a test must give back. */
@@ -34,8 +35,11 @@ export interface Opened {
   child<T extends ChildProcess>(child: T, name?: string): T
   /** A server: it must no longer listen. */
   server<T extends Server | RunningServer>(server: T, name?: string): T
-  /** A scheduler service: it must refuse work as closed. */
-  service<T extends SchedulerService>(service: T, name?: string): T
+  /**
+   * A scheduler service: it must refuse work as closed; given the fake clock it runs on, no timer
+   * of its engine may be left on it.
+   */
+  service<T extends SchedulerService>(service: T, options?: { clock?: FakeClock; name?: string }): T
   /** Stops tracking what the test drops on purpose (a simulated crash leaves a service open). */
   forget(thing: object): void
 }
@@ -130,15 +134,16 @@ export function checkLeaks(): Opened {
       }
       return server
     },
-    service(service, name = 'scheduler service') {
+    service(service, { clock, name = 'scheduler service' } = {}) {
       add(service, name, async () => {
         try {
           await service.cycle(new Map())
           return 'still takes work'
         } catch (e) {
-          if (e instanceof LockstepError && e.code === 'UNAVAILABLE') return undefined
-          throw e
+          if (!(e instanceof LockstepError && e.code === 'UNAVAILABLE')) throw e
         }
+        const timers = clock?.pendingTimers() ?? 0
+        return timers === 0 ? undefined : `${timers} timers left on its clock`
       })
       return service
     },

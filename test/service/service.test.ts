@@ -30,7 +30,7 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
       clock,
       engine: { leaseMs: LEASE, cacheTimeoutMs: 10, depsTimeoutMs: 10 },
     })
-    services.push(opened.service(service))
+    services.push(opened.service(service, { clock }))
     return service
   }
 
