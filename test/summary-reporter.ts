@@ -10,8 +10,10 @@ export default class SummaryReporter implements Reporter {
     const count = { passed: 0, failed: 0, skipped: 0 }
     const walk = (task: Task): void => {
       if (task.type === 'suite') {
-        // A file that failed to load has no tests, and counts as one failure.
-        if (task.tasks.length === 0 && task.result?.state === 'fail') count.failed++
+        // A suite's own failure counts once, beside its tests: a beforeAll or afterAll hook
+        // that threw (its tests may all have passed), or a file that failed to load (no tests).
+        const own = (task.result?.errors?.length ?? 0) > 0
+        if (own || (task.tasks.length === 0 && task.result?.state === 'fail')) count.failed++
         task.tasks.forEach(walk)
         return
       }

@@ -64,11 +64,18 @@ export class WorkerProtocol {
     if (assignments.length === 0 && stop.length === 0 && refused.length === 0 && waitMs > 0) {
       // Results and cache changes are stored before the wait, so none waits on a quiet cluster.
       await this.commit.durable()
-      await this.waitForWork(waitMs, signal)
-      if (!this.commit.stopped && !(signal?.aborted ?? false)) {
-        engine.heartbeat(targetId)
+      // Work that arrived while they were stored found nobody waiting: look once more first.
+      if (!this.commit.stopped) {
         if (free > 0) assignments = engine.pick(targetId, free)
         stop = engine.takeStops(targetId)
+      }
+      if (assignments.length === 0 && stop.length === 0 && !this.commit.stopped) {
+        await this.waitForWork(waitMs, signal)
+        if (!this.commit.stopped && !(signal?.aborted ?? false)) {
+          engine.heartbeat(targetId)
+          if (free > 0) assignments = engine.pick(targetId, free)
+          stop = engine.takeStops(targetId)
+        }
       }
     }
     await this.commit.durable()

@@ -49,7 +49,11 @@ describe('federated analytics', () => {
       )
     }
     const expected = central('logreg', all, args, 4).weights as number[]
-    ;(state.weights as number[]).forEach((w, i) => expect(w).toBeCloseTo(expected[i]!, 12))
+    const weights = state.weights as number[]
+    // An intercept and one weight per feature, on both sides.
+    expect(expected).toHaveLength(3)
+    expect(weights).toHaveLength(expected.length)
+    weights.forEach((w, i) => expect(w).toBeCloseTo(expected[i]!, 12))
     // And it learns: older patients with a higher BMI are more likely positive.
     expect((state.weights as number[])[1]).toBeGreaterThan(0)
   })

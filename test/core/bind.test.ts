@@ -227,11 +227,18 @@ describe('bind', () => {
     expect(() => bind(artifact, context, { maxJobs: 1_000_000 })).toThrow(
       'steps: binds to 10000000 jobs over 100 workers; the limit is 1000000',
     )
+    // The default limit is a million jobs too, and the error has its own code.
+    let error: unknown
     try {
       bind(artifact, context)
     } catch (e) {
-      expect((e as ValidationError).code).toBe('LIMIT_EXCEEDED')
+      error = e
     }
+    expect(error).toBeInstanceOf(ValidationError)
+    expect(error).toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+      message: expect.stringContaining('the limit is 1000000') as unknown,
+    })
   })
 
   it('refuses a context that lists a worker twice', () => {
@@ -420,18 +427,116 @@ function shapeOracle(steps: StepSpec[], n: number): { jobs: number; locks: numbe
   return { jobs, locks }
 }
 
+// Valid artifacts by construction: first the shapes (kinds, iterations, nesting) and the number
+// of workers, then for every distribution one that binds the jobs on its two sides. No case is
+// thrown away.
+type Shape =
+  | { kind: Exclude<StepSpec['kind'], 'iterate'> }
+  | { kind: 'iterate'; iterations: number; steps: Shape[] }
+
+const { shape: shapeArb } = fc.letrec<{ shape: Shape }>((tie) => ({
+  shape: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc
+      .constantFrom('initialize', 'parallel', 'finalize', 'round-robin', 'sequential')
+      .map((kind): Shape => ({ kind })),
+    fc
+      .record({
+        iterations: fc.integer({ min: 1, max: 3 }),
+        steps: fc.array(tie('shape'), { minLength: 1, maxLength: 3 }),
+      })
+      .map((s): Shape => ({ kind: 'iterate', ...s })),
+  ),
+}))
+
+/** How many first and last jobs a step has over n workers. */
+function ends(s: Shape, n: number): { first: number; last: number } {
+  if (s.kind === 'iterate') {
+    return { first: ends(s.steps[0]!, n).first, last: ends(s.steps.at(-1)!, n).last }
+  }
+  const width = s.kind === 'parallel' || s.kind === 'round-robin' ? n : 1
+  return { first: width, last: width }
+}
+
+/**
+ * What a step's distribution binds its last jobs to: the next step's first jobs (a count), the
+ * end of the artifact (so none may be given), or nothing at all: the last step inside an
+ * iterate of one iteration, whose distribution the iterate's own replaces.
+ */
+type Link = number | 'end' | 'unused'
+
+const allDistributions: Distribution[] = ['distribute', 'collect', 'arrange', 'round-robin', 'none']
+
+function distributionFor(
+  link: Link,
+  last: number,
+  none: boolean,
+): fc.Arbitrary<Distribution | undefined> {
+  if (link === 'end') return fc.constant(undefined)
+  const fits =
+    link === 'unused'
+      ? allDistributions
+      : allDistributions.filter(
+          (d) =>
+            (d !== 'distribute' || last === 1) &&
+            (d !== 'collect' || link === 1) &&
+            (d !== 'round-robin' || last === link),
+        )
+  // Inferred (undefined) always binds; half the steps infer theirs.
+  const given = fits.filter((d) => none || d !== 'none')
+  return fc.oneof(fc.constant(undefined), fc.constantFrom(...given))
+}
+
+function dress(shapes: Shape[], n: number, after: Link, none: boolean): fc.Arbitrary<StepSpec[]> {
+  return fc.tuple(
+    ...shapes.map((s, i) => {
+      const link = i + 1 < shapes.length ? ends(shapes[i + 1]!, n).first : after
+      const distribution = distributionFor(link, ends(s, n).last, none)
+      if (s.kind !== 'iterate') {
+        return distribution.map((d): StepSpec => ({
+          kind: s.kind,
+          op: op(s.kind),
+          distribution: d,
+        }))
+      }
+      // The last inner step binds one iteration to the next; the iterate's own distribution
+      // binds its last iteration to what follows it.
+      const between = s.iterations > 1 ? ends(s.steps[0]!, n).first : 'unused'
+      return fc
+        .tuple(dress(s.steps, n, between, none), distribution)
+        .map(([steps, d]): StepSpec => ({
+          kind: 'iterate',
+          iterations: s.iterations,
+          steps,
+          distribution: d,
+        }))
+    }),
+  )
+}
+
+/** Artifacts that bind over n workers; `none: false` leaves out the `none` distribution. */
+const validInput = ({ none }: { none: boolean }) =>
+  fc
+    .record({
+      shapes: fc.array(shapeArb, { minLength: 1, maxLength: 5 }),
+      n: fc.integer({ min: 1, max: 4 }),
+    })
+    .chain(({ shapes, n }) => dress(shapes, n, 'end', none).map((steps) => ({ steps, n })))
+
 describe('bind properties', () => {
-  const input = fc.record({
+  const anyInput = fc.record({
     steps: fc.array(stepArb, { minLength: 1, maxLength: 5 }),
     n: fc.integer({ min: 1, max: 4 }),
   })
+  const valid = validInput({ none: true })
 
-  it('binds exactly the artifacts whose shapes fit, with lock counts that follow from the shapes', () => {
+  it('refuses exactly the artifacts whose shapes do not fit, naming the distribution', () => {
     fc.assert(
-      fc.property(input, ({ steps, n }) => {
+      fc.property(anyInput, ({ steps, n }) => {
         const expected = shapeOracle(steps, n)
         if (expected === 'invalid') {
           expect(() => run(steps, n)).toThrow(ValidationError)
+          expect(() => run(steps, n)).toThrow(/distribution: /)
           return
         }
         const jobs = run(steps, n)
@@ -442,10 +547,22 @@ describe('bind properties', () => {
     )
   })
 
+  it('binds every artifact whose shapes fit, with job and lock counts that follow from the shapes', () => {
+    fc.assert(
+      fc.property(valid, ({ steps, n }) => {
+        const expected = shapeOracle(steps, n)
+        expect(expected).not.toBe('invalid')
+        const jobs = run(steps, n)
+        expect(jobs.length).toBe((expected as { jobs: number }).jobs)
+        expect(edges(jobs).length).toBe((expected as { locks: number }).locks)
+      }),
+      { numRuns: 500 },
+    )
+  })
+
   it('binds an acyclic graph: every lock points to a later job, never twice to the same one', () => {
     fc.assert(
-      fc.property(input, ({ steps, n }) => {
-        if (shapeOracle(steps, n) === 'invalid') return
+      fc.property(valid, ({ steps, n }) => {
         for (const job of run(steps, n)) {
           expect(job.locks.every((next) => next > job.id)).toBe(true)
           expect(new Set(job.locks).size).toBe(job.locks.length)
@@ -456,11 +573,8 @@ describe('bind properties', () => {
   })
 
   it('reaches every job from the first jobs when no step uses none', () => {
-    const withoutNone = (s: StepSpec): boolean =>
-      s.distribution !== 'none' && (s.kind !== 'iterate' || s.steps.every(withoutNone))
     fc.assert(
-      fc.property(input, ({ steps, n }) => {
-        if (!steps.every(withoutNone) || shapeOracle(steps, n) === 'invalid') return
+      fc.property(validInput({ none: false }), ({ steps, n }) => {
         const jobs = run(steps, n)
         const hasLockIn = new Set(jobs.flatMap((j) => j.locks))
         const roots = jobs.filter((j) => !hasLockIn.has(j.id)).map((j) => j.id)
@@ -485,8 +599,7 @@ describe('bind properties', () => {
 
   it('numbers the same artifact the same way every time', () => {
     fc.assert(
-      fc.property(input, ({ steps, n }) => {
-        if (shapeOracle(steps, n) === 'invalid') return
+      fc.property(valid, ({ steps, n }) => {
         expect(run(steps, n)).toEqual(run(steps, n))
       }),
       { numRuns: 100 },

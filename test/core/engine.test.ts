@@ -283,6 +283,47 @@ describe('packets and orders', () => {
   })
 })
 
+describe('locality', () => {
+  /** a runs on w2; b reads a's product and becomes ready, cached nowhere. */
+  function afterAOnW2(w: World) {
+    const order = w.engine.submitPacket(
+      packet([
+        { name: 'a', op },
+        { name: 'b', op, after: ['a'] },
+      ]),
+      {},
+      'ana',
+    )
+    ok(w, one(w, 'w2'))
+    return w.engine.jobs(order.orderId)[1]!
+  }
+
+  it('holds a job for the worker holding its inputs until DepsTimeout, then lets any worker take it', () => {
+    const w = world()
+    const b = afterAOnW2(w)
+    expect(w.engine.explain(b.id)).toEqual({
+      kind: 'locality',
+      stage: 'deps',
+      preferred: ['w2'],
+      until: w.clock.now() + 50,
+    })
+    expect(w.engine.pick('w1', 4)).toEqual([])
+    expect(w.engine.pick('w3', 4)).toEqual([])
+    w.clock.advance(49)
+    expect(w.engine.pick('w1', 4)).toEqual([])
+    w.clock.advance(1)
+    const late = one(w, 'w1')
+    expect(late.name).toBe('b')
+    expect(late.inputs.map((i) => i.holders)).toEqual([['w2']])
+  })
+
+  it('gives the job to the worker holding its inputs at once', () => {
+    const w = world()
+    afterAOnW2(w)
+    expect(one(w, 'w2').name).toBe('b')
+  })
+})
+
 describe('failure policies', () => {
   it('retries with exponential backoff, then succeeds', () => {
     const w = world(['w1'])
@@ -415,9 +456,21 @@ describe('leases and stale attempts', () => {
     expect(retry.attempt).toBe(2)
     ok(w, retry)
     expect(w.engine.fulfilment(order.orderId).state).toBe('succeeded')
-    // A lost worker comes back by registering again.
+    // A lost worker comes back by registering again: live, heartbeating, and taking work, while
+    // the attempt it lost stays lost.
+    const w1 = () => w.engine.targets().find((t) => t.target.id === 'w1')
+    expect(w1()).toMatchObject({ live: false })
+    const later = w.engine.submitPacket(packet([{ name: 'b', op, target: 'w1' }]), {}, 'ana')
+    const waiting = w.engine.jobs(later.orderId)[0]!
+    expect(w.engine.explain(waiting.id)).toEqual({ kind: 'no-eligible-target', target: 'w1' })
     w.engine.registerTarget({ id: 'w1' })
-    w.engine.heartbeat('w1')
+    expect(w1()).toMatchObject({ live: true, running: 0 })
+    expect(errorCode(() => w.engine.heartbeat('w1'))).toBeUndefined()
+    const b = one(w, 'w1')
+    expect(b.orderId).toBe(later.orderId)
+    ok(w, b)
+    expect(w.engine.fulfilment(later.orderId).state).toBe('succeeded')
+    expect(errorCode(() => ok(w, a))).toBe('STALE_ATTEMPT')
   })
 
   it('runs again, without counting it, an attempt the worker never received', () => {

@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { LockstepClient } from '../../src/client/client.ts'
+import type { StreamEvent } from '../../src/client/client.ts'
 import { unpack } from '../../src/runner/products.ts'
+import type { Opened } from '../leaks.ts'
 
 export const WORKBENCH = 'bench-token-123'
 export const WORKER = 'worker-token-123'
@@ -23,16 +25,47 @@ export interface Proc {
   exited: Promise<void>
 }
 
+/** Options of a {@link Cluster}. */
+export interface ClusterOptions {
+  /** The scheduler's store, as `LOCKSTEP_DATABASE_URL` takes it (an SQLite path or postgres://). */
+  databaseUrl: string
+  /** Tracks every process it starts, for the leak check. */
+  opened?: Opened
+}
+
+/** Options of one process. */
+export interface SpawnOptions {
+  /** Node flags before the program, e.g. `--import` of a test preload. */
+  node?: string[]
+  env?: Record<string, string>
+}
+
+/** Every event the scheduler stores, as an admin follows them; see {@link Cluster.events}. */
+export interface EventStream {
+  /** The events seen so far. */
+  readonly seen: StreamEvent[]
+  /** Resolves once `done(seen)` holds; rejects when the stream ends first or after `timeoutMs`. */
+  until(done: (seen: StreamEvent[]) => boolean, timeoutMs?: number): Promise<StreamEvent[]>
+  close(): void
+}
+
 export class Cluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'lockstep-e2e-'))
   private readonly procs = new Set<Proc>()
+  private readonly streams = new Set<EventStream>()
+  private readonly options: ClusterOptions
   url = ''
 
-  private spawn(args: string[]): Proc {
-    const child = spawn(process.execPath, ['bin/lockstep.js', ...args], {
+  constructor(options: ClusterOptions) {
+    this.options = options
+  }
+
+  private spawn(args: string[], o: SpawnOptions = {}): Proc {
+    const child = spawn(process.execPath, [...(o.node ?? []), 'bin/lockstep.js', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOCKSTEP_DATABASE_URL: '' },
+      env: { ...process.env, LOCKSTEP_DATABASE_URL: this.options.databaseUrl, ...o.env },
     })
+    this.options.opened?.child(child, `lockstep ${args[0]} (pid ${child.pid})`)
     let err = ''
     child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)))
     const ready = new Promise<string>((resolve, reject) => {
@@ -52,8 +85,11 @@ export class Cluster {
     return proc
   }
 
-  /** Starts the scheduler (again, on the same data directory) and learns its URL. */
-  async server(extra: string[] = []): Promise<Proc> {
+  /**
+   * Starts the scheduler (again, on the same store) and learns its URL. Downloads are allowed
+   * unless `allowDownload` is false.
+   */
+  async server(extra: string[] = [], { allowDownload = true } = {}): Promise<Proc> {
     const port = this.url === '' ? '0' : new URL(this.url).port
     const proc = this.spawn([
       'server',
@@ -63,7 +99,7 @@ export class Cluster {
       TOKENS,
       '--data-dir',
       join(this.dir, 'scheduler'),
-      '--allow-download',
+      ...(allowDownload ? ['--allow-download'] : []),
       ...extra,
     ])
     const line = await proc.ready
@@ -71,25 +107,99 @@ export class Cluster {
     return proc
   }
 
-  async worker(id: string, extra: string[] = []): Promise<Proc> {
-    const proc = this.spawn([
-      'worker',
-      '--server',
-      this.url,
-      '--token',
-      WORKER,
-      '--id',
-      id,
-      '--cache',
-      join(this.dir, id),
-      ...extra,
-    ])
-    await proc.ready
-    return proc
+  /** Starts a worker; `url` is where it serves its products. */
+  async worker(
+    id: string,
+    extra: string[] = [],
+    o: SpawnOptions = {},
+  ): Promise<Proc & { url: string }> {
+    const proc = this.spawn(
+      [
+        'worker',
+        '--server',
+        this.url,
+        '--token',
+        WORKER,
+        '--id',
+        id,
+        '--cache',
+        join(this.dir, id),
+        ...extra,
+      ],
+      o,
+    )
+    const line = await proc.ready
+    return { ...proc, url: /serving products on (\S+)/.exec(line)![1]! }
   }
 
-  client(): LockstepClient {
-    return new LockstepClient({ url: this.url, token: WORKBENCH })
+  client(token = WORKBENCH): LockstepClient {
+    return new LockstepClient({ url: this.url, token })
+  }
+
+  /**
+   * Follows every event the scheduler stores from now on (the workbench token is an admin's).
+   * Resolves once the server has subscribed the stream: it answers only after that.
+   */
+  async events(): Promise<EventStream> {
+    const abort = new AbortController()
+    const res = await fetch(`${this.url}/v1/events`, {
+      headers: { accept: 'text/event-stream', authorization: `Bearer ${WORKBENCH}` },
+      signal: abort.signal,
+    })
+    if (!res.ok || res.body === null) throw new Error(`events: HTTP ${res.status}`)
+    const seen: StreamEvent[] = []
+    const waiters = new Set<() => void>()
+    let ended: Error | undefined
+    void (async () => {
+      const decoder = new TextDecoder()
+      let buffer = ''
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buffer += decoder.decode(chunk, { stream: true })
+          let end
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, end)
+            buffer = buffer.slice(end + 2)
+            const type = /^event: (.*)$/m.exec(block)?.[1]
+            const data = /^data: (.*)$/m.exec(block)?.[1]
+            if (type !== undefined && data !== undefined) {
+              seen.push({ type, data: JSON.parse(data) as unknown })
+            }
+          }
+          for (const w of [...waiters]) w()
+        }
+        ended = new Error('the event stream ended')
+      } catch (e) {
+        ended = e as Error
+      }
+      for (const w of [...waiters]) w()
+    })()
+    const stream: EventStream = {
+      seen,
+      until: (done, timeoutMs = 30_000) =>
+        new Promise((resolve, reject) => {
+          const timer = setTimeout(() => {
+            waiters.delete(check)
+            reject(new Error(`no such event within ${timeoutMs} ms; seen ${seen.length}`))
+          }, timeoutMs)
+          const check = () => {
+            const ok = done(seen)
+            if (!ok && ended === undefined) return
+            waiters.delete(check)
+            clearTimeout(timer)
+            if (ok) resolve(seen)
+            else reject(new Error(`${ended!.message} before the awaited event`))
+          }
+          waiters.add(check)
+          check()
+        }),
+      close: () => {
+        this.streams.delete(stream)
+        abort.abort()
+      },
+    }
+    this.streams.add(stream)
+    return stream
   }
 
   /** Waits until the order has ended, and returns its fulfilment. */
@@ -120,6 +230,7 @@ export class Cluster {
   }
 
   async stopAll(): Promise<void> {
+    for (const s of [...this.streams]) s.close()
     for (const p of this.procs) p.child.kill('SIGKILL')
     await Promise.all([...this.procs].map((p) => p.exited))
     rmSync(this.dir, { recursive: true, force: true })

@@ -1,34 +1,127 @@
 /**
  * Lockstep end to end: the real `lockstep server` and `lockstep worker` processes on loopback
- * ports, running real processes as jobs and passing products between workers.
+ * ports, running real processes as jobs and passing products between workers; once with the
+ * scheduler on SQLite and once on PostgreSQL.
  */
-import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
-import { central, parseCsv } from '../../src/core/analytics.ts'
-import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { existsSync, readFileSync, watch } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
 import { LockstepClient } from '../../src/client/client.ts'
+import { central, parseCsv } from '../../src/core/analytics.ts'
 import { LockstepError } from '../../src/core/errors.ts'
+import { checkLeaks } from '../leaks.ts'
+import { seeded } from '../seed.ts'
+import { backends } from '../store/backends.ts'
+import type { Backend } from '../store/backends.ts'
 import { BOB, Cluster, WORKBENCH } from './cluster.ts'
 
-let cluster: Cluster
-
-afterEach(async () => {
-  await cluster.stopAll()
-})
+const opened = checkLeaks()
+const random = seeded('e2e')
 
 const sh = (script: string) => ({ exec: ['sh', '-c', script] })
 
-describe('end to end', () => {
+/** w1 makes a file; w2 reads it as its input. */
+const makeThenRead = {
+  name: 'pass',
+  jobs: [
+    { name: 'make', op: sh('printf hello > "$LOCKSTEP_OUT/greeting"'), target: 'w1' },
+    {
+      name: 'read',
+      op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"'),
+      after: ['make'],
+      target: 'w2',
+    },
+  ],
+}
+
+/** `makeThenRead` succeeded: w2 read what w1 made, and now holds w1's product too. */
+async function expectPassed(cluster: Cluster, order: { orderId: string }): Promise<void> {
+  const c = cluster.client()
+  const f = await cluster.finished(order.orderId)
+  const [make, read] = await c.jobs(order.orderId)
+  expect(f.state, JSON.stringify((await c.job(read!.id)).attempts)).toBe('succeeded')
+  const product = await cluster.product(order.orderId, 'read')
+  expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('hello')
+  const holders = (await c.products(order.orderId)).find((p) => p.jobId === make!.id)!.holders
+  expect(holders.map((h) => h.target).sort()).toEqual(['w1', 'w2'])
+}
+
+/** A job that starts a background process, writes its pid to `file`, and waits for it. */
+const holdsASleep = (file: string) => sh(`sleep 300 & echo $! > ${file}; wait`)
+
+/** The pid a job wrote to `file`, once it is written whole. */
+function pidWritten(file: string, timeoutMs = 20_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const watcher = watch(dirname(file))
+    const timer = setTimeout(() => {
+      watcher.close()
+      reject(new Error(`no pid in ${file} after ${timeoutMs} ms`))
+    }, timeoutMs)
+    const check = () => {
+      const m = /^(\d+)\n$/.exec(existsSync(file) ? readFileSync(file, 'utf8') : '')
+      if (m === null) return
+      clearTimeout(timer)
+      watcher.close()
+      resolve(Number(m[1]))
+    }
+    watcher.on('change', check)
+    check()
+  })
+}
+
+/** True while the process runs (a zombie waiting to be reaped has ended). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))
+  } catch {
+    return false
+  }
+}
+
+/** Waits, up to a bound, for a process that is not ours (so no exit event reaches us) to end. */
+async function ended(pid: number, timeoutMs = 20_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  return !alive(pid)
+}
+
+describe.each(backends)('end to end: %s', (_name, make) => {
+  let backend: Backend
+  let cluster: Cluster
+
+  beforeEach(() => {
+    backend = make('e2e')
+    cluster = new Cluster({ databaseUrl: backend.url, opened })
+  })
+
+  /** Processes jobs started outside the worker's reach; killed after the test whatever it says. */
+  const strays: number[] = []
+
+  afterEach(async () => {
+    for (const pid of strays.splice(0)) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // Gone, as it should be.
+      }
+    }
+    await cluster.stopAll()
+    await backend.destroy()
+  })
+
   it('runs echo OK on a worker and keeps its output as the product', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     const order = await cluster
       .client()
       .submit({ packet: { name: 'hello', jobs: [{ name: 'echo', op: sh('echo OK') }] } })
     expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
+    // The scheduler keeps its state in this suite's backend.
+    const stored = await backend.query<{ n: number | string }>('SELECT count(*) AS n FROM orders')
+    expect(stored.map((r) => Number(r.n))).toEqual([1])
     const product = await cluster.product(order.orderId, 'echo')
     expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('OK\n')
     // The CLI shows the output and downloads the products.
@@ -44,7 +137,6 @@ describe('end to end', () => {
   }, 30_000)
 
   it('keeps the end of a failed job’s stderr with its attempt', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     const c = cluster.client()
@@ -57,42 +149,21 @@ describe('end to end', () => {
   }, 30_000)
 
   it('passes a product from the worker that made it to the job that reads it', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     await cluster.worker('w2')
     const c = cluster.client()
-    const order = await c.submit({
-      packet: {
-        name: 'pass',
-        jobs: [
-          { name: 'make', op: sh('printf hello > "$LOCKSTEP_OUT/greeting"'), target: 'w1' },
-          {
-            name: 'read',
-            op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"'),
-            after: ['make'],
-            target: 'w2',
-          },
-        ],
-      },
-    })
-    expect((await cluster.finished(order.orderId)).state).toBe('succeeded')
-    const product = await cluster.product(order.orderId, 'read')
-    expect(readFileSync(join(product, 'stdout'), 'utf8')).toBe('hello')
-    // w2 fetched the input and now holds it too.
-    const make = (await c.jobs(order.orderId))[0]!
-    const holders = (await c.products(order.orderId)).find((p) => p.jobId === make.id)!.holders
-    expect(holders.map((h) => h.target).sort()).toEqual(['w1', 'w2'])
+    await expectPassed(cluster, await c.submit({ packet: makeThenRead }))
   }, 30_000)
 
   it('retries elsewhere the job of a worker killed with SIGKILL', async () => {
-    cluster = new Cluster()
     await cluster.server(['--lease-ms', '1500'])
     const workers = new Map([
       ['w1', await cluster.worker('w1')],
       ['w2', await cluster.worker('w2')],
     ])
     const c = cluster.client()
+    const events = await cluster.events()
     const order = await c.submit({
       packet: {
         name: 'slow',
@@ -106,12 +177,10 @@ describe('end to end', () => {
       },
     })
     const [job] = await c.jobs(order.orderId)
-    let target: string | undefined
-    while (target === undefined) {
-      const detail = await c.job(job!.id)
-      target = detail.attempts[0]?.target
-      await new Promise((r) => setTimeout(r, 20))
-    }
+    // Killed once its first attempt is stored as started on a worker.
+    const started = (seen: typeof events.seen) =>
+      seen.find((e) => e.type === 'attempt:started')?.data as { target: string } | undefined
+    const target = started(await events.until((seen) => started(seen) !== undefined))!.target
     workers.get(target)!.child.kill('SIGKILL')
     const f = await cluster.finished(order.orderId)
     const attempts = (await c.job(job!.id)).attempts
@@ -123,12 +192,14 @@ describe('end to end', () => {
   }, 30_000)
 
   it('finishes every order when the scheduler is killed and restarted mid-run', async () => {
-    cluster = new Cluster()
     // A start stored just before the kill may never reach its worker: a short lease finds it.
     const first = await cluster.server(['--lease-ms', '3000'])
     await cluster.worker('w1', ['--slots', '4'])
     await cluster.worker('w2', ['--slots', '4'])
     const c = cluster.client()
+    const events = await cluster.events()
+    // The kill comes once a seeded number of the 60 jobs are stored as succeeded: mid-run.
+    const killAfter = random.int(3, 45)
     const orders = []
     for (let o = 0; o < 3; o++) {
       orders.push(
@@ -144,8 +215,15 @@ describe('end to end', () => {
         }),
       )
     }
-    await new Promise((r) => setTimeout(r, 600))
+    const succeeded = (seen: typeof events.seen) =>
+      seen.filter((e) => e.type === 'job:succeeded').length
+    const since = Date.now()
+    await events.until((seen) => succeeded(seen) >= killAfter)
     first.child.kill('SIGKILL')
+    random.log(
+      `scheduler killed after ${succeeded(events.seen)} of 60 jobs succeeded (asked ${killAfter}), ${Date.now() - since} ms after the orders`,
+    )
+    expect(succeeded(events.seen)).toBeLessThan(60)
     await first.exited
     await cluster.server(['--lease-ms', '3000'])
     for (const o of orders) {
@@ -156,7 +234,6 @@ describe('end to end', () => {
   }, 90_000)
 
   it('runs the federated examples over three workers and gets the central numbers', async () => {
-    cluster = new Cluster()
     await cluster.server()
     for (const i of [1, 2, 3]) {
       await cluster.worker(`clinic-${i}`, [
@@ -193,11 +270,13 @@ describe('end to end', () => {
       { features: ['age', 'bmi'], label: 'outcome', rate: 0.0005 },
       5,
     ).weights as number[]
-    ;(model.weights as number[]).forEach((w, i) => expect(w).toBeCloseTo(weights[i]!, 12))
+    const got = model.weights as number[]
+    expect(got).toHaveLength(weights.length)
+    expect(weights.length).toBeGreaterThan(0)
+    got.forEach((w, i) => expect(w).toBeCloseTo(weights[i]!, 12))
   }, 60_000)
 
   it('serves a job with a cache key it has already made from the cache, without running it', async () => {
-    cluster = new Cluster()
     await cluster.server()
     await cluster.worker('w1')
     const runs = join(cluster.dir, 'runs')
@@ -216,7 +295,6 @@ describe('end to end', () => {
   }, 30_000)
 
   it('runs a job three concurrent orders share once, and its product reaches every worker that reads it', async () => {
-    cluster = new Cluster()
     await cluster.server()
     for (const id of ['w1', 'w2', 'w3']) await cluster.worker(id)
     const runs = join(cluster.dir, 'runs')
@@ -254,7 +332,6 @@ describe('end to end', () => {
   }, 30_000)
 
   it('answers bad input with a clear 4xx and stores nothing', async () => {
-    cluster = new Cluster()
     await cluster.server()
     const ana = cluster.client()
     const refused = async (p: Promise<unknown>) => {
@@ -305,5 +382,50 @@ describe('end to end', () => {
     const cancel = await refused(bob.cancelOrder(order.orderId))
     expect([cancel.status, cancel.code]).toEqual([403, 'FORBIDDEN'])
     expect((await ana.order(order.orderId)).fulfilment.state).toBe('running')
+  }, 30_000)
+  it('kills the whole process group of a cancelled job on its worker', async () => {
+    await cluster.server()
+    await cluster.worker('w1')
+    const c = cluster.client()
+    const file = join(cluster.dir, 'pid')
+    const order = await c.submit({
+      packet: { name: 'hold', jobs: [{ name: 'hold', op: holdsASleep(file) }] },
+    })
+    const pid = await pidWritten(file)
+    strays.push(pid)
+    expect(alive(pid)).toBe(true)
+    expect((await c.cancelOrder(order.orderId)).state).toBe('cancelled')
+    expect(await ended(pid), `sleep ${pid} outlived its cancelled job`).toBe(true)
+    const [job] = await c.jobs(order.orderId)
+    expect((await c.job(job!.id)).attempts.map((a) => [a.target, a.state])).toEqual([
+      ['w1', 'cancelled'],
+    ])
+  }, 60_000)
+
+  it('kills the whole process group of a job that ran past its timeout', async () => {
+    await cluster.server()
+    await cluster.worker('w1')
+    const c = cluster.client()
+    const file = join(cluster.dir, 'pid')
+    const order = await c.submit({
+      packet: { name: 'hold', jobs: [{ name: 'hold', op: holdsASleep(file), timeoutMs: 3000 }] },
+    })
+    const pid = await pidWritten(file)
+    strays.push(pid)
+    const f = await cluster.finished(order.orderId)
+    expect([f.state, f.reason]).toEqual(['failed', expect.stringMatching(/timeout/)])
+    expect(await ended(pid), `sleep ${pid} outlived its timed-out job`).toBe(true)
+  }, 60_000)
+
+  it('fetches an input through the scheduler when the worker holding it cannot be reached', async () => {
+    await cluster.server()
+    const w1 = await cluster.worker('w1')
+    // w2 cannot connect to w1; both reach the scheduler, which reaches w1.
+    await cluster.worker('w2', [], {
+      node: ['--import', 'tsx', '--import', pathToFileURL(resolve('test/e2e/unreachable.ts')).href],
+      env: { LOCKSTEP_TEST_UNREACHABLE: new URL(w1.url).host },
+    })
+    const c = cluster.client()
+    await expectPassed(cluster, await c.submit({ packet: makeThenRead }))
   }, 30_000)
 })

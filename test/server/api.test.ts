@@ -2,9 +2,6 @@
  * The HTTP API over loopback with a real store: tokens and roles, bad input that gets a clear
  * 4xx and stores nothing, a worker's round trip, and an order followed over SSE to its end.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { LockstepClient } from '../../src/client/client.ts'
 import type { StreamEvent } from '../../src/client/client.ts'
@@ -12,7 +9,9 @@ import { LockstepError } from '../../src/core/errors.ts'
 import { SchedulerService } from '../../src/service/service.ts'
 import { startServer } from '../../src/server/server.ts'
 import type { RunningServer } from '../../src/server/server.ts'
-import { SqliteStore } from '../../src/store/sqlite-store.ts'
+import { checkLeaks } from '../leaks.ts'
+import { backends } from '../store/backends.ts'
+import type { Backend } from '../store/backends.ts'
 
 const tokens = [
   { role: 'workbench' as const, name: 'ana', token: 'ana-token-123' },
@@ -22,27 +21,7 @@ const tokens = [
 ]
 const op = { builtin: 'noop' }
 
-let dir: string
-let service: SchedulerService
-let server: RunningServer
-let ana: LockstepClient
-let bob: LockstepClient
-let worker: LockstepClient
-
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'lockstep-api-'))
-  service = await SchedulerService.start({ store: new SqliteStore({ path: join(dir, 'db') }) })
-  server = await startServer({ service, port: 0, tokens, maxBodyBytes: 64 * 1024 })
-  ana = new LockstepClient({ url: server.url, token: 'ana-token-123' })
-  bob = new LockstepClient({ url: server.url, token: 'bob-token-123' })
-  worker = new LockstepClient({ url: server.url, token: 'worker-token-1' })
-})
-
-afterEach(async () => {
-  await server.close()
-  await service.close()
-  rmSync(dir, { recursive: true, force: true })
-})
+const opened = checkLeaks()
 
 async function refusal(p: Promise<unknown>): Promise<LockstepError> {
   const e = await p.then(
@@ -53,7 +32,29 @@ async function refusal(p: Promise<unknown>): Promise<LockstepError> {
   return e as LockstepError
 }
 
-describe('HTTP API', () => {
+describe.each(backends)('HTTP API: %s', (_name, make) => {
+  let backend: Backend
+  let service: SchedulerService
+  let server: RunningServer
+  let ana: LockstepClient
+  let bob: LockstepClient
+  let worker: LockstepClient
+
+  beforeEach(async () => {
+    backend = make('api')
+    service = opened.service(await SchedulerService.start({ store: backend.open() }))
+    server = opened.server(await startServer({ service, port: 0, tokens, maxBodyBytes: 64 * 1024 }))
+    ana = new LockstepClient({ url: server.url, token: 'ana-token-123' })
+    bob = new LockstepClient({ url: server.url, token: 'bob-token-123' })
+    worker = new LockstepClient({ url: server.url, token: 'worker-token-1' })
+  })
+
+  afterEach(async () => {
+    await server.close()
+    await service.close()
+    await backend.destroy()
+  })
+
   it('serves health, metrics and an OpenAPI document without a token', async () => {
     expect(await new LockstepClient({ url: server.url }).health()).toEqual({ ok: true })
     const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as {

@@ -1,19 +1,22 @@
 /**
  * A scheduler with simulated workers, for the crash test: it submits ORDERS random orders (those
  * still missing after a restart), runs them on four in-process workers that sometimes fail, and
- * prints `order <id> <jobs>` once an order is acknowledged, then `done` when every order ended.
- * The test kills it with SIGKILL at random moments and starts it again on the same store.
+ * prints `order <id> <jobs>` once an order is acknowledged, `stored <n>` each time another
+ * PROGRESS successful results of this life are stored, then `done` when every order ended. The
+ * test kills it with SIGKILL at moments it picks from those lines and starts it again on the same
+ * store. All its randomness (orders, results, timing, the engine's backoff jitter) comes from SEED.
  */
 import { LockstepError } from '../../src/core/errors.ts'
 import type { PacketOptions } from '../../src/core/packet.ts'
 import { SchedulerService } from '../../src/service/service.ts'
-import type { HeartbeatInput } from '../../src/core/protocol.ts'
+import type { HeartbeatInput, HeartbeatReply } from '../../src/core/protocol.ts'
 import { openStore } from '../../src/store/open-store.ts'
 
 const url = process.env.STORE_URL!
 const ORDERS = Number(process.env.ORDERS ?? 40)
 const JOBS = Number(process.env.JOBS ?? 50)
 const WORKERS = ['w1', 'w2', 'w3', 'w4']
+const PROGRESS = Number(process.env.PROGRESS ?? 25)
 
 let seed = Number(process.env.SEED ?? 1)
 const random = () => {
@@ -38,7 +41,7 @@ function packet(n: number): PacketOptions {
 
 const service = await SchedulerService.start({
   store: openStore(url),
-  engine: { leaseMs: 300, cacheTimeoutMs: 5, depsTimeoutMs: 5 },
+  engine: { leaseMs: 300, cacheTimeoutMs: 5, depsTimeoutMs: 5, random },
   onFatal: (e) => {
     process.stderr.write(`fatal: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
     process.exit(3)
@@ -51,6 +54,15 @@ write('ready')
 for (const id of WORKERS) await service.registerTarget({ id, slots: 8, running: [] })
 
 let stopped = false
+/** Successful results of this life that the service has stored (it answers after the commit). */
+let stored = 0
+function count(sent: NonNullable<HeartbeatInput['results']>, reply: HeartbeatReply): void {
+  const refused = new Set(reply.refused.map((r) => `${r.jobId}#${r.attempt}`))
+  const before = stored
+  stored += sent.filter((r) => r.result.ok && !refused.has(`${r.jobId}#${r.attempt}`)).length
+  if (Math.floor(stored / PROGRESS) > Math.floor(before / PROGRESS)) write(`stored ${stored}`)
+}
+
 async function worker(id: string): Promise<void> {
   let results: NonNullable<HeartbeatInput['results']> = []
   while (!stopped) {
@@ -65,6 +77,7 @@ async function worker(id: string): Promise<void> {
       }
       throw e
     }
+    count(results, reply)
     results = []
     for (const a of reply.assignments) {
       results.push({

@@ -3,16 +3,27 @@
  * moments and started again on the same store, several times. At the end every order is final,
  * no acknowledged order or job is lost, no job succeeded twice, and the locks table agrees with
  * the job states.
+ *
+ * The moments are seeded (LOCKSTEP_TEST_SEED replays a run; the seed is logged) and each is an
+ * event, not a delay: the child prints a line for each order it acknowledges and for every
+ * PROGRESS successes it has stored, and is killed once it has printed a number of those drawn for
+ * the life (0: as soon as it has recovered).
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
+import { checkLeaks } from '../leaks.ts'
+import { seeded } from '../seed.ts'
 import { backends } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
 
 const ORDERS = 40
 const JOBS = 100
 const KILLS = 5
+/** The child reports every this many stored successes. */
+const PROGRESS = 25
+
+const opened = checkLeaks()
 
 interface Life {
   child: ChildProcess
@@ -21,6 +32,8 @@ interface Life {
   exited: Promise<number | string>
   /** Resolves once the child printed `line`. */
   waitFor(line: string): Promise<void>
+  /** Resolves once `done(lines)` holds; rejects if the child exits first. */
+  until(done: (lines: string[]) => boolean): Promise<void>
 }
 
 function live(backend: Backend, seed: number): Life {
@@ -31,37 +44,51 @@ function live(backend: Backend, seed: number): Life {
       ORDERS: String(ORDERS),
       JOBS: String(JOBS),
       SEED: String(seed),
+      PROGRESS: String(PROGRESS),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
+  opened.child(child, `crash child (pid ${child.pid})`)
   const lines: string[] = []
-  const waiting = new Map<string, () => void>()
+  const waiting = new Set<() => void>()
   let buffer = ''
   child.stdout.on('data', (d: Buffer) => {
     buffer += d.toString()
     let nl
     while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl)
+      lines.push(buffer.slice(0, nl))
       buffer = buffer.slice(nl + 1)
-      lines.push(line)
-      waiting.get(line)?.()
     }
+    for (const check of [...waiting]) check()
   })
   const exited = new Promise<number | string>((resolve) =>
     child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
   )
+  const until = (done: (lines: string[]) => boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!done(lines)) return
+        waiting.delete(check)
+        resolve()
+      }
+      waiting.add(check)
+      check()
+      void exited.then((how) => {
+        if (!waiting.delete(check)) return
+        reject(new Error(`child exited (${how}) first; its last line: ${lines.at(-1)}`))
+      })
+    })
   return {
     child,
     lines,
     exited,
-    waitFor: (line) =>
-      new Promise<void>((resolve, reject) => {
-        if (lines.includes(line)) return resolve()
-        waiting.set(line, resolve)
-        void exited.then((how) => reject(new Error(`child exited (${how}) before '${line}'`)))
-      }),
+    until,
+    waitFor: (line) => until((all) => all.includes(line)),
   }
 }
+
+/** The lines that prove a life is under way: an acknowledged order, or more stored successes. */
+const progress = (lines: string[]) => lines.filter((l) => /^(order|stored) /.test(l)).length
 
 describe.each(backends)('crash recovery: %s', (_name, make) => {
   let backend: Backend
@@ -74,19 +101,33 @@ describe.each(backends)('crash recovery: %s', (_name, make) => {
 
   it('survives SIGKILL at random moments with every order final and nothing lost or doubled', async () => {
     backend = make('crash')
+    const random = seeded(`crash (${backend.name})`)
     const acked = new Map<string, number>()
     let kills = 0
     for (let life = 0; life <= KILLS; life++) {
-      const run = live(backend, 1000 + life)
+      const childSeed = random.int(1, 2 ** 31 - 1)
+      const run = live(backend, childSeed)
       children.push(run.child)
       await run.waitFor('ready')
+      const ready = Date.now()
       if (life < KILLS) {
-        await new Promise((r) => setTimeout(r, 50 + Math.random() * 600))
+        // Killed once the child has printed this many lines of progress: mid-submission when
+        // few (the first life acknowledges 40 orders), mid-run when more.
+        const target = random.int(0, 36)
+        const reached = await Promise.race([
+          run.until((lines) => progress(lines) >= target).then(() => true),
+          run.exited.then(() => false),
+        ])
         run.child.kill('SIGKILL')
         // A life may finish its work before the kill comes; it must not fail either way.
         const how = await run.exited
         expect([0, 'SIGKILL']).toContain(how)
         if (how === 'SIGKILL') kills++
+        const acks = run.lines.filter((l) => l.startsWith('order ')).length
+        const last = run.lines.findLast((l) => l.startsWith('stored ')) ?? 'stored 0'
+        random.log(
+          `life ${life} (child seed ${childSeed}): ${reached ? 'killed' : 'ended first'} after ${progress(run.lines)} progress lines (target ${target}; ${acks} orders acknowledged, ${last}), ${Date.now() - ready} ms after ready`,
+        )
       } else {
         await run.waitFor('done')
         expect(await run.exited).toBe(0)

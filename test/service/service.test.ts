@@ -6,11 +6,14 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { FakeClock, LockstepError } from '../../src/index.ts'
 import { SchedulerService } from '../../src/service/service.ts'
 import type { Store } from '../../src/store/store.ts'
+import { checkLeaks } from '../leaks.ts'
 import { backends } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
 
 const op = { builtin: 'noop' }
 const LEASE = 1000
+
+const opened = checkLeaks()
 
 describe.each(backends)('scheduler service: %s', (_name, make) => {
   let backend: Backend
@@ -27,13 +30,14 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
       clock,
       engine: { leaseMs: LEASE, cacheTimeoutMs: 10, depsTimeoutMs: 10 },
     })
-    services.push(service)
+    services.push(opened.service(service, { clock }))
     return service
   }
 
   /** Drops a service as a crash would: nothing more is written, nothing is flushed. */
   async function crash(service: SchedulerService): Promise<void> {
     services.splice(services.indexOf(service), 1)
+    opened.forget(service)
     service.abandon()
     await service.store.close()
   }
@@ -108,6 +112,59 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     })
     expect((await service.fulfilment(order.orderId)).state).toBe('succeeded')
     await expect(service.heartbeat('w9')).rejects.toThrow(LockstepError)
+  })
+
+  it('tells a worker, once, to stop an attempt that was cancelled or timed out', async () => {
+    backend = make('stops')
+    const clock = new FakeClock()
+    const service = await start(clock)
+    await service.registerTarget({ id: 'w1', slots: 2 })
+    await service.submitPacket(
+      {
+        name: 'p',
+        jobs: [
+          { name: 'a', op },
+          { name: 't', op, timeoutMs: 100 },
+        ],
+      },
+      {},
+      'ana',
+    )
+    const { assignments } = await service.heartbeat('w1', { free: 2 })
+    const [a, t] = ['a', 't'].map((name) => assignments.find((x) => x.name === name)!)
+    await service.cancelJob(a!.jobId, 'cancelled by ana')
+    expect((await service.heartbeat('w1')).stop).toEqual([
+      { jobId: a!.jobId, attempt: 1, reason: 'cancelled by ana' },
+    ])
+    clock.advance(100)
+    expect((await service.heartbeat('w1')).stop).toEqual([
+      { jobId: t!.jobId, attempt: 1, reason: 'timeout' },
+    ])
+    expect((await service.heartbeat('w1')).stop).toEqual([])
+  })
+
+  it('answers a waiting heartbeat at once with a stop that came while it stored its input', async () => {
+    backend = make('wake-stop')
+    // A long lease, so a long poll that nothing wakes would wait 10 s.
+    const service = await SchedulerService.start({
+      store: backend.open(),
+      engine: { leaseMs: 20_000 },
+    })
+    services.push(opened.service(service))
+    await service.registerTarget({ id: 'w1', slots: 1 })
+    const order = await service.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'ana')
+    const [a] = (await service.heartbeat('w1', { free: 1 })).assignments
+    const waiting = service.heartbeat('w1', { waitMs: 20_000 })
+    await service.cancelOrder(order.orderId)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 3000)))
+    const reply = await Promise.race([waiting, late]).finally(() => clearTimeout(timer))
+    expect(reply).toEqual({
+      assignments: [],
+      refused: [],
+      stop: [{ jobId: a!.jobId, attempt: 1, reason: 'order cancelled' }],
+    })
+    await waiting
   })
 
   it('carries on after a crash: running attempts, locks, resources and caches come back', async () => {
@@ -195,7 +252,7 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     const store = backend.open()
     let fatal: unknown
     const service = await SchedulerService.start({ store, onFatal: (e) => (fatal = e) })
-    services.push(service)
+    services.push(opened.service(service))
     store.commit = () => Promise.reject(new Error('disk full'))
     await expect(
       service.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'x'),
