@@ -23,7 +23,10 @@ import { orderOptionsSchema } from '../core/order.ts'
 import { packetSchema } from '../core/packet.ts'
 import { heartbeatSchema, targetRegistrationSchema } from '../core/protocol.ts'
 import { artifactSchema, toIssues } from '../core/schema.ts'
+import type { SchedulerService } from '../service/service.ts'
+import type { ProductSource } from '../targets/target-driver.ts'
 import type { Caller, Role } from './auth.ts'
+import type { Metrics } from './metrics.ts'
 
 /** Schemas the service checks itself; the route only documents them. */
 const checkedByService = new WeakSet<z.ZodType>([
@@ -169,6 +172,24 @@ function contentOf(
   return Object.fromEntries(
     Object.entries(content).map(([type, c]) => [type, { schema: jsonSchema(c.schema, io) }]),
   )
+}
+
+/** What every route module is given. */
+export interface RouteContext {
+  app: FastifyInstance
+  service: SchedulerService
+  callerOf: CallerOf
+  metrics: Metrics
+  /** Lets workbenches download products. */
+  allowDownload: boolean
+  /** The longest heartbeat long poll. */
+  maxWaitMs: number
+  /** The worker token the relay fetches products from workers with. */
+  relayToken: string | undefined
+  /** Ends every open event stream; the server calls them on close. */
+  streams: Set<() => void>
+  /** In-process targets whose products the API serves. */
+  sources: ReadonlyMap<string, ProductSource>
 }
 
 /** What a handler sees of a request. */

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import fastifySwagger from '@fastify/swagger'
 import Fastify from 'fastify'
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyError, FastifyReply } from 'fastify'
 import { readDocument } from '../core/document.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import type { SchedulerService } from '../service/service.ts'
@@ -21,7 +21,7 @@ import { Auth, publicCaller } from './auth.ts'
 import type { TokenEntry } from './auth.ts'
 import { Metrics } from './metrics.ts'
 import { namedSchemas, openApiTransform, serializerCompiler, validatorCompiler } from './route.ts'
-import type { CallerOf } from './route.ts'
+import type { RouteContext } from './route.ts'
 import { eventRoutes } from './routes/events.ts'
 import { metaRoutes } from './routes/meta.ts'
 import { orderRoutes } from './routes/orders.ts'
@@ -56,18 +56,6 @@ export interface RunningServer {
   url: string
   port: number
   close(): Promise<void>
-}
-
-/** What every route module is given. */
-export interface RouteContext {
-  app: FastifyInstance
-  service: SchedulerService
-  options: ServerOptions
-  callerOf: CallerOf
-  metrics: Metrics
-  /** Ends every open event stream; the server calls them on close. */
-  streams: Set<() => void>
-  sources: ReadonlyMap<string, ProductSource>
 }
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml']
@@ -168,7 +156,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ctx: RouteContext = {
     app,
     service,
-    options,
+    allowDownload: options.allowDownload === true,
+    maxWaitMs: options.maxWaitMs ?? 30_000,
+    relayToken: options.relayToken,
     callerOf: (request, roles) =>
       roles === 'public' ? publicCaller : auth.check(request.headers, roles),
     metrics,

@@ -7,7 +7,7 @@ import { z } from 'zod'
 import type { EngineEvent } from '../../core/engine/events.ts'
 import { LockstepError } from '../../core/errors.ts'
 import { STREAMED, addRoute } from '../route.ts'
-import type { RouteContext } from '../server.ts'
+import type { RouteContext } from '../route.ts'
 
 const ORDER_ENDED = /^order:(succeeded|failed|cancelled)$/
 

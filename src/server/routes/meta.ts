@@ -1,7 +1,7 @@
 /** Health, metrics and the OpenAPI document: the routes that need no token. */
 import { z } from 'zod'
-import type { RouteContext } from '../server.ts'
 import { STREAMED, addRoute } from '../route.ts'
+import type { RouteContext } from '../route.ts'
 
 export function metaRoutes({ app, callerOf, metrics }: RouteContext): void {
   addRoute(app, callerOf, {

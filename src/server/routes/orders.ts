@@ -20,7 +20,7 @@ import { packetSchema } from '../../core/packet.ts'
 import { artifactSchema, parseInput } from '../../core/schema.ts'
 import type { Caller } from '../auth.ts'
 import { addRoute, checkedByTheService } from '../route.ts'
-import type { RouteContext } from '../server.ts'
+import type { RouteContext } from '../route.ts'
 
 /** What `POST /v1/orders` takes as JSON: exactly one of artifact, packet or packetRef. */
 const submitSchema = z.strictObject({

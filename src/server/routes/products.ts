@@ -10,16 +10,17 @@ import { LockstepError } from '../../core/errors.ts'
 import { productOf } from '../../core/model.ts'
 import type { Caller } from '../auth.ts'
 import { STREAMED, addRoute } from '../route.ts'
-import type { RouteContext } from '../server.ts'
+import type { RouteContext } from '../route.ts'
 
 const bytes = {
   description: 'The product as an archive',
   content: { 'application/octet-stream': { schema: z.string() } },
 }
 
-export function productRoutes({ app, callerOf, service, options, sources }: RouteContext): void {
+export function productRoutes(ctx: RouteContext): void {
+  const { app, callerOf, service, sources } = ctx
   const mayDownload = (caller: Caller): void => {
-    if (caller.role === 'workbench' && options.allowDownload !== true) {
+    if (caller.role === 'workbench' && !ctx.allowDownload) {
       throw new LockstepError(
         'DOWNLOAD_DISABLED',
         'this server does not allow downloading products; start it with --allow-download',
@@ -111,9 +112,7 @@ export function productRoutes({ app, callerOf, service, options, sources }: Rout
         try {
           upstream = await fetch(`${holder.url}/products/${encodeURIComponent(id)}`, {
             headers:
-              options.relayToken === undefined
-                ? {}
-                : { authorization: `Bearer ${options.relayToken}` },
+              ctx.relayToken === undefined ? {} : { authorization: `Bearer ${ctx.relayToken}` },
             signal,
           })
           if (!upstream.ok || upstream.body === null) throw new Error(`HTTP ${upstream.status}`)

@@ -8,12 +8,12 @@ import { heartbeatReplySchema, targetSchema, targetStatusSchema } from '../../co
 import { heartbeatSchema, targetRegistrationSchema } from '../../core/protocol.ts'
 import type { HeartbeatInput } from '../../core/protocol.ts'
 import { addRoute } from '../route.ts'
-import type { RouteContext } from '../server.ts'
+import type { RouteContext } from '../route.ts'
 
 const byId = z.strictObject({ id: z.string().min(1) })
 
-export function targetRoutes({ app, callerOf, service, options, metrics }: RouteContext): void {
-  const maxWaitMs = options.maxWaitMs ?? 30_000
+export function targetRoutes(ctx: RouteContext): void {
+  const { app, callerOf, service, metrics, maxWaitMs } = ctx
 
   addRoute(app, callerOf, {
     method: 'POST',
