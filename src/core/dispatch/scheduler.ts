@@ -23,6 +23,7 @@ import { ValidationError } from '../errors.ts'
 import type { Issue } from '../errors.ts'
 import type { JobResult } from '../model.ts'
 import { Heap } from './heap.ts'
+import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND, heapKey } from './ranking.ts'
 
 /** A job as given to {@link Scheduler.scheduleJob}. */
 export interface ScheduleJobOptions {
@@ -100,8 +101,6 @@ const DONE = 2
 /** Stage 1: first local queues only. Stage 2: also second local queues. Stage 3: also global. */
 type Stage = 1 | 2 | 3
 
-const SEQ_SPAN = 2 ** 40
-
 /**
  * Everything the scheduler knows under one id: the product (who holds it), the pending job of
  * that id, and the waiting jobs that read the product. One map lookup per id serves them all.
@@ -134,7 +133,7 @@ class DispatchJob implements PendingJob {
   readonly strict: TargetQueues | undefined
   readonly priority: number
   readonly seq: number
-  /** Priority, then age, as one number: lower comes out first. */
+  /** Its place in every queue it enters; see {@link heapKey}. */
   readonly key: number
   state = WAITING
   stage: Stage
@@ -163,7 +162,7 @@ class DispatchJob implements PendingJob {
     this.strict = strict
     this.priority = priority
     this.seq = seq
-    this.key = (100 - priority) * SEQ_SPAN + seq
+    this.key = heapKey(priority, seq)
     this.stage = stage
   }
 
@@ -213,19 +212,6 @@ class TargetQueues {
   }
 }
 
-/** A job on top of one queue, in a cycle. */
-interface Candidate {
-  job: DispatchJob
-  rank: number
-  heap: Heap<DispatchJob>
-  /** The target whose queue it is; undefined for the global queue. */
-  target: TargetQueues | undefined
-}
-
-const RANK_FIRST = 0
-const RANK_SECOND = 1
-const RANK_GLOBAL = 2
-
 /**
  * Decides which target runs which job. Pure and in memory: the service around it persists what
  * it decides. See the module comment for the queue semantics.
@@ -242,6 +228,8 @@ export class Scheduler {
   private readonly stageTimers = new Heap<DispatchJob>()
   /** Targets with pending picks, oldest first. */
   private readonly idle = new Set<TargetQueues>()
+  /** Reused by every choice of the best queue top: choosing allocates no candidate. */
+  private readonly best = new Best<DispatchJob, Heap<DispatchJob>, TargetQueues>()
   private timer: Timer | undefined = undefined
   private timerDue = Infinity
   private seq = 0
@@ -469,24 +457,22 @@ export class Scheduler {
     if (this.stopped) return assignments
     const slots = new Map<TargetQueues, number>()
     for (const [id, n] of availability) if (n > 0) slots.set(this.target(id), Math.floor(n))
+    const best = this.best
     const skipped: [Heap<DispatchJob>, DispatchJob][] = []
     for (;;) {
-      let pick: Candidate | undefined
-      for (const [t, n] of slots) {
-        if (n <= 0) continue
-        pick = this.better(pick, t.first, RANK_FIRST, t)
-        pick = this.better(pick, t.second, RANK_SECOND, t)
-        pick = this.better(pick, t.strict, RANK_GLOBAL, t)
-      }
-      pick = this.better(pick, this.global, RANK_GLOBAL, undefined)
-      if (pick === undefined) break
-      const { job, heap } = pick
+      // Read out before anything else chooses: the choice is reused.
+      best.reset()
+      for (const [t, n] of slots) if (n > 0) this.offerOwn(t)
+      this.offerGlobal()
+      const job = best.job
+      if (job === undefined) break
+      const heap = best.queue!
+      let target = best.target
       heap.pop()
       if (!this.resourcesFree(job)) {
         this.park(job)
         continue
       }
-      let target = pick.target
       if (job.strict === undefined) {
         // A flexible job taken from a target's local queue stays there for locality, unless that
         // target's slots are all wanted by strict jobs and the job may go anywhere.
@@ -647,66 +633,43 @@ export class Scheduler {
     }
   }
 
-  /** The better of `current` and the valid top of `heap`; `t` owns the heap (none for global). */
-  private better(
-    current: Candidate | undefined,
-    heap: Heap<DispatchJob>,
-    rank: number,
-    t: TargetQueues | undefined,
-  ): Candidate | undefined {
-    const job = this.top(heap, rank, t)
-    if (job === undefined) return current
-    if (current !== undefined && !beats(job, rank, current.job, current.rank)) return current
-    return { job, rank, heap, target: t }
+  /** Offers {@link best} the valid tops of `t`'s own queues: first local, second local, strict. */
+  private offerOwn(t: TargetQueues): void {
+    const best = this.best
+    best.offer(this.top(t.first, RANK_FIRST, t), RANK_FIRST, t.first, t)
+    best.offer(this.top(t.second, RANK_SECOND, t), RANK_SECOND, t.second, t)
+    best.offer(this.top(t.strict, RANK_GLOBAL, t), RANK_GLOBAL, t.strict, t)
+  }
+
+  private offerGlobal(): void {
+    const global = this.global
+    this.best.offer(this.top(global, RANK_GLOBAL, undefined), RANK_GLOBAL, global, undefined)
   }
 
   /** Takes the best job `t` may run now, or null. */
   private take(t: TargetQueues): DispatchJob | null {
     if (!t.live) return null
+    const best = this.best
     let skipped: [Heap<DispatchJob>, DispatchJob][] | undefined
     let taken: DispatchJob | null = null
     for (;;) {
-      let best = this.top(t.first, RANK_FIRST, t)
-      let bestRank = RANK_FIRST
-      let bestHeap = t.first
-      const second = this.top(t.second, RANK_SECOND, t)
-      if (
-        second !== undefined &&
-        (best === undefined || beats(second, RANK_SECOND, best, bestRank))
-      ) {
-        best = second
-        bestRank = RANK_SECOND
-        bestHeap = t.second
-      }
-      const strict = this.top(t.strict, RANK_GLOBAL, t)
-      if (
-        strict !== undefined &&
-        (best === undefined || beats(strict, RANK_GLOBAL, best, bestRank))
-      ) {
-        best = strict
-        bestRank = RANK_GLOBAL
-        bestHeap = t.strict
-      }
-      const global = t.strictOnly ? undefined : this.top(this.global, RANK_GLOBAL, undefined)
-      if (
-        global !== undefined &&
-        (best === undefined || beats(global, RANK_GLOBAL, best, bestRank))
-      ) {
-        best = global
-        bestHeap = this.global
-      }
-      if (best === undefined) break
-      bestHeap.pop()
-      if (this.avoids(best, t)) {
-        ;(skipped ??= []).push([bestHeap, best])
+      best.reset()
+      this.offerOwn(t)
+      if (!t.strictOnly) this.offerGlobal()
+      const job = best.job
+      if (job === undefined) break
+      const heap = best.queue!
+      heap.pop()
+      if (this.avoids(job, t)) {
+        ;(skipped ??= []).push([heap, job])
         continue
       }
-      if (!this.resourcesFree(best)) {
-        this.park(best)
+      if (!this.resourcesFree(job)) {
+        this.park(job)
         continue
       }
-      this.start(best, t)
-      taken = best
+      this.start(job, t)
+      taken = job
       break
     }
     if (skipped !== undefined) for (const [heap, job] of skipped) heap.push(job, job.key)
@@ -913,14 +876,6 @@ function holdsAnyDep(job: DispatchJob, t: TargetQueues): boolean {
   if (deps === undefined) return false
   for (const dep of deps) if (dep.holds(t)) return true
   return false
-}
-
-/** True when job `a` from a queue of rank `ra` comes before `b` from rank `rb`. */
-function beats(a: DispatchJob, ra: number, b: DispatchJob, rb: number): boolean {
-  if (a === b) return ra < rb
-  if (a.priority !== b.priority) return a.priority > b.priority
-  if (ra !== rb) return ra < rb
-  return a.seq < b.seq
 }
 
 function checkJob(options: ScheduleJobOptions): number {
