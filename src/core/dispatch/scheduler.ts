@@ -24,6 +24,8 @@ import type { Issue } from '../errors.ts'
 import type { JobResult } from '../model.ts'
 import { Heap } from './heap.ts'
 import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND, heapKey } from './ranking.ts'
+import { WaitingPicks } from './waiting-picks.ts'
+import type { PickRequest } from './waiting-picks.ts'
 
 /** A job as given to {@link Scheduler.scheduleJob}. */
 export interface ScheduleJobOptions {
@@ -186,12 +188,6 @@ class DispatchJob implements PendingJob {
   }
 }
 
-interface PickRequest {
-  resolve: (job: PendingJob | null) => void
-  signal: AbortSignal | undefined
-  onAbort: (() => void) | undefined
-}
-
 /** A target's queues: the two local queues of 003, and the queue of jobs strict to it. */
 class TargetQueues {
   readonly id: string
@@ -203,7 +199,8 @@ class TargetQueues {
   strictOnly = false
   /** Waiting, unparked jobs strict to this target: the slots a cycle keeps for them. */
   strictWaiting = 0
-  readonly picks: PickRequest[] = []
+  /** Its waiting picks, oldest first; see `WaitingPicks`. */
+  readonly picks: PickRequest<DispatchJob>[] = []
   /** Marks the target as already visited in one walk over several products. */
   mark = 0
 
@@ -226,8 +223,7 @@ export class Scheduler {
   private readonly resourceHolder = new Map<string, DispatchJob>()
   private readonly parkedOn = new Map<string, DispatchJob[]>()
   private readonly stageTimers = new Heap<DispatchJob>()
-  /** Targets with pending picks, oldest first. */
-  private readonly idle = new Set<TargetQueues>()
+  private readonly picks = new WaitingPicks<TargetQueues, DispatchJob>()
   /** Reused by every choice of the best queue top: choosing allocates no candidate. */
   private readonly best = new Best<DispatchJob, Heap<DispatchJob>, TargetQueues>()
   private timer: Timer | undefined = undefined
@@ -274,8 +270,7 @@ export class Scheduler {
     t.live = false
     t.first.clear()
     t.second.clear()
-    for (const request of t.picks.splice(0)) this.answer(request, null)
-    this.idle.delete(t)
+    this.picks.cancel(t)
     for (const entry of this.entries.values()) {
       if (entry.holds(t)) this.dropHolder(entry, t)
     }
@@ -339,24 +334,11 @@ export class Scheduler {
   pickJob(workerId: string, signal?: AbortSignal): Promise<PendingJob | null> {
     if (this.stopped || signal?.aborted === true) return Promise.resolve(null)
     const t = this.target(workerId)
-    if (t.picks.length === 0) {
+    if (!this.picks.has(t)) {
       const job = this.take(t)
       if (job !== null) return Promise.resolve(job)
     }
-    return new Promise((resolve) => {
-      const request: PickRequest = { resolve, signal, onAbort: undefined }
-      if (signal !== undefined) {
-        request.onAbort = () => {
-          const i = t.picks.indexOf(request)
-          if (i >= 0) t.picks.splice(i, 1)
-          if (t.picks.length === 0) this.idle.delete(t)
-          resolve(null)
-        }
-        signal.addEventListener('abort', request.onAbort, { once: true })
-      }
-      t.picks.push(request)
-      this.idle.add(t)
-    })
+    return this.picks.wait(t, signal)
   }
 
   /** Takes the best job `workerId` may run now, or null; never waits. */
@@ -500,16 +482,19 @@ export class Scheduler {
     this.timer?.cancel()
     this.timer = undefined
     this.timerDue = Infinity
-    for (const t of this.targets.values())
-      for (const request of t.picks.splice(0)) this.answer(request, null)
-    this.idle.clear()
+    this.picks.cancelAll()
   }
 
   /** Counts for metrics: waiting and running jobs, live targets, pending picks. */
   stats(): { waiting: number; running: number; targets: number; idle: number } {
     let live = 0
     for (const t of this.targets.values()) if (t.live) live++
-    return { waiting: this.waiting, running: this.running, targets: live, idle: this.idle.size }
+    return {
+      waiting: this.waiting,
+      running: this.running,
+      targets: live,
+      idle: this.picks.idle.size,
+    }
   }
 
   // ---- internals ----
@@ -845,29 +830,24 @@ export class Scheduler {
     }
   }
 
-  /** Serves `t`'s pending picks while it has some and there are jobs it may take. */
+  /** Serves `t`'s waiting picks while it has some and there are jobs it may take. */
   private serve(t: TargetQueues): void {
-    while (t.picks.length > 0) {
+    while (this.picks.has(t)) {
       const job = this.take(t)
       if (job === null) return
-      this.answer(t.picks.shift()!, job)
-      if (t.picks.length === 0) this.idle.delete(t)
+      this.picks.answer(t, job)
     }
   }
 
   /** After a job entered the global queue: serves idle targets, oldest first, until one takes it. */
   private serveAny(): void {
-    if (this.idle.size === 0) return
-    for (const t of this.idle) {
+    const idle = this.picks.idle
+    if (idle.size === 0) return
+    for (const t of idle) {
       const before = t.picks.length
       this.serve(t)
       if (t.picks.length < before) return
     }
-  }
-
-  private answer(request: PickRequest, job: PendingJob | null): void {
-    if (request.onAbort !== undefined) request.signal?.removeEventListener('abort', request.onAbort)
-    request.resolve(job)
   }
 }
 
