@@ -24,6 +24,7 @@ import type { Issue } from '../errors.ts'
 import type { JobResult } from '../model.ts'
 import { Heap } from './heap.ts'
 import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND, heapKey } from './ranking.ts'
+import { ResourceTable } from './resource-table.ts'
 import { WaitingPicks } from './waiting-picks.ts'
 import type { PickRequest } from './waiting-picks.ts'
 
@@ -220,8 +221,7 @@ export class Scheduler {
   private readonly entries = new Map<string, Entry>()
   private readonly targets = new Map<string, TargetQueues>()
   private readonly global = new Heap<DispatchJob>()
-  private readonly resourceHolder = new Map<string, DispatchJob>()
-  private readonly parkedOn = new Map<string, DispatchJob[]>()
+  private readonly resources = new ResourceTable<DispatchJob>((job) => this.unpark(job))
   private readonly stageTimers = new Heap<DispatchJob>()
   private readonly picks = new WaitingPicks<TargetQueues, DispatchJob>()
   /** Reused by every choice of the best queue top: choosing allocates no candidate. */
@@ -323,7 +323,7 @@ export class Scheduler {
     job.state = RUNNING
     job.runningOn = this.target(workerId, false)
     this.running++
-    for (const r of options.uses ?? []) this.resourceHolder.set(r, job)
+    this.resources.hold(job, options.uses)
     return job
   }
 
@@ -403,7 +403,7 @@ export class Scheduler {
     const job = this.entries.get(jobId)?.pending
     if (job === undefined || job.state !== WAITING) return undefined
     for (const resource of job.job.uses ?? []) {
-      const holder = this.resourceHolder.get(resource)
+      const holder = this.resources.holder(resource)
       if (holder !== undefined) return { kind: 'resource', resource, holder: holder.job.id }
     }
     if (job.strict !== undefined) {
@@ -451,7 +451,7 @@ export class Scheduler {
       const heap = best.queue!
       let target = best.target
       heap.pop()
-      if (!this.resourcesFree(job)) {
+      if (!this.resources.free(job.job.uses)) {
         this.park(job)
         continue
       }
@@ -649,7 +649,7 @@ export class Scheduler {
         ;(skipped ??= []).push([heap, job])
         continue
       }
-      if (!this.resourcesFree(job)) {
+      if (!this.resources.free(job.job.uses)) {
         this.park(job)
         continue
       }
@@ -691,33 +691,26 @@ export class Scheduler {
     return best
   }
 
-  private resourcesFree(job: DispatchJob): boolean {
-    const uses = job.job.uses
-    if (uses === undefined) return true
-    for (const r of uses) if (this.resourceHolder.has(r)) return false
-    return true
-  }
-
   /** Takes a job out of the queues until the first busy resource it needs is freed. */
   private park(job: DispatchJob): void {
     job.parked = true
     if (job.strict !== undefined) job.strict.strictWaiting--
-    for (const r of job.job.uses!) {
-      if (this.resourceHolder.has(r)) {
-        let list = this.parkedOn.get(r)
-        if (list === undefined) this.parkedOn.set(r, (list = []))
-        list.push(job)
-        return
-      }
-    }
+    this.resources.park(job, job.job.uses!)
+  }
+
+  /** A job parked on a freed resource goes back into its queues, if it still waits there. */
+  private unpark(job: DispatchJob): void {
+    if (job.state !== WAITING || !job.parked) return
+    job.parked = false
+    if (job.strict !== undefined) job.strict.strictWaiting++
+    this.enqueue(job)
   }
 
   private start(job: DispatchJob, t: TargetQueues): void {
     job.state = RUNNING
     job.runningOn = t
     this.running++
-    const uses = job.job.uses
-    if (uses !== undefined) for (const r of uses) this.resourceHolder.set(r, job)
+    this.resources.hold(job, job.job.uses)
     this.leftWaiting(job)
   }
 
@@ -757,29 +750,10 @@ export class Scheduler {
     job.finish(result)
     if (wasRunning) {
       this.running--
-      this.release(job)
+      // Frees its resources and puts the jobs parked on them back into their queues.
+      this.resources.release(job, job.job.uses)
     }
     return true
-  }
-
-  /** Frees a finished job's resources and puts the jobs parked on them back into their queues. */
-  private release(job: DispatchJob): void {
-    const uses = job.job.uses
-    if (uses === undefined) return
-    for (const r of uses) {
-      if (this.resourceHolder.get(r) === job) this.resourceHolder.delete(r)
-    }
-    for (const r of uses) {
-      const parked = this.parkedOn.get(r)
-      if (parked === undefined) continue
-      this.parkedOn.delete(r)
-      for (const p of parked) {
-        if (p.state !== WAITING || !p.parked) continue
-        p.parked = false
-        if (p.strict !== undefined) p.strict.strictWaiting++
-        this.enqueue(p)
-      }
-    }
   }
 
   private addStageTimer(job: DispatchJob): void {
