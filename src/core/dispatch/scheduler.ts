@@ -18,197 +18,22 @@
  * A pick costs O(log n) amortised in the number of queued jobs.
  */
 import type { Clock, Timer } from '../clock.ts'
-import { systemClock } from '../clock.ts'
-import { ValidationError } from '../errors.ts'
-import type { Issue } from '../errors.ts'
 import type { JobResult } from '../model.ts'
+import type { PendingJob, Stage } from './dispatch-state.ts'
+import { DONE, DispatchJob, Entry, RUNNING, TargetQueues, WAITING } from './dispatch-state.ts'
 import { Heap } from './heap.ts'
-import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND, heapKey } from './ranking.ts'
+import { checkJob, compileSchedulerOptions } from './options.ts'
+import type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
+import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND } from './ranking.ts'
 import { ResourceTable } from './resource-table.ts'
 import { WaitingPicks } from './waiting-picks.ts'
-import type { PickRequest } from './waiting-picks.ts'
+import { waitReason } from './wait-reason.ts'
+import type { WaitReason } from './wait-reason.ts'
 
-/** A job as given to {@link Scheduler.scheduleJob}. */
-export interface ScheduleJobOptions {
-  /** The job's id; its product is known by the same id. */
-  id: string
-  /** The jobs whose products this job reads. */
-  deps?: readonly string[]
-  /** 1–100, higher first. @default 50 */
-  priority?: number
-  /** Strict to one target: no other target gets the job. */
-  target?: string
-  /** Unique resources the job holds while it runs; it starts only when all are free. */
-  uses?: readonly string[]
-  /** Targets the job should not run on while another live target could (a retry elsewhere). */
-  avoid?: readonly string[]
-}
-
-/** A scheduled job, as the caller sees it. */
-export interface PendingJob<J extends ScheduleJobOptions = ScheduleJobOptions> {
-  /** The job as it was scheduled. */
-  readonly job: J
-  /** Set once the job is complete, before `onJobComplete` returns. */
-  readonly result: JobResult | undefined
-  /** The target running the job, once picked. */
-  readonly worker: string | undefined
-  /** Resolves with the result when the job completes. */
-  readonly finished: Promise<JobResult>
-}
-
-/** Why a job still waits: data the API and the dashboard show. */
-export type WaitReason =
-  /** Held back for the workers that hold its product (`cached`) or its inputs (`deps`) until `until`. */
-  | { kind: 'locality'; stage: 'cached' | 'deps'; preferred: string[]; until: number }
-  /** A unique resource it needs is held by another job. */
-  | { kind: 'resource'; resource: string; holder: string }
-  /** No live target may run it. */
-  | { kind: 'no-eligible-target'; target?: string }
-  /** Eligible, and waiting for a target with a free slot to take it. */
-  | { kind: 'queued'; targets: 'any' | string[] }
-
-/** Words for a {@link WaitReason}. */
-export function describeWaitReason(reason: WaitReason): string {
-  switch (reason.kind) {
-    case 'locality':
-      return reason.stage === 'cached'
-        ? `waiting for ${reason.preferred.join(', ')}, which hold its product, until ${new Date(reason.until).toISOString()}`
-        : `waiting for workers that hold its inputs${reason.preferred.length > 0 ? ` (${reason.preferred.join(', ')})` : ''} until ${new Date(reason.until).toISOString()}`
-    case 'resource':
-      return `resource ${reason.resource} is held by job ${reason.holder}`
-    case 'no-eligible-target':
-      return reason.target !== undefined
-        ? `target ${reason.target} is not connected`
-        : 'no target is connected'
-    case 'queued':
-      return reason.targets === 'any'
-        ? 'queued for the next free slot'
-        : `queued for the next free slot on ${reason.targets.join(', ')}`
-  }
-}
-
-/** Options of a {@link Scheduler}. */
-export interface SchedulerOptions {
-  /** How long a job waits for the workers that hold its product before it widens to its inputs' holders. */
-  cacheTimeoutMs: number
-  /** How long it then waits for its inputs' holders before it enters the global queue. */
-  depsTimeoutMs: number
-  /** @default the system clock */
-  clock?: Clock
-}
-
-const WAITING = 0
-const RUNNING = 1
-const DONE = 2
-
-/** Stage 1: first local queues only. Stage 2: also second local queues. Stage 3: also global. */
-type Stage = 1 | 2 | 3
-
-/**
- * Everything the scheduler knows under one id: the product (who holds it), the pending job of
- * that id, and the waiting jobs that read the product. One map lookup per id serves them all.
- */
-class Entry {
-  readonly id: string
-  pending: DispatchJob | undefined = undefined
-  /** The targets holding the product. */
-  holders: TargetQueues[] | undefined = undefined
-  /** Waiting flexible jobs that read this product, for cache reports that come after them. */
-  waiters: DispatchJob[] | undefined = undefined
-  /** How many of `waiters` have stopped waiting; the list is compacted when half have. */
-  gone = 0
-
-  constructor(id: string) {
-    this.id = id
-  }
-
-  holds(t: TargetQueues): boolean {
-    return this.holders !== undefined && this.holders.includes(t)
-  }
-}
-
-class DispatchJob implements PendingJob {
-  readonly job: ScheduleJobOptions
-  readonly entry: Entry
-  /** The entries of the products it reads (flexible jobs only). */
-  readonly deps: Entry[] | undefined
-  /** The target it is strict to. */
-  readonly strict: TargetQueues | undefined
-  readonly priority: number
-  readonly seq: number
-  /** Its place in every queue it enters; see {@link heapKey}. */
-  readonly key: number
-  state = WAITING
-  stage: Stage
-  /** When the current stage ends; Infinity in stage 3. */
-  stageDue = Infinity
-  /** Waiting for a unique resource: out of every queue until the resource is freed. */
-  parked = false
-  /** The target running the job. */
-  runningOn: TargetQueues | undefined = undefined
-  result: JobResult | undefined = undefined
-  private promise: Promise<JobResult> | undefined = undefined
-  private resolve: ((result: JobResult) => void) | undefined = undefined
-
-  constructor(
-    job: ScheduleJobOptions,
-    entry: Entry,
-    deps: Entry[] | undefined,
-    strict: TargetQueues | undefined,
-    priority: number,
-    seq: number,
-    stage: Stage,
-  ) {
-    this.job = job
-    this.entry = entry
-    this.deps = deps
-    this.strict = strict
-    this.priority = priority
-    this.seq = seq
-    this.key = heapKey(priority, seq)
-    this.stage = stage
-  }
-
-  // Made on first use: most callers never wait on it, and a promise per queued job is costly.
-  get finished(): Promise<JobResult> {
-    if (this.promise === undefined) {
-      if (this.result !== undefined) this.promise = Promise.resolve(this.result)
-      else this.promise = new Promise((resolve) => (this.resolve = resolve))
-    }
-    return this.promise
-  }
-
-  get worker(): string | undefined {
-    return this.runningOn?.id
-  }
-
-  finish(result: JobResult): void {
-    this.state = DONE
-    this.result = result
-    this.resolve?.(result)
-  }
-}
-
-/** A target's queues: the two local queues of 003, and the queue of jobs strict to it. */
-class TargetQueues {
-  readonly id: string
-  live = true
-  readonly first = new Heap<DispatchJob>()
-  readonly second = new Heap<DispatchJob>()
-  readonly strict = new Heap<DispatchJob>()
-  /** Takes only the jobs strict to it: it has no local queues and no share of the global one. */
-  strictOnly = false
-  /** Waiting, unparked jobs strict to this target: the slots a cycle keeps for them. */
-  strictWaiting = 0
-  /** Its waiting picks, oldest first; see `WaitingPicks`. */
-  readonly picks: PickRequest<DispatchJob>[] = []
-  /** Marks the target as already visited in one walk over several products. */
-  mark = 0
-
-  constructor(id: string) {
-    this.id = id
-  }
-}
+export type { PendingJob } from './dispatch-state.ts'
+export type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
+export { describeWaitReason } from './wait-reason.ts'
+export type { WaitReason } from './wait-reason.ts'
 
 /**
  * Decides which target runs which job. Pure and in memory: the service around it persists what
@@ -235,20 +60,10 @@ export class Scheduler {
   private stopped = false
 
   constructor(options: SchedulerOptions) {
-    const issues: Issue[] = []
-    for (const key of ['cacheTimeoutMs', 'depsTimeoutMs'] as const) {
-      const value = options[key]
-      if (!Number.isFinite(value) || value < 0) {
-        issues.push({
-          path: key,
-          message: `must be a number of milliseconds ≥ 0, got ${String(value)}`,
-        })
-      }
-    }
-    if (issues.length > 0) throw new ValidationError(issues)
-    this.cacheTimeoutMs = options.cacheTimeoutMs
-    this.depsTimeoutMs = options.depsTimeoutMs
-    this.clock = options.clock ?? systemClock
+    const resolved = compileSchedulerOptions(options)
+    this.cacheTimeoutMs = resolved.cacheTimeoutMs
+    this.depsTimeoutMs = resolved.depsTimeoutMs
+    this.clock = resolved.clock
   }
 
   /**
@@ -402,30 +217,7 @@ export class Scheduler {
   explain(jobId: string): WaitReason | undefined {
     const job = this.entries.get(jobId)?.pending
     if (job === undefined || job.state !== WAITING) return undefined
-    for (const resource of job.job.uses ?? []) {
-      const holder = this.resources.holder(resource)
-      if (holder !== undefined) return { kind: 'resource', resource, holder: holder.job.id }
-    }
-    if (job.strict !== undefined) {
-      return job.strict.live
-        ? { kind: 'queued', targets: [job.strict.id] }
-        : { kind: 'no-eligible-target', target: job.strict.id }
-    }
-    if (job.stage === 1) {
-      return {
-        kind: 'locality',
-        stage: 'cached',
-        preferred: this.holders(jobId),
-        until: job.stageDue,
-      }
-    }
-    if (job.stage === 2) {
-      const preferred = new Set<string>()
-      for (const dep of job.deps ?? []) for (const t of dep.holders ?? []) preferred.add(t.id)
-      return { kind: 'locality', stage: 'deps', preferred: [...preferred], until: job.stageDue }
-    }
-    for (const t of this.targets.values()) if (t.live) return { kind: 'queued', targets: 'any' }
-    return { kind: 'no-eligible-target' }
+    return waitReason(job, this.resources, this.targets.values())
   }
 
   /**
@@ -830,61 +622,4 @@ function holdsAnyDep(job: DispatchJob, t: TargetQueues): boolean {
   if (deps === undefined) return false
   for (const dep of deps) if (dep.holds(t)) return true
   return false
-}
-
-function checkJob(options: ScheduleJobOptions): number {
-  const priority = options.priority ?? 50
-  // The common case costs a few comparisons; the full check runs only to report a problem.
-  if (
-    typeof options.id === 'string' &&
-    options.id !== '' &&
-    Number.isInteger(priority) &&
-    priority >= 1 &&
-    priority <= 100 &&
-    validList(options.deps) &&
-    validList(options.uses) &&
-    validList(options.avoid) &&
-    (options.target === undefined || (typeof options.target === 'string' && options.target !== ''))
-  ) {
-    return priority
-  }
-  const issues: Issue[] = []
-  if (typeof options.id !== 'string' || options.id === '') {
-    issues.push({ path: 'id', message: 'must be a non-empty string' })
-  }
-  if (!Number.isInteger(priority) || priority < 1 || priority > 100) {
-    issues.push({
-      path: 'priority',
-      message: `must be a whole number from 1 to 100, got ${String(priority)}`,
-    })
-  }
-  for (const key of ['deps', 'uses', 'avoid'] as const) {
-    const list = options[key]
-    if (list === undefined) continue
-    if (!Array.isArray(list)) issues.push({ path: key, message: 'must be a list of ids' })
-    else {
-      list.forEach((v, i) => {
-        if (typeof v !== 'string' || v === '') {
-          issues.push({ path: `${key}[${i}]`, message: 'must be a non-empty string' })
-        }
-      })
-    }
-  }
-  if (
-    options.target !== undefined &&
-    (typeof options.target !== 'string' || options.target === '')
-  ) {
-    issues.push({ path: 'target', message: 'must be a non-empty string' })
-  }
-  throw new ValidationError(issues)
-}
-
-function validList(list: readonly string[] | undefined): boolean {
-  if (list === undefined) return true
-  if (!Array.isArray(list)) return false
-  for (let i = 0; i < list.length; i++) {
-    const v: unknown = list[i]
-    if (typeof v !== 'string' || v === '') return false
-  }
-  return true
 }
