@@ -9,23 +9,22 @@
  * it enters the global queue. Membership is a function of the cache and of the time since the job
  * was scheduled, never of the order in which jobs and cache reports arrive.
  *
- * Beyond the seed: a job with no dependencies has no second-queue stage to wait in and enters the
- * global queue at once; a job strict to one target waits in that target's own queue, with no
- * locality stages, since nobody else may run it.
+ * The stages and the timer that moves jobs through them are in `stage-timers.ts`, with the two
+ * places where Lockstep goes beyond the seed.
  *
  * Every queue is a heap ordered by priority, then age, with lazy deletion: a job leaves the
  * queues it was in by changing state, and a heap discards such entries when they reach its top.
  * A pick costs O(log n) amortised in the number of queued jobs.
  */
-import type { Clock, Timer } from '../clock.ts'
 import type { JobResult } from '../model.ts'
-import type { PendingJob, Stage } from './dispatch-state.ts'
+import type { PendingJob } from './dispatch-state.ts'
 import { DONE, DispatchJob, Entry, RUNNING, TargetQueues, WAITING } from './dispatch-state.ts'
 import { Heap } from './heap.ts'
 import { checkJob, compileSchedulerOptions } from './options.ts'
 import type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
 import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND } from './ranking.ts'
 import { ResourceTable } from './resource-table.ts'
+import { StageTimers, firstStage } from './stage-timers.ts'
 import { WaitingPicks } from './waiting-picks.ts'
 import { waitReason } from './wait-reason.ts'
 import type { WaitReason } from './wait-reason.ts'
@@ -40,19 +39,14 @@ export type { WaitReason } from './wait-reason.ts'
  * it decides. See the module comment for the queue semantics.
  */
 export class Scheduler {
-  private readonly clock: Clock
-  private readonly cacheTimeoutMs: number
-  private readonly depsTimeoutMs: number
   private readonly entries = new Map<string, Entry>()
   private readonly targets = new Map<string, TargetQueues>()
   private readonly global = new Heap<DispatchJob>()
   private readonly resources = new ResourceTable<DispatchJob>((job) => this.unpark(job))
-  private readonly stageTimers = new Heap<DispatchJob>()
+  private readonly stages: StageTimers
   private readonly picks = new WaitingPicks<TargetQueues, DispatchJob>()
   /** Reused by every choice of the best queue top: choosing allocates no candidate. */
   private readonly best = new Best<DispatchJob, Heap<DispatchJob>, TargetQueues>()
-  private timer: Timer | undefined = undefined
-  private timerDue = Infinity
   private seq = 0
   private mark = 0
   private waiting = 0
@@ -60,10 +54,10 @@ export class Scheduler {
   private stopped = false
 
   constructor(options: SchedulerOptions) {
-    const resolved = compileSchedulerOptions(options)
-    this.cacheTimeoutMs = resolved.cacheTimeoutMs
-    this.depsTimeoutMs = resolved.depsTimeoutMs
-    this.clock = resolved.clock
+    const { clock, cacheTimeoutMs, depsTimeoutMs } = compileSchedulerOptions(options)
+    this.stages = new StageTimers(clock, cacheTimeoutMs, depsTimeoutMs, (job) =>
+      this.stageEnded(job),
+    )
   }
 
   /**
@@ -105,17 +99,11 @@ export class Scheduler {
       deps = new Array<Entry>(options.deps.length)
       for (let i = 0; i < options.deps.length; i++) deps[i] = this.entry(options.deps[i]!)
     }
-    let stage: Stage
-    if (strict !== undefined) stage = 3
-    else if (entry.holders !== undefined) stage = 1
-    else stage = deps !== undefined ? 2 : 3
+    const stage = firstStage(strict !== undefined, entry.holders !== undefined, deps !== undefined)
     const job = new DispatchJob(options, entry, deps, strict, priority, this.seq++, stage)
     entry.pending = job
     this.waiting++
-    if (stage < 3) {
-      job.stageDue = this.clock.now() + (stage === 1 ? this.cacheTimeoutMs : this.depsTimeoutMs)
-      this.addStageTimer(job)
-    }
+    this.stages.begin(job)
     if (deps !== undefined) {
       for (const dep of deps) (dep.waiters ??= []).push(job)
     }
@@ -271,9 +259,7 @@ export class Scheduler {
   /** Ends every timer and pending pick; later picks resolve with null at once. */
   stop(): void {
     this.stopped = true
-    this.timer?.cancel()
-    this.timer = undefined
-    this.timerDue = Infinity
+    this.stages.stop()
     this.picks.cancelAll()
   }
 
@@ -365,10 +351,7 @@ export class Scheduler {
       }
     }
     if (job.stage >= 2) this.enqueueSecond(job)
-    if (job.stage === 3) {
-      this.global.push(job, job.key)
-      this.serveAny()
-    }
+    if (job.stage === 3) this.enqueueGlobal(job)
   }
 
   private enqueueSecond(job: DispatchJob): void {
@@ -385,6 +368,18 @@ export class Scheduler {
         this.serve(t)
       }
     }
+  }
+
+  private enqueueGlobal(job: DispatchJob): void {
+    this.global.push(job, job.key)
+    this.serveAny()
+  }
+
+  /** A job whose locality stage ended enters the queues its new stage opens, unless parked. */
+  private stageEnded(job: DispatchJob): void {
+    if (job.parked) return
+    if (job.stage === 2) this.enqueueSecond(job)
+    else this.enqueueGlobal(job)
   }
 
   /**
@@ -546,54 +541,6 @@ export class Scheduler {
       this.resources.release(job, job.job.uses)
     }
     return true
-  }
-
-  private addStageTimer(job: DispatchJob): void {
-    this.stageTimers.push(job, job.stageDue)
-    if (job.stageDue < this.timerDue) this.arm(job.stageDue)
-  }
-
-  private arm(due: number): void {
-    if (this.stopped) return
-    this.timer?.cancel()
-    this.timerDue = due
-    this.timer = this.clock.setTimeout(
-      () => this.onStageTimer(),
-      Math.max(0, due - this.clock.now()),
-    )
-  }
-
-  /** Moves every job whose stage has ended on to the next stage. */
-  private onStageTimer(): void {
-    this.timer = undefined
-    this.timerDue = Infinity
-    const now = this.clock.now()
-    for (;;) {
-      const job = this.stageTimers.peek()
-      if (job === undefined) break
-      if (job.stageDue > now) {
-        this.arm(job.stageDue)
-        break
-      }
-      this.stageTimers.pop()
-      if (job.state !== WAITING) continue
-      // A stage ends at its due time, not when the timer got round to it: the next stage is
-      // counted from there, so late timers do not stretch the delays.
-      const endedAt = job.stageDue
-      if (job.stage === 1 && job.deps !== undefined) {
-        job.stage = 2
-        job.stageDue = endedAt + this.depsTimeoutMs
-        this.stageTimers.push(job, job.stageDue)
-        if (!job.parked) this.enqueueSecond(job)
-      } else {
-        job.stage = 3
-        job.stageDue = Infinity
-        if (!job.parked) {
-          this.global.push(job, job.key)
-          this.serveAny()
-        }
-      }
-    }
   }
 
   /** Serves `t`'s waiting picks while it has some and there are jobs it may take. */
