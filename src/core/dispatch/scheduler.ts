@@ -18,7 +18,9 @@
  */
 import type { JobResult } from '../model.ts'
 import type { PendingJob } from './dispatch-state.ts'
-import { DONE, DispatchJob, Entry, RUNNING, TargetQueues, WAITING } from './dispatch-state.ts'
+import { DONE, DispatchJob, RUNNING, TargetQueues, WAITING } from './dispatch-state.ts'
+import type { Entry } from './dispatch-state.ts'
+import { EntryTable } from './entry-table.ts'
 import { Heap } from './heap.ts'
 import { checkJob, compileSchedulerOptions } from './options.ts'
 import type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
@@ -39,7 +41,7 @@ export type { WaitReason } from './wait-reason.ts'
  * it decides. See the module comment for the queue semantics.
  */
 export class Scheduler {
-  private readonly entries = new Map<string, Entry>()
+  private readonly entries = new EntryTable()
   private readonly targets = new Map<string, TargetQueues>()
   private readonly global = new Heap<DispatchJob>()
   private readonly resources = new ResourceTable<DispatchJob>((job) => this.unpark(job))
@@ -80,9 +82,7 @@ export class Scheduler {
     t.first.clear()
     t.second.clear()
     this.picks.cancel(t)
-    for (const entry of this.entries.values()) {
-      if (entry.holds(t)) this.dropHolder(entry, t)
-    }
+    this.entries.dropTarget(t)
   }
 
   /**
@@ -90,23 +90,21 @@ export class Scheduler {
    * object stays the same until the job completes.
    */
   scheduleJob(options: ScheduleJobOptions): PendingJob {
-    const entry = this.entry(options.id)
+    const entry = this.entries.entry(options.id)
     if (entry.pending !== undefined) return entry.pending
     const priority = checkJob(options)
     const strict = options.target === undefined ? undefined : this.target(options.target, false)
     let deps: Entry[] | undefined
     if (strict === undefined && options.deps !== undefined && options.deps.length > 0) {
       deps = new Array<Entry>(options.deps.length)
-      for (let i = 0; i < options.deps.length; i++) deps[i] = this.entry(options.deps[i]!)
+      for (let i = 0; i < options.deps.length; i++) deps[i] = this.entries.entry(options.deps[i]!)
     }
     const stage = firstStage(strict !== undefined, entry.holders !== undefined, deps !== undefined)
     const job = new DispatchJob(options, entry, deps, strict, priority, this.seq++, stage)
     entry.pending = job
     this.waiting++
     this.stages.begin(job)
-    if (deps !== undefined) {
-      for (const dep of deps) (dep.waiters ??= []).push(job)
-    }
+    this.entries.addWaiter(job)
     if (strict !== undefined) strict.strictWaiting++
     this.enqueue(job)
     return job
@@ -117,7 +115,7 @@ export class Scheduler {
    * the scheduler: it holds its unique resources and completes like any picked job.
    */
   scheduleRunning(options: ScheduleJobOptions, workerId: string): PendingJob {
-    const entry = this.entry(options.id)
+    const entry = this.entries.entry(options.id)
     if (entry.pending !== undefined) return entry.pending
     const priority = checkJob(options)
     const strict = options.target === undefined ? undefined : this.target(options.target, false)
@@ -156,12 +154,12 @@ export class Scheduler {
    * its `result` is set before this returns and its `finished` resolves with it.
    */
   onJobComplete(workerId: string, jobId: string, result: JobResult): boolean {
-    const entry = result.ok ? this.entry(jobId) : this.entries.get(jobId)
+    const entry = result.ok ? this.entries.entry(jobId) : this.entries.get(jobId)
     if (entry === undefined) return false
     const ranOn = entry.pending?.runningOn
     const finished = this.finish(entry, result)
     if (result.ok) this.cached(entry, ranOn?.id === workerId ? ranOn : this.target(workerId))
-    else this.collect(entry)
+    else this.entries.collect(entry)
     return finished
   }
 
@@ -170,20 +168,20 @@ export class Scheduler {
     const entry = this.entries.get(jobId)
     if (entry === undefined) return false
     const finished = this.finish(entry, result)
-    this.collect(entry)
+    this.entries.collect(entry)
     return finished
   }
 
   /** Records that `workerId` holds `productId` in its cache. */
   addCached(workerId: string, productId: string): void {
-    this.cached(this.entry(productId), this.target(workerId))
+    this.cached(this.entries.entry(productId), this.target(workerId))
   }
 
   /** Records that `workerId` no longer holds `productId`. */
   removeCached(workerId: string, productId: string): void {
     const entry = this.entries.get(productId)
     const t = this.targets.get(workerId)
-    if (entry !== undefined && t !== undefined && entry.holds(t)) this.dropHolder(entry, t)
+    if (entry !== undefined && t !== undefined && entry.holds(t)) this.entries.dropHolder(entry, t)
   }
 
   /** Any live target holding the product of `jobId`. */
@@ -277,22 +275,6 @@ export class Scheduler {
 
   // ---- internals ----
 
-  private entry(id: string): Entry {
-    let entry = this.entries.get(id)
-    if (entry === undefined) {
-      entry = new Entry(id)
-      this.entries.set(id, entry)
-    }
-    return entry
-  }
-
-  /** Forgets an entry that no longer says anything: no job, no holder, no waiter. */
-  private collect(entry: Entry): void {
-    if (entry.pending === undefined && entry.holders === undefined && entry.waiters === undefined) {
-      this.entries.delete(entry.id)
-    }
-  }
-
   private target(id: string, live = true): TargetQueues {
     let t = this.targets.get(id)
     if (t === undefined) {
@@ -306,10 +288,7 @@ export class Scheduler {
   }
 
   private cached(entry: Entry, t: TargetQueues): void {
-    if (entry.holders === undefined) entry.holders = [t]
-    else if (entry.holders.includes(t)) return
-    else entry.holders.push(t)
-    if (t.strictOnly) return
+    if (!this.entries.addHolder(entry, t) || t.strictOnly) return
     const own = entry.pending
     if (own !== undefined && own.state === WAITING && !own.parked && own.strict === undefined) {
       t.first.push(own, own.key)
@@ -325,13 +304,6 @@ export class Scheduler {
       }
     }
     if (pushed) this.serve(t)
-  }
-
-  private dropHolder(entry: Entry, t: TargetQueues): void {
-    const holders = entry.holders!
-    if (holders.length === 1) entry.holders = undefined
-    else holders.splice(holders.indexOf(t), 1)
-    this.collect(entry)
   }
 
   /** Puts a waiting job into every queue its stage and the cache give it, and wakes pickers. */
@@ -506,23 +478,7 @@ export class Scheduler {
     this.waiting--
     if (job.strict !== undefined && !job.parked) job.strict.strictWaiting--
     job.parked = false
-    const deps = job.deps
-    if (deps === undefined) return
-    for (const dep of deps) {
-      const waiters = dep.waiters
-      if (waiters === undefined) continue
-      // Compacted when half the list has stopped waiting: O(1) amortised per job.
-      if (++dep.gone * 2 >= waiters.length) {
-        let kept = 0
-        for (const j of waiters) if (j.state === WAITING) waiters[kept++] = j
-        waiters.length = kept
-        dep.gone = 0
-        if (kept === 0) {
-          dep.waiters = undefined
-          this.collect(dep)
-        }
-      }
-    }
+    this.entries.removeWaiter(job)
   }
 
   private finish(entry: Entry, result: JobResult): boolean {
