@@ -24,6 +24,7 @@ import { EntryTable } from './entry-table.ts'
 import { Heap } from './heap.ts'
 import { checkJob, compileSchedulerOptions } from './options.ts'
 import type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
+import { avoids, cycleTarget } from './placement.ts'
 import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND } from './ranking.ts'
 import { ResourceTable } from './resource-table.ts'
 import { StageTimers, firstStage } from './stage-timers.ts'
@@ -227,21 +228,13 @@ export class Scheduler {
       const job = best.job
       if (job === undefined) break
       const heap = best.queue!
-      let target = best.target
+      const from = best.target
       heap.pop()
       if (!this.resources.free(job.job.uses)) {
         this.park(job)
         continue
       }
-      if (job.strict === undefined) {
-        // A flexible job taken from a target's local queue stays there for locality, unless that
-        // target's slots are all wanted by strict jobs and the job may go anywhere.
-        const protect =
-          target !== undefined && job.stage === 3 && slots.get(target)! <= target.strictWaiting
-        if (target === undefined || protect || this.avoids(job, target)) {
-          target = this.placeFlexible(job, slots) ?? (protect ? target : undefined)
-        }
-      }
+      const target = cycleTarget(job, from, slots, this.targets)
       if (target === undefined) {
         skipped.push([heap, job])
         continue
@@ -404,7 +397,7 @@ export class Scheduler {
       if (job === undefined) break
       const heap = best.queue!
       heap.pop()
-      if (this.avoids(job, t)) {
+      if (avoids(job, t, this.targets)) {
         ;(skipped ??= []).push([heap, job])
         continue
       }
@@ -418,36 +411,6 @@ export class Scheduler {
     }
     if (skipped !== undefined) for (const [heap, job] of skipped) heap.push(job, job.key)
     return taken
-  }
-
-  /** True when `job` should not run on `t` because another live target could run it. */
-  private avoids(job: DispatchJob, t: TargetQueues): boolean {
-    const avoid = job.job.avoid
-    // A strict job has nowhere else to go.
-    if (avoid === undefined || job.strict !== undefined || !avoid.includes(t.id)) return false
-    for (const other of this.targets.values())
-      if (other.live && !other.strictOnly && !avoid.includes(other.id)) return true
-    return false
-  }
-
-  /** The target in `slots` for a flexible job: most spare slots beyond strict demand first. */
-  private placeFlexible(
-    job: DispatchJob,
-    slots: Map<TargetQueues, number>,
-  ): TargetQueues | undefined {
-    let best: TargetQueues | undefined
-    let bestSpare = -Infinity
-    let bestFree = 0
-    for (const [t, n] of slots) {
-      if (n <= 0 || t.strictOnly || this.avoids(job, t)) continue
-      const spare = n - t.strictWaiting
-      if (spare > bestSpare || (spare === bestSpare && n > bestFree)) {
-        best = t
-        bestSpare = spare
-        bestFree = n
-      }
-    }
-    return best
   }
 
   /** Takes a job out of the queues until the first busy resource it needs is freed. */
