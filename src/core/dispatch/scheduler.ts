@@ -9,23 +9,23 @@
  * it enters the global queue. Membership is a function of the cache and of the time since the job
  * was scheduled, never of the order in which jobs and cache reports arrive.
  *
- * The stages and the timer that moves jobs through them are in `stage-timers.ts`, with the two
- * places where Lockstep goes beyond the seed.
- *
- * Every queue is a heap ordered by priority, then age, with lazy deletion: a job leaves the
- * queues it was in by changing state, and a heap discards such entries when they reach its top.
- * A pick costs O(log n) amortised in the number of queued jobs.
+ * The {@link Scheduler} keeps each job's life (waiting, running, done) and composes the pieces that
+ * keep those promises, each with its own state: the queues (`queues.ts`), the locality stages and
+ * their timer (`stage-timers.ts`, where the exceptions to the seed are), the cache index
+ * (`entry-table.ts`), the unique resources (`resource-table.ts`), the picks waiting for work
+ * (`waiting-picks.ts`), the order jobs come out in (`ranking.ts`) and where a job runs when
+ * several targets could (`placement.ts`).
  */
 import type { JobResult } from '../model.ts'
 import type { PendingJob } from './dispatch-state.ts'
-import { DONE, DispatchJob, RUNNING, TargetQueues, WAITING } from './dispatch-state.ts'
-import type { Entry } from './dispatch-state.ts'
+import { DONE, DispatchJob, RUNNING, WAITING } from './dispatch-state.ts'
+import type { Entry, TargetQueues } from './dispatch-state.ts'
 import { EntryTable } from './entry-table.ts'
-import { Heap } from './heap.ts'
+import type { Heap } from './heap.ts'
 import { checkJob, compileSchedulerOptions } from './options.ts'
 import type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
 import { avoids, cycleTarget } from './placement.ts'
-import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND } from './ranking.ts'
+import { Queues } from './queues.ts'
 import { ResourceTable } from './resource-table.ts'
 import { StageTimers, firstStage } from './stage-timers.ts'
 import { WaitingPicks } from './waiting-picks.ts'
@@ -43,15 +43,16 @@ export type { WaitReason } from './wait-reason.ts'
  */
 export class Scheduler {
   private readonly entries = new EntryTable()
-  private readonly targets = new Map<string, TargetQueues>()
-  private readonly global = new Heap<DispatchJob>()
+  private readonly queues = new Queues(
+    (t) => this.serve(t),
+    () => this.serveAny(),
+  )
+  /** Every target ever named, live or not. */
+  private readonly targets = this.queues.targets
   private readonly resources = new ResourceTable<DispatchJob>((job) => this.unpark(job))
   private readonly stages: StageTimers
   private readonly picks = new WaitingPicks<TargetQueues, DispatchJob>()
-  /** Reused by every choice of the best queue top: choosing allocates no candidate. */
-  private readonly best = new Best<DispatchJob, Heap<DispatchJob>, TargetQueues>()
   private seq = 0
-  private mark = 0
   private waiting = 0
   private running = 0
   private stopped = false
@@ -59,7 +60,7 @@ export class Scheduler {
   constructor(options: SchedulerOptions) {
     const { clock, cacheTimeoutMs, depsTimeoutMs } = compileSchedulerOptions(options)
     this.stages = new StageTimers(clock, cacheTimeoutMs, depsTimeoutMs, (job) =>
-      this.stageEnded(job),
+      this.queues.stageEnded(job),
     )
   }
 
@@ -68,7 +69,7 @@ export class Scheduler {
    * initiator) takes only the jobs strict to it, never one from the global or local queues.
    */
   registerWorker(workerId: string, options?: { strictOnly?: boolean }): void {
-    const t = this.target(workerId)
+    const t = this.queues.target(workerId)
     if (options?.strictOnly !== undefined) t.strictOnly = options.strictOnly
   }
 
@@ -94,7 +95,8 @@ export class Scheduler {
     const entry = this.entries.entry(options.id)
     if (entry.pending !== undefined) return entry.pending
     const priority = checkJob(options)
-    const strict = options.target === undefined ? undefined : this.target(options.target, false)
+    const strict =
+      options.target === undefined ? undefined : this.queues.target(options.target, false)
     let deps: Entry[] | undefined
     if (strict === undefined && options.deps !== undefined && options.deps.length > 0) {
       deps = new Array<Entry>(options.deps.length)
@@ -107,7 +109,7 @@ export class Scheduler {
     this.stages.begin(job)
     this.entries.addWaiter(job)
     if (strict !== undefined) strict.strictWaiting++
-    this.enqueue(job)
+    this.queues.enqueue(job)
     return job
   }
 
@@ -119,11 +121,12 @@ export class Scheduler {
     const entry = this.entries.entry(options.id)
     if (entry.pending !== undefined) return entry.pending
     const priority = checkJob(options)
-    const strict = options.target === undefined ? undefined : this.target(options.target, false)
+    const strict =
+      options.target === undefined ? undefined : this.queues.target(options.target, false)
     const job = new DispatchJob(options, entry, undefined, strict, priority, this.seq++, 3)
     entry.pending = job
     job.state = RUNNING
-    job.runningOn = this.target(workerId, false)
+    job.runningOn = this.queues.target(workerId, false)
     this.running++
     this.resources.hold(job, options.uses)
     return job
@@ -135,7 +138,7 @@ export class Scheduler {
    */
   pickJob(workerId: string, signal?: AbortSignal): Promise<PendingJob | null> {
     if (this.stopped || signal?.aborted === true) return Promise.resolve(null)
-    const t = this.target(workerId)
+    const t = this.queues.target(workerId)
     if (!this.picks.has(t)) {
       const job = this.take(t)
       if (job !== null) return Promise.resolve(job)
@@ -146,7 +149,7 @@ export class Scheduler {
   /** Takes the best job `workerId` may run now, or null; never waits. */
   tryPickJob(workerId: string): PendingJob | null {
     if (this.stopped) return null
-    return this.take(this.target(workerId))
+    return this.take(this.queues.target(workerId))
   }
 
   /**
@@ -159,7 +162,7 @@ export class Scheduler {
     if (entry === undefined) return false
     const ranOn = entry.pending?.runningOn
     const finished = this.finish(entry, result)
-    if (result.ok) this.cached(entry, ranOn?.id === workerId ? ranOn : this.target(workerId))
+    if (result.ok) this.cached(entry, ranOn?.id === workerId ? ranOn : this.queues.target(workerId))
     else this.entries.collect(entry)
     return finished
   }
@@ -175,7 +178,7 @@ export class Scheduler {
 
   /** Records that `workerId` holds `productId` in its cache. */
   addCached(workerId: string, productId: string): void {
-    this.cached(this.entries.entry(productId), this.target(workerId))
+    this.cached(this.entries.entry(productId), this.queues.target(workerId))
   }
 
   /** Records that `workerId` no longer holds `productId`. */
@@ -217,14 +220,11 @@ export class Scheduler {
     const assignments: { jobId: string; target: string }[] = []
     if (this.stopped) return assignments
     const slots = new Map<TargetQueues, number>()
-    for (const [id, n] of availability) if (n > 0) slots.set(this.target(id), Math.floor(n))
-    const best = this.best
+    for (const [id, n] of availability) if (n > 0) slots.set(this.queues.target(id), Math.floor(n))
     const skipped: [Heap<DispatchJob>, DispatchJob][] = []
     for (;;) {
       // Read out before anything else chooses: the choice is reused.
-      best.reset()
-      for (const [t, n] of slots) if (n > 0) this.offerOwn(t)
-      this.offerGlobal()
+      const best = this.queues.bestAmong(slots)
       const job = best.job
       if (job === undefined) break
       const heap = best.queue!
@@ -268,131 +268,18 @@ export class Scheduler {
 
   // ---- internals ----
 
-  private target(id: string, live = true): TargetQueues {
-    let t = this.targets.get(id)
-    if (t === undefined) {
-      t = new TargetQueues(id)
-      t.live = live
-      this.targets.set(id, t)
-    } else if (live) {
-      t.live = true
-    }
-    return t
-  }
-
+  /** Records that `t` holds the product of `entry`; the jobs waiting for that join its queues. */
   private cached(entry: Entry, t: TargetQueues): void {
-    if (!this.entries.addHolder(entry, t) || t.strictOnly) return
-    const own = entry.pending
-    if (own !== undefined && own.state === WAITING && !own.parked && own.strict === undefined) {
-      t.first.push(own, own.key)
-      this.serve(t)
-    }
-    const waiters = entry.waiters
-    if (waiters === undefined) return
-    let pushed = false
-    for (const job of waiters) {
-      if (job.state === WAITING && !job.parked && job.stage >= 2) {
-        t.second.push(job, job.key)
-        pushed = true
-      }
-    }
-    if (pushed) this.serve(t)
-  }
-
-  /** Puts a waiting job into every queue its stage and the cache give it, and wakes pickers. */
-  private enqueue(job: DispatchJob): void {
-    const strict = job.strict
-    if (strict !== undefined) {
-      strict.strict.push(job, job.key)
-      if (strict.live) this.serve(strict)
-      return
-    }
-    const holders = job.entry.holders
-    if (holders !== undefined) {
-      for (const t of holders) {
-        if (!t.live || t.strictOnly) continue
-        t.first.push(job, job.key)
-        this.serve(t)
-      }
-    }
-    if (job.stage >= 2) this.enqueueSecond(job)
-    if (job.stage === 3) this.enqueueGlobal(job)
-  }
-
-  private enqueueSecond(job: DispatchJob): void {
-    const deps = job.deps
-    if (deps === undefined) return
-    const mark = ++this.mark
-    for (const dep of deps) {
-      const holders = dep.holders
-      if (holders === undefined) continue
-      for (const t of holders) {
-        if (t.mark === mark || !t.live || t.strictOnly) continue
-        t.mark = mark
-        t.second.push(job, job.key)
-        this.serve(t)
-      }
-    }
-  }
-
-  private enqueueGlobal(job: DispatchJob): void {
-    this.global.push(job, job.key)
-    this.serveAny()
-  }
-
-  /** A job whose locality stage ended enters the queues its new stage opens, unless parked. */
-  private stageEnded(job: DispatchJob): void {
-    if (job.parked) return
-    if (job.stage === 2) this.enqueueSecond(job)
-    else this.enqueueGlobal(job)
-  }
-
-  /**
-   * The best valid job on top of `heap`, discarding entries that are stale: jobs no longer
-   * waiting, parked, or in a local queue whose cache entry was evicted.
-   */
-  private top(
-    heap: Heap<DispatchJob>,
-    rank: number,
-    t: TargetQueues | undefined,
-  ): DispatchJob | undefined {
-    for (;;) {
-      const job = heap.peek()
-      if (job === undefined) return undefined
-      if (
-        job.state === WAITING &&
-        !job.parked &&
-        (rank === RANK_GLOBAL || (rank === RANK_FIRST ? job.entry.holds(t!) : holdsAnyDep(job, t!)))
-      ) {
-        return job
-      }
-      heap.pop()
-    }
-  }
-
-  /** Offers {@link best} the valid tops of `t`'s own queues: first local, second local, strict. */
-  private offerOwn(t: TargetQueues): void {
-    const best = this.best
-    best.offer(this.top(t.first, RANK_FIRST, t), RANK_FIRST, t.first, t)
-    best.offer(this.top(t.second, RANK_SECOND, t), RANK_SECOND, t.second, t)
-    best.offer(this.top(t.strict, RANK_GLOBAL, t), RANK_GLOBAL, t.strict, t)
-  }
-
-  private offerGlobal(): void {
-    const global = this.global
-    this.best.offer(this.top(global, RANK_GLOBAL, undefined), RANK_GLOBAL, global, undefined)
+    if (this.entries.addHolder(entry, t)) this.queues.cached(entry, t)
   }
 
   /** Takes the best job `t` may run now, or null. */
   private take(t: TargetQueues): DispatchJob | null {
     if (!t.live) return null
-    const best = this.best
     let skipped: [Heap<DispatchJob>, DispatchJob][] | undefined
     let taken: DispatchJob | null = null
     for (;;) {
-      best.reset()
-      this.offerOwn(t)
-      if (!t.strictOnly) this.offerGlobal()
+      const best = this.queues.bestFor(t)
       const job = best.job
       if (job === undefined) break
       const heap = best.queue!
@@ -425,7 +312,7 @@ export class Scheduler {
     if (job.state !== WAITING || !job.parked) return
     job.parked = false
     if (job.strict !== undefined) job.strict.strictWaiting++
-    this.enqueue(job)
+    this.queues.enqueue(job)
   }
 
   private start(job: DispatchJob, t: TargetQueues): void {
@@ -481,11 +368,4 @@ export class Scheduler {
       if (t.picks.length < before) return
     }
   }
-}
-
-function holdsAnyDep(job: DispatchJob, t: TargetQueues): boolean {
-  const deps = job.deps
-  if (deps === undefined) return false
-  for (const dep of deps) if (dep.holds(t)) return true
-  return false
 }
