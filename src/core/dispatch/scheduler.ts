@@ -9,262 +9,59 @@
  * it enters the global queue. Membership is a function of the cache and of the time since the job
  * was scheduled, never of the order in which jobs and cache reports arrive.
  *
- * Beyond the seed: a job with no dependencies has no second-queue stage to wait in and enters the
- * global queue at once; a job strict to one target waits in that target's own queue, with no
- * locality stages, since nobody else may run it.
- *
- * Every queue is a heap ordered by priority, then age, with lazy deletion: a job leaves the
- * queues it was in by changing state, and a heap discards such entries when they reach its top.
- * A pick costs O(log n) amortised in the number of queued jobs.
+ * The {@link Scheduler} keeps each job's life (waiting, running, done) and composes the pieces that
+ * keep those promises, each with its own state: the queues (`queues.ts`), the locality stages and
+ * their timer (`stage-timers.ts`, where the exceptions to the seed are), the cache index
+ * (`entry-table.ts`), the unique resources (`resource-table.ts`), the picks waiting for work
+ * (`waiting-picks.ts`), the order jobs come out in (`ranking.ts`) and where a job runs when
+ * several targets could (`placement.ts`).
  */
-import type { Clock, Timer } from '../clock.ts'
-import { systemClock } from '../clock.ts'
-import { ValidationError } from '../errors.ts'
-import type { Issue } from '../errors.ts'
 import type { JobResult } from '../model.ts'
-import { Heap } from './heap.ts'
+import type { PendingJob } from './dispatch-state.ts'
+import { DONE, DispatchJob, RUNNING, WAITING } from './dispatch-state.ts'
+import type { Entry, TargetQueues } from './dispatch-state.ts'
+import { EntryTable } from './entry-table.ts'
+import type { Heap } from './heap.ts'
+import { checkJob, compileSchedulerOptions } from './options.ts'
+import type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
+import { avoids, cycleTarget } from './placement.ts'
+import { Queues } from './queues.ts'
+import { ResourceTable } from './resource-table.ts'
+import { StageTimers, firstStage } from './stage-timers.ts'
+import { WaitingPicks } from './waiting-picks.ts'
+import { waitReason } from './wait-reason.ts'
+import type { WaitReason } from './wait-reason.ts'
 
-/** A job as given to {@link Scheduler.scheduleJob}. */
-export interface ScheduleJobOptions {
-  /** The job's id; its product is known by the same id. */
-  id: string
-  /** The jobs whose products this job reads. */
-  deps?: readonly string[]
-  /** 1–100, higher first. @default 50 */
-  priority?: number
-  /** Strict to one target: no other target gets the job. */
-  target?: string
-  /** Unique resources the job holds while it runs; it starts only when all are free. */
-  uses?: readonly string[]
-  /** Targets the job should not run on while another live target could (a retry elsewhere). */
-  avoid?: readonly string[]
-}
-
-/** A scheduled job, as the caller sees it. */
-export interface PendingJob<J extends ScheduleJobOptions = ScheduleJobOptions> {
-  /** The job as it was scheduled. */
-  readonly job: J
-  /** Set once the job is complete, before `onJobComplete` returns. */
-  readonly result: JobResult | undefined
-  /** The target running the job, once picked. */
-  readonly worker: string | undefined
-  /** Resolves with the result when the job completes. */
-  readonly finished: Promise<JobResult>
-}
-
-/** Why a job still waits: data the API and the dashboard show. */
-export type WaitReason =
-  /** Held back for the workers that hold its product (`cached`) or its inputs (`deps`) until `until`. */
-  | { kind: 'locality'; stage: 'cached' | 'deps'; preferred: string[]; until: number }
-  /** A unique resource it needs is held by another job. */
-  | { kind: 'resource'; resource: string; holder: string }
-  /** No live target may run it. */
-  | { kind: 'no-eligible-target'; target?: string }
-  /** Eligible, and waiting for a target with a free slot to take it. */
-  | { kind: 'queued'; targets: 'any' | string[] }
-
-/** Words for a {@link WaitReason}. */
-export function describeWaitReason(reason: WaitReason): string {
-  switch (reason.kind) {
-    case 'locality':
-      return reason.stage === 'cached'
-        ? `waiting for ${reason.preferred.join(', ')}, which hold its product, until ${new Date(reason.until).toISOString()}`
-        : `waiting for workers that hold its inputs${reason.preferred.length > 0 ? ` (${reason.preferred.join(', ')})` : ''} until ${new Date(reason.until).toISOString()}`
-    case 'resource':
-      return `resource ${reason.resource} is held by job ${reason.holder}`
-    case 'no-eligible-target':
-      return reason.target !== undefined
-        ? `target ${reason.target} is not connected`
-        : 'no target is connected'
-    case 'queued':
-      return reason.targets === 'any'
-        ? 'queued for the next free slot'
-        : `queued for the next free slot on ${reason.targets.join(', ')}`
-  }
-}
-
-/** Options of a {@link Scheduler}. */
-export interface SchedulerOptions {
-  /** How long a job waits for the workers that hold its product before it widens to its inputs' holders. */
-  cacheTimeoutMs: number
-  /** How long it then waits for its inputs' holders before it enters the global queue. */
-  depsTimeoutMs: number
-  /** @default the system clock */
-  clock?: Clock
-}
-
-const WAITING = 0
-const RUNNING = 1
-const DONE = 2
-
-/** Stage 1: first local queues only. Stage 2: also second local queues. Stage 3: also global. */
-type Stage = 1 | 2 | 3
-
-const SEQ_SPAN = 2 ** 40
-
-/**
- * Everything the scheduler knows under one id: the product (who holds it), the pending job of
- * that id, and the waiting jobs that read the product. One map lookup per id serves them all.
- */
-class Entry {
-  readonly id: string
-  pending: DispatchJob | undefined = undefined
-  /** The targets holding the product. */
-  holders: TargetQueues[] | undefined = undefined
-  /** Waiting flexible jobs that read this product, for cache reports that come after them. */
-  waiters: DispatchJob[] | undefined = undefined
-  /** How many of `waiters` have stopped waiting; the list is compacted when half have. */
-  gone = 0
-
-  constructor(id: string) {
-    this.id = id
-  }
-
-  holds(t: TargetQueues): boolean {
-    return this.holders !== undefined && this.holders.includes(t)
-  }
-}
-
-class DispatchJob implements PendingJob {
-  readonly job: ScheduleJobOptions
-  readonly entry: Entry
-  /** The entries of the products it reads (flexible jobs only). */
-  readonly deps: Entry[] | undefined
-  /** The target it is strict to. */
-  readonly strict: TargetQueues | undefined
-  readonly priority: number
-  readonly seq: number
-  /** Priority, then age, as one number: lower comes out first. */
-  readonly key: number
-  state = WAITING
-  stage: Stage
-  /** When the current stage ends; Infinity in stage 3. */
-  stageDue = Infinity
-  /** Waiting for a unique resource: out of every queue until the resource is freed. */
-  parked = false
-  /** The target running the job. */
-  runningOn: TargetQueues | undefined = undefined
-  result: JobResult | undefined = undefined
-  private promise: Promise<JobResult> | undefined = undefined
-  private resolve: ((result: JobResult) => void) | undefined = undefined
-
-  constructor(
-    job: ScheduleJobOptions,
-    entry: Entry,
-    deps: Entry[] | undefined,
-    strict: TargetQueues | undefined,
-    priority: number,
-    seq: number,
-    stage: Stage,
-  ) {
-    this.job = job
-    this.entry = entry
-    this.deps = deps
-    this.strict = strict
-    this.priority = priority
-    this.seq = seq
-    this.key = (100 - priority) * SEQ_SPAN + seq
-    this.stage = stage
-  }
-
-  // Made on first use: most callers never wait on it, and a promise per queued job is costly.
-  get finished(): Promise<JobResult> {
-    if (this.promise === undefined) {
-      if (this.result !== undefined) this.promise = Promise.resolve(this.result)
-      else this.promise = new Promise((resolve) => (this.resolve = resolve))
-    }
-    return this.promise
-  }
-
-  get worker(): string | undefined {
-    return this.runningOn?.id
-  }
-
-  finish(result: JobResult): void {
-    this.state = DONE
-    this.result = result
-    this.resolve?.(result)
-  }
-}
-
-interface PickRequest {
-  resolve: (job: PendingJob | null) => void
-  signal: AbortSignal | undefined
-  onAbort: (() => void) | undefined
-}
-
-/** A target's queues: the two local queues of 003, and the queue of jobs strict to it. */
-class TargetQueues {
-  readonly id: string
-  live = true
-  readonly first = new Heap<DispatchJob>()
-  readonly second = new Heap<DispatchJob>()
-  readonly strict = new Heap<DispatchJob>()
-  /** Takes only the jobs strict to it: it has no local queues and no share of the global one. */
-  strictOnly = false
-  /** Waiting, unparked jobs strict to this target: the slots a cycle keeps for them. */
-  strictWaiting = 0
-  readonly picks: PickRequest[] = []
-  /** Marks the target as already visited in one walk over several products. */
-  mark = 0
-
-  constructor(id: string) {
-    this.id = id
-  }
-}
-
-/** A job on top of one queue, in a cycle. */
-interface Candidate {
-  job: DispatchJob
-  rank: number
-  heap: Heap<DispatchJob>
-  /** The target whose queue it is; undefined for the global queue. */
-  target: TargetQueues | undefined
-}
-
-const RANK_FIRST = 0
-const RANK_SECOND = 1
-const RANK_GLOBAL = 2
+export type { PendingJob } from './dispatch-state.ts'
+export type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
+export { describeWaitReason } from './wait-reason.ts'
+export type { WaitReason } from './wait-reason.ts'
 
 /**
  * Decides which target runs which job. Pure and in memory: the service around it persists what
  * it decides. See the module comment for the queue semantics.
  */
 export class Scheduler {
-  private readonly clock: Clock
-  private readonly cacheTimeoutMs: number
-  private readonly depsTimeoutMs: number
-  private readonly entries = new Map<string, Entry>()
-  private readonly targets = new Map<string, TargetQueues>()
-  private readonly global = new Heap<DispatchJob>()
-  private readonly resourceHolder = new Map<string, DispatchJob>()
-  private readonly parkedOn = new Map<string, DispatchJob[]>()
-  private readonly stageTimers = new Heap<DispatchJob>()
-  /** Targets with pending picks, oldest first. */
-  private readonly idle = new Set<TargetQueues>()
-  private timer: Timer | undefined = undefined
-  private timerDue = Infinity
+  private readonly entries = new EntryTable()
+  private readonly queues = new Queues(
+    (t) => this.serve(t),
+    () => this.serveAny(),
+  )
+  /** Every target ever named, live or not. */
+  private readonly targets = this.queues.targets
+  private readonly resources = new ResourceTable<DispatchJob>((job) => this.unpark(job))
+  private readonly stages: StageTimers
+  private readonly picks = new WaitingPicks<TargetQueues, DispatchJob>()
   private seq = 0
-  private mark = 0
   private waiting = 0
   private running = 0
   private stopped = false
 
   constructor(options: SchedulerOptions) {
-    const issues: Issue[] = []
-    for (const key of ['cacheTimeoutMs', 'depsTimeoutMs'] as const) {
-      const value = options[key]
-      if (!Number.isFinite(value) || value < 0) {
-        issues.push({
-          path: key,
-          message: `must be a number of milliseconds ≥ 0, got ${String(value)}`,
-        })
-      }
-    }
-    if (issues.length > 0) throw new ValidationError(issues)
-    this.cacheTimeoutMs = options.cacheTimeoutMs
-    this.depsTimeoutMs = options.depsTimeoutMs
-    this.clock = options.clock ?? systemClock
+    const { clock, cacheTimeoutMs, depsTimeoutMs } = compileSchedulerOptions(options)
+    this.stages = new StageTimers(clock, cacheTimeoutMs, depsTimeoutMs, (job) =>
+      this.queues.stageEnded(job),
+    )
   }
 
   /**
@@ -272,7 +69,7 @@ export class Scheduler {
    * initiator) takes only the jobs strict to it, never one from the global or local queues.
    */
   registerWorker(workerId: string, options?: { strictOnly?: boolean }): void {
-    const t = this.target(workerId)
+    const t = this.queues.target(workerId)
     if (options?.strictOnly !== undefined) t.strictOnly = options.strictOnly
   }
 
@@ -286,11 +83,8 @@ export class Scheduler {
     t.live = false
     t.first.clear()
     t.second.clear()
-    for (const request of t.picks.splice(0)) this.answer(request, null)
-    this.idle.delete(t)
-    for (const entry of this.entries.values()) {
-      if (entry.holds(t)) this.dropHolder(entry, t)
-    }
+    this.picks.cancel(t)
+    this.entries.dropTarget(t)
   }
 
   /**
@@ -298,31 +92,24 @@ export class Scheduler {
    * object stays the same until the job completes.
    */
   scheduleJob(options: ScheduleJobOptions): PendingJob {
-    const entry = this.entry(options.id)
+    const entry = this.entries.entry(options.id)
     if (entry.pending !== undefined) return entry.pending
     const priority = checkJob(options)
-    const strict = options.target === undefined ? undefined : this.target(options.target, false)
+    const strict =
+      options.target === undefined ? undefined : this.queues.target(options.target, false)
     let deps: Entry[] | undefined
     if (strict === undefined && options.deps !== undefined && options.deps.length > 0) {
       deps = new Array<Entry>(options.deps.length)
-      for (let i = 0; i < options.deps.length; i++) deps[i] = this.entry(options.deps[i]!)
+      for (let i = 0; i < options.deps.length; i++) deps[i] = this.entries.entry(options.deps[i]!)
     }
-    let stage: Stage
-    if (strict !== undefined) stage = 3
-    else if (entry.holders !== undefined) stage = 1
-    else stage = deps !== undefined ? 2 : 3
+    const stage = firstStage(strict !== undefined, entry.holders !== undefined, deps !== undefined)
     const job = new DispatchJob(options, entry, deps, strict, priority, this.seq++, stage)
     entry.pending = job
     this.waiting++
-    if (stage < 3) {
-      job.stageDue = this.clock.now() + (stage === 1 ? this.cacheTimeoutMs : this.depsTimeoutMs)
-      this.addStageTimer(job)
-    }
-    if (deps !== undefined) {
-      for (const dep of deps) (dep.waiters ??= []).push(job)
-    }
+    this.stages.begin(job)
+    this.entries.addWaiter(job)
     if (strict !== undefined) strict.strictWaiting++
-    this.enqueue(job)
+    this.queues.enqueue(job)
     return job
   }
 
@@ -331,16 +118,17 @@ export class Scheduler {
    * the scheduler: it holds its unique resources and completes like any picked job.
    */
   scheduleRunning(options: ScheduleJobOptions, workerId: string): PendingJob {
-    const entry = this.entry(options.id)
+    const entry = this.entries.entry(options.id)
     if (entry.pending !== undefined) return entry.pending
     const priority = checkJob(options)
-    const strict = options.target === undefined ? undefined : this.target(options.target, false)
+    const strict =
+      options.target === undefined ? undefined : this.queues.target(options.target, false)
     const job = new DispatchJob(options, entry, undefined, strict, priority, this.seq++, 3)
     entry.pending = job
     job.state = RUNNING
-    job.runningOn = this.target(workerId, false)
+    job.runningOn = this.queues.target(workerId, false)
     this.running++
-    for (const r of options.uses ?? []) this.resourceHolder.set(r, job)
+    this.resources.hold(job, options.uses)
     return job
   }
 
@@ -350,31 +138,18 @@ export class Scheduler {
    */
   pickJob(workerId: string, signal?: AbortSignal): Promise<PendingJob | null> {
     if (this.stopped || signal?.aborted === true) return Promise.resolve(null)
-    const t = this.target(workerId)
-    if (t.picks.length === 0) {
+    const t = this.queues.target(workerId)
+    if (!this.picks.has(t)) {
       const job = this.take(t)
       if (job !== null) return Promise.resolve(job)
     }
-    return new Promise((resolve) => {
-      const request: PickRequest = { resolve, signal, onAbort: undefined }
-      if (signal !== undefined) {
-        request.onAbort = () => {
-          const i = t.picks.indexOf(request)
-          if (i >= 0) t.picks.splice(i, 1)
-          if (t.picks.length === 0) this.idle.delete(t)
-          resolve(null)
-        }
-        signal.addEventListener('abort', request.onAbort, { once: true })
-      }
-      t.picks.push(request)
-      this.idle.add(t)
-    })
+    return this.picks.wait(t, signal)
   }
 
   /** Takes the best job `workerId` may run now, or null; never waits. */
   tryPickJob(workerId: string): PendingJob | null {
     if (this.stopped) return null
-    return this.take(this.target(workerId))
+    return this.take(this.queues.target(workerId))
   }
 
   /**
@@ -383,12 +158,12 @@ export class Scheduler {
    * its `result` is set before this returns and its `finished` resolves with it.
    */
   onJobComplete(workerId: string, jobId: string, result: JobResult): boolean {
-    const entry = result.ok ? this.entry(jobId) : this.entries.get(jobId)
+    const entry = result.ok ? this.entries.entry(jobId) : this.entries.get(jobId)
     if (entry === undefined) return false
     const ranOn = entry.pending?.runningOn
     const finished = this.finish(entry, result)
-    if (result.ok) this.cached(entry, ranOn?.id === workerId ? ranOn : this.target(workerId))
-    else this.collect(entry)
+    if (result.ok) this.cached(entry, ranOn?.id === workerId ? ranOn : this.queues.target(workerId))
+    else this.entries.collect(entry)
     return finished
   }
 
@@ -397,20 +172,20 @@ export class Scheduler {
     const entry = this.entries.get(jobId)
     if (entry === undefined) return false
     const finished = this.finish(entry, result)
-    this.collect(entry)
+    this.entries.collect(entry)
     return finished
   }
 
   /** Records that `workerId` holds `productId` in its cache. */
   addCached(workerId: string, productId: string): void {
-    this.cached(this.entry(productId), this.target(workerId))
+    this.cached(this.entries.entry(productId), this.queues.target(workerId))
   }
 
   /** Records that `workerId` no longer holds `productId`. */
   removeCached(workerId: string, productId: string): void {
     const entry = this.entries.get(productId)
     const t = this.targets.get(workerId)
-    if (entry !== undefined && t !== undefined && entry.holds(t)) this.dropHolder(entry, t)
+    if (entry !== undefined && t !== undefined && entry.holds(t)) this.entries.dropHolder(entry, t)
   }
 
   /** Any live target holding the product of `jobId`. */
@@ -432,30 +207,7 @@ export class Scheduler {
   explain(jobId: string): WaitReason | undefined {
     const job = this.entries.get(jobId)?.pending
     if (job === undefined || job.state !== WAITING) return undefined
-    for (const resource of job.job.uses ?? []) {
-      const holder = this.resourceHolder.get(resource)
-      if (holder !== undefined) return { kind: 'resource', resource, holder: holder.job.id }
-    }
-    if (job.strict !== undefined) {
-      return job.strict.live
-        ? { kind: 'queued', targets: [job.strict.id] }
-        : { kind: 'no-eligible-target', target: job.strict.id }
-    }
-    if (job.stage === 1) {
-      return {
-        kind: 'locality',
-        stage: 'cached',
-        preferred: this.holders(jobId),
-        until: job.stageDue,
-      }
-    }
-    if (job.stage === 2) {
-      const preferred = new Set<string>()
-      for (const dep of job.deps ?? []) for (const t of dep.holders ?? []) preferred.add(t.id)
-      return { kind: 'locality', stage: 'deps', preferred: [...preferred], until: job.stageDue }
-    }
-    for (const t of this.targets.values()) if (t.live) return { kind: 'queued', targets: 'any' }
-    return { kind: 'no-eligible-target' }
+    return waitReason(job, this.resources, this.targets.values())
   }
 
   /**
@@ -468,34 +220,21 @@ export class Scheduler {
     const assignments: { jobId: string; target: string }[] = []
     if (this.stopped) return assignments
     const slots = new Map<TargetQueues, number>()
-    for (const [id, n] of availability) if (n > 0) slots.set(this.target(id), Math.floor(n))
+    for (const [id, n] of availability) if (n > 0) slots.set(this.queues.target(id), Math.floor(n))
     const skipped: [Heap<DispatchJob>, DispatchJob][] = []
     for (;;) {
-      let pick: Candidate | undefined
-      for (const [t, n] of slots) {
-        if (n <= 0) continue
-        pick = this.better(pick, t.first, RANK_FIRST, t)
-        pick = this.better(pick, t.second, RANK_SECOND, t)
-        pick = this.better(pick, t.strict, RANK_GLOBAL, t)
-      }
-      pick = this.better(pick, this.global, RANK_GLOBAL, undefined)
-      if (pick === undefined) break
-      const { job, heap } = pick
+      // Read out before anything else chooses: the choice is reused.
+      const best = this.queues.bestAmong(slots)
+      const job = best.job
+      if (job === undefined) break
+      const heap = best.queue!
+      const from = best.target
       heap.pop()
-      if (!this.resourcesFree(job)) {
+      if (!this.resources.free(job.job.uses)) {
         this.park(job)
         continue
       }
-      let target = pick.target
-      if (job.strict === undefined) {
-        // A flexible job taken from a target's local queue stays there for locality, unless that
-        // target's slots are all wanted by strict jobs and the job may go anywhere.
-        const protect =
-          target !== undefined && job.stage === 3 && slots.get(target)! <= target.strictWaiting
-        if (target === undefined || protect || this.avoids(job, target)) {
-          target = this.placeFlexible(job, slots) ?? (protect ? target : undefined)
-        }
-      }
+      const target = cycleTarget(job, from, slots, this.targets)
       if (target === undefined) {
         skipped.push([heap, job])
         continue
@@ -511,153 +250,27 @@ export class Scheduler {
   /** Ends every timer and pending pick; later picks resolve with null at once. */
   stop(): void {
     this.stopped = true
-    this.timer?.cancel()
-    this.timer = undefined
-    this.timerDue = Infinity
-    for (const t of this.targets.values())
-      for (const request of t.picks.splice(0)) this.answer(request, null)
-    this.idle.clear()
+    this.stages.stop()
+    this.picks.cancelAll()
   }
 
   /** Counts for metrics: waiting and running jobs, live targets, pending picks. */
   stats(): { waiting: number; running: number; targets: number; idle: number } {
     let live = 0
     for (const t of this.targets.values()) if (t.live) live++
-    return { waiting: this.waiting, running: this.running, targets: live, idle: this.idle.size }
+    return {
+      waiting: this.waiting,
+      running: this.running,
+      targets: live,
+      idle: this.picks.idle.size,
+    }
   }
 
   // ---- internals ----
 
-  private entry(id: string): Entry {
-    let entry = this.entries.get(id)
-    if (entry === undefined) {
-      entry = new Entry(id)
-      this.entries.set(id, entry)
-    }
-    return entry
-  }
-
-  /** Forgets an entry that no longer says anything: no job, no holder, no waiter. */
-  private collect(entry: Entry): void {
-    if (entry.pending === undefined && entry.holders === undefined && entry.waiters === undefined) {
-      this.entries.delete(entry.id)
-    }
-  }
-
-  private target(id: string, live = true): TargetQueues {
-    let t = this.targets.get(id)
-    if (t === undefined) {
-      t = new TargetQueues(id)
-      t.live = live
-      this.targets.set(id, t)
-    } else if (live) {
-      t.live = true
-    }
-    return t
-  }
-
+  /** Records that `t` holds the product of `entry`; the jobs waiting for that join its queues. */
   private cached(entry: Entry, t: TargetQueues): void {
-    if (entry.holders === undefined) entry.holders = [t]
-    else if (entry.holders.includes(t)) return
-    else entry.holders.push(t)
-    if (t.strictOnly) return
-    const own = entry.pending
-    if (own !== undefined && own.state === WAITING && !own.parked && own.strict === undefined) {
-      t.first.push(own, own.key)
-      this.serve(t)
-    }
-    const waiters = entry.waiters
-    if (waiters === undefined) return
-    let pushed = false
-    for (const job of waiters) {
-      if (job.state === WAITING && !job.parked && job.stage >= 2) {
-        t.second.push(job, job.key)
-        pushed = true
-      }
-    }
-    if (pushed) this.serve(t)
-  }
-
-  private dropHolder(entry: Entry, t: TargetQueues): void {
-    const holders = entry.holders!
-    if (holders.length === 1) entry.holders = undefined
-    else holders.splice(holders.indexOf(t), 1)
-    this.collect(entry)
-  }
-
-  /** Puts a waiting job into every queue its stage and the cache give it, and wakes pickers. */
-  private enqueue(job: DispatchJob): void {
-    const strict = job.strict
-    if (strict !== undefined) {
-      strict.strict.push(job, job.key)
-      if (strict.live) this.serve(strict)
-      return
-    }
-    const holders = job.entry.holders
-    if (holders !== undefined) {
-      for (const t of holders) {
-        if (!t.live || t.strictOnly) continue
-        t.first.push(job, job.key)
-        this.serve(t)
-      }
-    }
-    if (job.stage >= 2) this.enqueueSecond(job)
-    if (job.stage === 3) {
-      this.global.push(job, job.key)
-      this.serveAny()
-    }
-  }
-
-  private enqueueSecond(job: DispatchJob): void {
-    const deps = job.deps
-    if (deps === undefined) return
-    const mark = ++this.mark
-    for (const dep of deps) {
-      const holders = dep.holders
-      if (holders === undefined) continue
-      for (const t of holders) {
-        if (t.mark === mark || !t.live || t.strictOnly) continue
-        t.mark = mark
-        t.second.push(job, job.key)
-        this.serve(t)
-      }
-    }
-  }
-
-  /**
-   * The best valid job on top of `heap`, discarding entries that are stale: jobs no longer
-   * waiting, parked, or in a local queue whose cache entry was evicted.
-   */
-  private top(
-    heap: Heap<DispatchJob>,
-    rank: number,
-    t: TargetQueues | undefined,
-  ): DispatchJob | undefined {
-    for (;;) {
-      const job = heap.peek()
-      if (job === undefined) return undefined
-      if (
-        job.state === WAITING &&
-        !job.parked &&
-        (rank === RANK_GLOBAL || (rank === RANK_FIRST ? job.entry.holds(t!) : holdsAnyDep(job, t!)))
-      ) {
-        return job
-      }
-      heap.pop()
-    }
-  }
-
-  /** The better of `current` and the valid top of `heap`; `t` owns the heap (none for global). */
-  private better(
-    current: Candidate | undefined,
-    heap: Heap<DispatchJob>,
-    rank: number,
-    t: TargetQueues | undefined,
-  ): Candidate | undefined {
-    const job = this.top(heap, rank, t)
-    if (job === undefined) return current
-    if (current !== undefined && !beats(job, rank, current.job, current.rank)) return current
-    return { job, rank, heap, target: t }
+    if (this.entries.addHolder(entry, t)) this.queues.cached(entry, t)
   }
 
   /** Takes the best job `t` may run now, or null. */
@@ -666,110 +279,47 @@ export class Scheduler {
     let skipped: [Heap<DispatchJob>, DispatchJob][] | undefined
     let taken: DispatchJob | null = null
     for (;;) {
-      let best = this.top(t.first, RANK_FIRST, t)
-      let bestRank = RANK_FIRST
-      let bestHeap = t.first
-      const second = this.top(t.second, RANK_SECOND, t)
-      if (
-        second !== undefined &&
-        (best === undefined || beats(second, RANK_SECOND, best, bestRank))
-      ) {
-        best = second
-        bestRank = RANK_SECOND
-        bestHeap = t.second
-      }
-      const strict = this.top(t.strict, RANK_GLOBAL, t)
-      if (
-        strict !== undefined &&
-        (best === undefined || beats(strict, RANK_GLOBAL, best, bestRank))
-      ) {
-        best = strict
-        bestRank = RANK_GLOBAL
-        bestHeap = t.strict
-      }
-      const global = t.strictOnly ? undefined : this.top(this.global, RANK_GLOBAL, undefined)
-      if (
-        global !== undefined &&
-        (best === undefined || beats(global, RANK_GLOBAL, best, bestRank))
-      ) {
-        best = global
-        bestHeap = this.global
-      }
-      if (best === undefined) break
-      bestHeap.pop()
-      if (this.avoids(best, t)) {
-        ;(skipped ??= []).push([bestHeap, best])
+      const best = this.queues.bestFor(t)
+      const job = best.job
+      if (job === undefined) break
+      const heap = best.queue!
+      heap.pop()
+      if (avoids(job, t, this.targets)) {
+        ;(skipped ??= []).push([heap, job])
         continue
       }
-      if (!this.resourcesFree(best)) {
-        this.park(best)
+      if (!this.resources.free(job.job.uses)) {
+        this.park(job)
         continue
       }
-      this.start(best, t)
-      taken = best
+      this.start(job, t)
+      taken = job
       break
     }
     if (skipped !== undefined) for (const [heap, job] of skipped) heap.push(job, job.key)
     return taken
   }
 
-  /** True when `job` should not run on `t` because another live target could run it. */
-  private avoids(job: DispatchJob, t: TargetQueues): boolean {
-    const avoid = job.job.avoid
-    // A strict job has nowhere else to go.
-    if (avoid === undefined || job.strict !== undefined || !avoid.includes(t.id)) return false
-    for (const other of this.targets.values())
-      if (other.live && !other.strictOnly && !avoid.includes(other.id)) return true
-    return false
-  }
-
-  /** The target in `slots` for a flexible job: most spare slots beyond strict demand first. */
-  private placeFlexible(
-    job: DispatchJob,
-    slots: Map<TargetQueues, number>,
-  ): TargetQueues | undefined {
-    let best: TargetQueues | undefined
-    let bestSpare = -Infinity
-    let bestFree = 0
-    for (const [t, n] of slots) {
-      if (n <= 0 || t.strictOnly || this.avoids(job, t)) continue
-      const spare = n - t.strictWaiting
-      if (spare > bestSpare || (spare === bestSpare && n > bestFree)) {
-        best = t
-        bestSpare = spare
-        bestFree = n
-      }
-    }
-    return best
-  }
-
-  private resourcesFree(job: DispatchJob): boolean {
-    const uses = job.job.uses
-    if (uses === undefined) return true
-    for (const r of uses) if (this.resourceHolder.has(r)) return false
-    return true
-  }
-
   /** Takes a job out of the queues until the first busy resource it needs is freed. */
   private park(job: DispatchJob): void {
     job.parked = true
     if (job.strict !== undefined) job.strict.strictWaiting--
-    for (const r of job.job.uses!) {
-      if (this.resourceHolder.has(r)) {
-        let list = this.parkedOn.get(r)
-        if (list === undefined) this.parkedOn.set(r, (list = []))
-        list.push(job)
-        return
-      }
-    }
+    this.resources.park(job, job.job.uses!)
+  }
+
+  /** A job parked on a freed resource goes back into its queues, if it still waits there. */
+  private unpark(job: DispatchJob): void {
+    if (job.state !== WAITING || !job.parked) return
+    job.parked = false
+    if (job.strict !== undefined) job.strict.strictWaiting++
+    this.queues.enqueue(job)
   }
 
   private start(job: DispatchJob, t: TargetQueues): void {
     job.state = RUNNING
     job.runningOn = t
     this.running++
-    const uses = job.job.uses
-    if (uses !== undefined) for (const r of uses) this.resourceHolder.set(r, job)
+    this.resources.hold(job, job.job.uses)
     this.leftWaiting(job)
   }
 
@@ -778,23 +328,7 @@ export class Scheduler {
     this.waiting--
     if (job.strict !== undefined && !job.parked) job.strict.strictWaiting--
     job.parked = false
-    const deps = job.deps
-    if (deps === undefined) return
-    for (const dep of deps) {
-      const waiters = dep.waiters
-      if (waiters === undefined) continue
-      // Compacted when half the list has stopped waiting: O(1) amortised per job.
-      if (++dep.gone * 2 >= waiters.length) {
-        let kept = 0
-        for (const j of waiters) if (j.state === WAITING) waiters[kept++] = j
-        waiters.length = kept
-        dep.gone = 0
-        if (kept === 0) {
-          dep.waiters = undefined
-          this.collect(dep)
-        }
-      }
-    }
+    this.entries.removeWaiter(job)
   }
 
   private finish(entry: Entry, result: JobResult): boolean {
@@ -809,173 +343,29 @@ export class Scheduler {
     job.finish(result)
     if (wasRunning) {
       this.running--
-      this.release(job)
+      // Frees its resources and puts the jobs parked on them back into their queues.
+      this.resources.release(job, job.job.uses)
     }
     return true
   }
 
-  /** Frees a finished job's resources and puts the jobs parked on them back into their queues. */
-  private release(job: DispatchJob): void {
-    const uses = job.job.uses
-    if (uses === undefined) return
-    for (const r of uses) {
-      if (this.resourceHolder.get(r) === job) this.resourceHolder.delete(r)
-    }
-    for (const r of uses) {
-      const parked = this.parkedOn.get(r)
-      if (parked === undefined) continue
-      this.parkedOn.delete(r)
-      for (const p of parked) {
-        if (p.state !== WAITING || !p.parked) continue
-        p.parked = false
-        if (p.strict !== undefined) p.strict.strictWaiting++
-        this.enqueue(p)
-      }
-    }
-  }
-
-  private addStageTimer(job: DispatchJob): void {
-    this.stageTimers.push(job, job.stageDue)
-    if (job.stageDue < this.timerDue) this.arm(job.stageDue)
-  }
-
-  private arm(due: number): void {
-    if (this.stopped) return
-    this.timer?.cancel()
-    this.timerDue = due
-    this.timer = this.clock.setTimeout(
-      () => this.onStageTimer(),
-      Math.max(0, due - this.clock.now()),
-    )
-  }
-
-  /** Moves every job whose stage has ended on to the next stage. */
-  private onStageTimer(): void {
-    this.timer = undefined
-    this.timerDue = Infinity
-    const now = this.clock.now()
-    for (;;) {
-      const job = this.stageTimers.peek()
-      if (job === undefined) break
-      if (job.stageDue > now) {
-        this.arm(job.stageDue)
-        break
-      }
-      this.stageTimers.pop()
-      if (job.state !== WAITING) continue
-      // A stage ends at its due time, not when the timer got round to it: the next stage is
-      // counted from there, so late timers do not stretch the delays.
-      const endedAt = job.stageDue
-      if (job.stage === 1 && job.deps !== undefined) {
-        job.stage = 2
-        job.stageDue = endedAt + this.depsTimeoutMs
-        this.stageTimers.push(job, job.stageDue)
-        if (!job.parked) this.enqueueSecond(job)
-      } else {
-        job.stage = 3
-        job.stageDue = Infinity
-        if (!job.parked) {
-          this.global.push(job, job.key)
-          this.serveAny()
-        }
-      }
-    }
-  }
-
-  /** Serves `t`'s pending picks while it has some and there are jobs it may take. */
+  /** Serves `t`'s waiting picks while it has some and there are jobs it may take. */
   private serve(t: TargetQueues): void {
-    while (t.picks.length > 0) {
+    while (this.picks.has(t)) {
       const job = this.take(t)
       if (job === null) return
-      this.answer(t.picks.shift()!, job)
-      if (t.picks.length === 0) this.idle.delete(t)
+      this.picks.answer(t, job)
     }
   }
 
   /** After a job entered the global queue: serves idle targets, oldest first, until one takes it. */
   private serveAny(): void {
-    if (this.idle.size === 0) return
-    for (const t of this.idle) {
+    const idle = this.picks.idle
+    if (idle.size === 0) return
+    for (const t of idle) {
       const before = t.picks.length
       this.serve(t)
       if (t.picks.length < before) return
     }
   }
-
-  private answer(request: PickRequest, job: PendingJob | null): void {
-    if (request.onAbort !== undefined) request.signal?.removeEventListener('abort', request.onAbort)
-    request.resolve(job)
-  }
-}
-
-function holdsAnyDep(job: DispatchJob, t: TargetQueues): boolean {
-  const deps = job.deps
-  if (deps === undefined) return false
-  for (const dep of deps) if (dep.holds(t)) return true
-  return false
-}
-
-/** True when job `a` from a queue of rank `ra` comes before `b` from rank `rb`. */
-function beats(a: DispatchJob, ra: number, b: DispatchJob, rb: number): boolean {
-  if (a === b) return ra < rb
-  if (a.priority !== b.priority) return a.priority > b.priority
-  if (ra !== rb) return ra < rb
-  return a.seq < b.seq
-}
-
-function checkJob(options: ScheduleJobOptions): number {
-  const priority = options.priority ?? 50
-  // The common case costs a few comparisons; the full check runs only to report a problem.
-  if (
-    typeof options.id === 'string' &&
-    options.id !== '' &&
-    Number.isInteger(priority) &&
-    priority >= 1 &&
-    priority <= 100 &&
-    validList(options.deps) &&
-    validList(options.uses) &&
-    validList(options.avoid) &&
-    (options.target === undefined || (typeof options.target === 'string' && options.target !== ''))
-  ) {
-    return priority
-  }
-  const issues: Issue[] = []
-  if (typeof options.id !== 'string' || options.id === '') {
-    issues.push({ path: 'id', message: 'must be a non-empty string' })
-  }
-  if (!Number.isInteger(priority) || priority < 1 || priority > 100) {
-    issues.push({
-      path: 'priority',
-      message: `must be a whole number from 1 to 100, got ${String(priority)}`,
-    })
-  }
-  for (const key of ['deps', 'uses', 'avoid'] as const) {
-    const list = options[key]
-    if (list === undefined) continue
-    if (!Array.isArray(list)) issues.push({ path: key, message: 'must be a list of ids' })
-    else {
-      list.forEach((v, i) => {
-        if (typeof v !== 'string' || v === '') {
-          issues.push({ path: `${key}[${i}]`, message: 'must be a non-empty string' })
-        }
-      })
-    }
-  }
-  if (
-    options.target !== undefined &&
-    (typeof options.target !== 'string' || options.target === '')
-  ) {
-    issues.push({ path: 'target', message: 'must be a non-empty string' })
-  }
-  throw new ValidationError(issues)
-}
-
-function validList(list: readonly string[] | undefined): boolean {
-  if (list === undefined) return true
-  if (!Array.isArray(list)) return false
-  for (let i = 0; i < list.length; i++) {
-    const v: unknown = list[i]
-    if (typeof v !== 'string' || v === '') return false
-  }
-  return true
 }

@@ -1,0 +1,180 @@
+/**
+ * Where waiting jobs wait (003): one global queue, and per target a first and a second local
+ * queue and a queue of the jobs strict to it. A waiting job is in the first local queue of every
+ * live target holding its product, in stage 2 also in the second local queue of every live target
+ * holding one of its dependencies' products, and in stage 3 also in the global queue; a strict job
+ * is in its target's strict queue only. A cache report, a stage's end or a freed resource adds the
+ * job to the queues it now belongs to, so membership does not depend on the order of events.
+ *
+ * Every queue is a heap ordered by priority, then age, with lazy deletion: a job leaves the
+ * queues it was in by changing state, and a heap discards such entries when they reach its top
+ * ({@link validTop}). A pick costs O(log n) amortised in the number of queued jobs. Whoever takes
+ * a job pops it from the queue {@link Best} names.
+ */
+import type { DispatchJob, Entry } from './dispatch-state.ts'
+import { TargetQueues, WAITING } from './dispatch-state.ts'
+import { Heap } from './heap.ts'
+import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND } from './ranking.ts'
+
+export class Queues {
+  /** Every target ever named, live or not. */
+  readonly targets = new Map<string, TargetQueues>()
+  private readonly global = new Heap<DispatchJob>()
+  /** Reused by every choice of the best queue top: choosing allocates no candidate. */
+  private readonly best = new Best<DispatchJob, Heap<DispatchJob>, TargetQueues>()
+  private mark = 0
+  private readonly arrived: (t: TargetQueues) => void
+  private readonly arrivedGlobal: () => void
+
+  /**
+   * @param arrived called after a job entered a queue of live target `t`, to serve its picks.
+   * @param arrivedGlobal called after a job entered the global queue.
+   */
+  constructor(arrived: (t: TargetQueues) => void, arrivedGlobal: () => void) {
+    this.arrived = arrived
+    this.arrivedGlobal = arrivedGlobal
+  }
+
+  /** The target under `id`, made if there is none; `live` brings it (back) to life. */
+  target(id: string, live = true): TargetQueues {
+    let t = this.targets.get(id)
+    if (t === undefined) {
+      t = new TargetQueues(id)
+      t.live = live
+      this.targets.set(id, t)
+    } else if (live) {
+      t.live = true
+    }
+    return t
+  }
+
+  /** Puts a waiting, unparked job into every queue its stage and the cache give it. */
+  enqueue(job: DispatchJob): void {
+    const strict = job.strict
+    if (strict !== undefined) {
+      strict.strict.push(job, job.key)
+      if (strict.live) this.arrived(strict)
+      return
+    }
+    const holders = job.entry.holders
+    if (holders !== undefined) {
+      for (const t of holders) {
+        if (!t.live || t.strictOnly) continue
+        t.first.push(job, job.key)
+        this.arrived(t)
+      }
+    }
+    if (job.stage >= 2) this.enqueueSecond(job)
+    if (job.stage === 3) this.enqueueGlobal(job)
+  }
+
+  /** A job whose locality stage ended enters the queues its new stage opens, unless parked. */
+  stageEnded(job: DispatchJob): void {
+    if (job.parked) return
+    if (job.stage === 2) this.enqueueSecond(job)
+    else this.enqueueGlobal(job)
+  }
+
+  /** `t` has just begun to hold the product of `entry`: the jobs waiting for that join its queues. */
+  cached(entry: Entry, t: TargetQueues): void {
+    if (t.strictOnly) return
+    const own = entry.pending
+    if (own !== undefined && own.state === WAITING && !own.parked && own.strict === undefined) {
+      t.first.push(own, own.key)
+      this.arrived(t)
+    }
+    const waiters = entry.waiters
+    if (waiters === undefined) return
+    let pushed = false
+    for (const job of waiters) {
+      if (job.state === WAITING && !job.parked && job.stage >= 2) {
+        t.second.push(job, job.key)
+        pushed = true
+      }
+    }
+    if (pushed) this.arrived(t)
+  }
+
+  /** The best valid job `t` may take from its own queues and, unless strict-only, the global one. */
+  bestFor(t: TargetQueues): Best<DispatchJob, Heap<DispatchJob>, TargetQueues> {
+    this.best.reset()
+    this.offerOwn(t)
+    if (!t.strictOnly) this.offerGlobal()
+    return this.best
+  }
+
+  /** The best valid job in the queues of the targets with free `slots`, and in the global queue. */
+  bestAmong(
+    slots: ReadonlyMap<TargetQueues, number>,
+  ): Best<DispatchJob, Heap<DispatchJob>, TargetQueues> {
+    this.best.reset()
+    for (const [t, n] of slots) if (n > 0) this.offerOwn(t)
+    this.offerGlobal()
+    return this.best
+  }
+
+  private enqueueSecond(job: DispatchJob): void {
+    const deps = job.deps
+    if (deps === undefined) return
+    const mark = ++this.mark
+    for (const dep of deps) {
+      const holders = dep.holders
+      if (holders === undefined) continue
+      for (const t of holders) {
+        if (t.mark === mark || !t.live || t.strictOnly) continue
+        t.mark = mark
+        t.second.push(job, job.key)
+        this.arrived(t)
+      }
+    }
+  }
+
+  private enqueueGlobal(job: DispatchJob): void {
+    this.global.push(job, job.key)
+    this.arrivedGlobal()
+  }
+
+  /** Offers {@link best} the valid tops of `t`'s own queues: first local, second local, strict. */
+  private offerOwn(t: TargetQueues): void {
+    const best = this.best
+    best.offer(validTop(t.first, RANK_FIRST, t), RANK_FIRST, t.first, t)
+    best.offer(validTop(t.second, RANK_SECOND, t), RANK_SECOND, t.second, t)
+    best.offer(validTop(t.strict, RANK_GLOBAL, t), RANK_GLOBAL, t.strict, t)
+  }
+
+  private offerGlobal(): void {
+    const global = this.global
+    this.best.offer(validTop(global, RANK_GLOBAL, undefined), RANK_GLOBAL, global, undefined)
+  }
+}
+
+/**
+ * The best valid job on top of `heap`, a queue of rank `rank` owned by `t` (none for the global
+ * queue), discarding entries that are stale: jobs no longer waiting, parked, or in a local queue
+ * whose cache entry was evicted.
+ */
+function validTop(
+  heap: Heap<DispatchJob>,
+  rank: number,
+  t: TargetQueues | undefined,
+): DispatchJob | undefined {
+  for (;;) {
+    const job = heap.peek()
+    if (job === undefined) return undefined
+    if (
+      job.state === WAITING &&
+      !job.parked &&
+      (rank === RANK_GLOBAL || (rank === RANK_FIRST ? job.entry.holds(t!) : holdsAnyDep(job, t!)))
+    ) {
+      return job
+    }
+    heap.pop()
+  }
+}
+
+function holdsAnyDep(job: DispatchJob, t: TargetQueues): boolean {
+  const deps = job.deps
+  if (deps === undefined) return false
+  for (const dep of deps) if (dep.holds(t)) return true
+  return false
+}

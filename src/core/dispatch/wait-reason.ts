@@ -1,0 +1,68 @@
+/**
+ * Why a job still waits, as data: the API, the CLI and the dashboard show a {@link WaitReason},
+ * and {@link describeWaitReason} is the one place that turns it into words.
+ */
+import type { DispatchJob, TargetQueues } from './dispatch-state.ts'
+import type { ResourceTable } from './resource-table.ts'
+
+/** Why a job still waits: data the API and the dashboard show. */
+export type WaitReason =
+  /** Held back for the workers that hold its product (`cached`) or its inputs (`deps`) until `until`. */
+  | { kind: 'locality'; stage: 'cached' | 'deps'; preferred: string[]; until: number }
+  /** A unique resource it needs is held by another job. */
+  | { kind: 'resource'; resource: string; holder: string }
+  /** No live target may run it. */
+  | { kind: 'no-eligible-target'; target?: string }
+  /** Eligible, and waiting for a target with a free slot to take it. */
+  | { kind: 'queued'; targets: 'any' | string[] }
+
+/** Words for a {@link WaitReason}. */
+export function describeWaitReason(reason: WaitReason): string {
+  switch (reason.kind) {
+    case 'locality':
+      return reason.stage === 'cached'
+        ? `waiting for ${reason.preferred.join(', ')}, which hold its product, until ${new Date(reason.until).toISOString()}`
+        : `waiting for workers that hold its inputs${reason.preferred.length > 0 ? ` (${reason.preferred.join(', ')})` : ''} until ${new Date(reason.until).toISOString()}`
+    case 'resource':
+      return `resource ${reason.resource} is held by job ${reason.holder}`
+    case 'no-eligible-target':
+      return reason.target !== undefined
+        ? `target ${reason.target} is not connected`
+        : 'no target is connected'
+    case 'queued':
+      return reason.targets === 'any'
+        ? 'queued for the next free slot'
+        : `queued for the next free slot on ${reason.targets.join(', ')}`
+  }
+}
+
+/**
+ * Why waiting `job` waits: first a busy resource, then a strict target (gone or busy), then its
+ * locality stage, then whether any target may take it at all.
+ */
+export function waitReason(
+  job: DispatchJob,
+  resources: ResourceTable<DispatchJob>,
+  targets: Iterable<TargetQueues>,
+): WaitReason {
+  for (const resource of job.job.uses ?? []) {
+    const holder = resources.holder(resource)
+    if (holder !== undefined) return { kind: 'resource', resource, holder: holder.job.id }
+  }
+  if (job.strict !== undefined) {
+    return job.strict.live
+      ? { kind: 'queued', targets: [job.strict.id] }
+      : { kind: 'no-eligible-target', target: job.strict.id }
+  }
+  if (job.stage === 1) {
+    const preferred = job.entry.holders?.map((t) => t.id) ?? []
+    return { kind: 'locality', stage: 'cached', preferred, until: job.stageDue }
+  }
+  if (job.stage === 2) {
+    const preferred = new Set<string>()
+    for (const dep of job.deps ?? []) for (const t of dep.holders ?? []) preferred.add(t.id)
+    return { kind: 'locality', stage: 'deps', preferred: [...preferred], until: job.stageDue }
+  }
+  for (const t of targets) if (t.live) return { kind: 'queued', targets: 'any' }
+  return { kind: 'no-eligible-target' }
+}
