@@ -257,15 +257,25 @@ export function addRoute<B = unknown, Q = unknown, P = unknown, R = unknown>(
       },
       handler: async (request, reply) => {
         const caller = callerOf(request, spec.roles)
-        const controller = new AbortController()
-        reply.raw.once('close', () => controller.abort())
+        let controller: AbortController | undefined
         const out = await spec.handler({
           body: request.body as B,
           query: request.query as Q,
           params: request.params as P,
           caller,
           headers: request.headers,
-          signal: controller.signal,
+          // Made for the handlers that ask (long polls, streams): most never do.
+          get signal() {
+            if (controller === undefined) {
+              const made = new AbortController()
+              controller = made
+              // Aborts when the client goes away before the answer is complete.
+              reply.raw.once('close', () => {
+                if (!reply.raw.writableFinished) made.abort()
+              })
+            }
+            return controller.signal
+          },
           raw: request.raw,
           res: reply.raw,
           reply,

@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import fastifySwagger from '@fastify/swagger'
-import Fastify from 'fastify'
+import Fastify, { LogController } from 'fastify'
 import type { FastifyError, FastifyReply } from 'fastify'
 import { readDocument } from '../core/document.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
@@ -66,6 +66,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const app = Fastify({
     bodyLimit: options.maxBodyBytes ?? 16 * 1024 * 1024,
     logger: options.log === true ? { level: 'info', stream: process.stderr } : false,
+    // Heartbeats are many and mostly long polls: the metrics count them, the log does not.
+    logController: new LogController({
+      disableRequestLogging: (request) => request.url.endsWith('/heartbeat'),
+    }),
     keepAliveTimeout: 65_000,
     forceCloseConnections: true,
     genReqId: () => randomUUID(),
