@@ -8,22 +8,11 @@ import { performance } from 'node:perf_hooks'
 import { FakeClock } from '../src/core/clock.ts'
 import { Scheduler } from '../src/core/dispatch/scheduler.ts'
 import { percentile, report } from './report.ts'
+import { seededRandom } from '../src/core/random.ts'
 
 const WORKERS = 1000
 const QUEUED = 100_000
 const OPS = Number(process.env.CORE_OPS ?? 1_000_000)
-
-/** A small, fast, seeded generator, so runs are comparable. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Each worker's cache holds this many products; older ones are evicted and reported. */
 const CACHE_PER_WORKER = 100
@@ -44,7 +33,7 @@ function world(seed: number): World {
   const s = new Scheduler({ cacheTimeoutMs: 50, depsTimeoutMs: 100, clock })
   const workers = Array.from({ length: WORKERS }, (_, i) => `worker-${i}`)
   for (const w of workers) s.registerWorker(w)
-  const random = rng(seed)
+  const random = seededRandom(seed)
   const caches = workers.map((): string[] => [])
   const w: World = { s, caches, clock, workers, products: [], next: 0, random }
   // Products already in caches: what earlier builds left behind.

@@ -3,6 +3,7 @@
  * is drawn, and is logged, so that a failing run can be replayed with the same choices.
  */
 import { randomInt } from 'node:crypto'
+import { seededRandom } from '../src/core/random.ts'
 
 /** Random numbers from one logged seed. */
 export interface Seeded {
@@ -15,23 +16,11 @@ export interface Seeded {
   log(line: string): void
 }
 
-/** mulberry32: small, fast, and the same on every machine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 export function seeded(label: string): Seeded {
   const given = process.env.LOCKSTEP_TEST_SEED
   const seed = given !== undefined && given !== '' ? Number(given) : randomInt(2 ** 31)
   if (!Number.isSafeInteger(seed)) throw new Error(`LOCKSTEP_TEST_SEED=${given} is not an integer`)
-  const random = mulberry32(seed)
+  const random = seededRandom(seed)
   const log = (line: string) => process.stderr.write(`${label} [seed ${seed}]: ${line}\n`)
   log(`replay with LOCKSTEP_TEST_SEED=${seed}`)
   return {

@@ -221,7 +221,7 @@ export class Cluster {
     const p = products.find((x) => x.name === jobName)
     if (p === undefined) throw new Error(`no product of ${jobName}`)
     const holder = p.holders.find((h) => h.url !== undefined)!
-    const res = await fetch(`${holder.url}/products/${p.jobId}`, {
+    const res = await fetch(`${holder.url}/products/${encodeURIComponent(p.productId)}`, {
       headers: { authorization: `Bearer ${WORKER}` },
     })
     const dir = join(this.dir, 'downloads', p.jobId)
