@@ -232,6 +232,9 @@ export interface RouteSpec<B, Q, P, R> {
 /** Who called, as the auth hook found it. */
 export type CallerOf = (request: FastifyRequest, roles: readonly Role[] | 'public') => Caller
 
+/** The caller of each request in flight, as its route's `onRequest` hook found it. */
+const callers = new WeakMap<FastifyRequest, Caller>()
+
 /** Adds a route to the app, under each of its paths. */
 export function addRoute<B = unknown, Q = unknown, P = unknown, R = unknown>(
   app: FastifyInstance,
@@ -255,8 +258,18 @@ export function addRoute<B = unknown, Q = unknown, P = unknown, R = unknown>(
         ...(spec.params === undefined ? {} : { params: spec.params }),
         response: { [status]: spec.response, '4xx': errorSchema, '5xx': errorSchema },
       },
+      // Who calls is settled before the body is read or checked: a caller without the right
+      // token learns nothing from validation, and its body is never parsed.
+      onRequest: (request, _reply, done) => {
+        try {
+          callers.set(request, callerOf(request, spec.roles))
+          done()
+        } catch (e) {
+          done(e as Error)
+        }
+      },
       handler: async (request, reply) => {
-        const caller = callerOf(request, spec.roles)
+        const caller = callers.get(request)!
         let controller: AbortController | undefined
         const out = await spec.handler({
           body: request.body as B,

@@ -120,9 +120,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     const e = asLockstepError(error, options.maxBodyBytes ?? 16 * 1024 * 1024)
-    // The rest of a body too large is read and dropped before the 413 goes out: a socket closed
-    // with unread data is reset, and the client would see a cut connection instead of the 413.
-    if (e?.code === 'PAYLOAD_TOO_LARGE') await drain(request.raw, DRAIN_LIMIT)
+    // A body not read (too large, or sent by a caller refused before it was parsed) is read and
+    // dropped before the answer goes out: a socket closed with unread data is reset, and the
+    // client would see a cut connection instead of the 4xx.
+    await drain(request.raw, DRAIN_LIMIT)
     if (e !== undefined) {
       const body: Record<string, unknown> = { code: e.code, message: e.message }
       if (e instanceof ValidationError) body.issues = e.issues
