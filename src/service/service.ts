@@ -11,7 +11,7 @@
 import type { Clock } from '../core/clock.ts'
 import { systemClock } from '../core/clock.ts'
 import { Engine } from '../core/engine/engine.ts'
-import type { EngineOptions, JobWait, PacketRecord } from '../core/engine/engine.ts'
+import type { EngineOptions, JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError } from '../core/errors.ts'
@@ -120,12 +120,19 @@ export class SchedulerService {
 
   // ---- writes: each answers once its change is stored ----
 
-  createPacket(input: unknown): Promise<PacketRecord> {
-    return this.commit.apply(() => this.engine.createPacket(input))
+  /** Stores a packet of `owner`'s. */
+  createPacket(input: unknown, owner: string): Promise<PacketRecord> {
+    return this.commit.apply(() => this.engine.createPacket(input, owner))
   }
 
-  orderPacket(packetRef: string, options: unknown, submitter: string): Promise<OrderFulfilment> {
-    return this.commit.apply(() => this.engine.orderPacket(packetRef, options, submitter))
+  /** Orders a stored packet the submitter reaches: its own, or any with `every-owner` access. */
+  orderPacket(
+    packetRef: string,
+    options: unknown,
+    submitter: string,
+    access: PacketAccess = 'own',
+  ): Promise<OrderFulfilment> {
+    return this.commit.apply(() => this.engine.orderPacket(packetRef, options, submitter, access))
   }
 
   submitPacket(input: unknown, options: unknown, submitter: string): Promise<OrderFulfilment> {

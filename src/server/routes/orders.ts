@@ -81,8 +81,8 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
     },
     status: 201,
     response: packetCreatedSchema,
-    handler: async ({ body }) => {
-      const record = await service.createPacket(body)
+    handler: async ({ body, caller }) => {
+      const record = await service.createPacket(body, caller.name)
       return { id: record.id, name: record.name, createdAt: record.createdAt }
     },
   })
@@ -130,7 +130,9 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
       if (submission.packet !== undefined) {
         return service.submitPacket(submission.packet, orderOptions, caller.name)
       }
-      return service.orderPacket(submission.packetRef!, orderOptions, caller.name)
+      // A name reaches the caller's own packets; an admin reaches any, also as `owner/name`.
+      const access = caller.role === 'admin' ? 'every-owner' : 'own'
+      return service.orderPacket(submission.packetRef!, orderOptions, caller.name, access)
     },
   })
 
