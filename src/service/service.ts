@@ -211,34 +211,36 @@ export class SchedulerService {
   }
 
   // ---- reads: the read model ----
+  // An `owner` scopes a read to that owner's orders: another owner's order or job is not found,
+  // exactly as one that does not exist. Without it, every order is read (admins, viewers).
 
-  order(orderId: Id): Promise<Order> {
-    return this.queries.order(orderId)
+  order(orderId: Id, owner?: string): Promise<Order> {
+    return this.queries.order(orderId, owner)
   }
 
   fulfilment(orderId: Id): Promise<OrderFulfilment> {
     return this.queries.fulfilment(orderId)
   }
 
-  /** Orders with their fulfilment, newest first. */
-  listOrders(limit: number): Promise<OrderFulfilment[]> {
-    return this.queries.listOrders(limit)
+  /** Orders with their fulfilment, newest first: every order, or one owner's. */
+  listOrders(limit: number, owner?: string): Promise<OrderFulfilment[]> {
+    return this.queries.listOrders(limit, owner)
   }
 
   jobs(orderId: Id): Promise<ListedJob[]> {
     return this.queries.jobs(orderId)
   }
 
-  job(jobId: Id): Promise<Job> {
-    return this.queries.job(jobId)
+  job(jobId: Id, owner?: string): Promise<Job> {
+    return this.queries.job(jobId, owner)
   }
 
   attempts(jobId: Id): Promise<TargetFulfilment[]> {
     return this.queries.attempts(jobId)
   }
 
-  jobDetail(jobId: Id): Promise<JobDetail> {
-    return this.queries.jobDetail(jobId)
+  jobDetail(jobId: Id, owner?: string): Promise<JobDetail> {
+    return this.queries.jobDetail(jobId, owner)
   }
 
   explain(jobId: Id): JobWait | undefined {
