@@ -135,7 +135,7 @@ export async function fillForRestart(store: Store, orders: number, jobs: number)
       ...(i % 2 === 1 ? { after: [`j${i - 1}`] } : {}),
     })),
   }
-  const record = engine.createPacket(body)
+  const record = engine.createPacket(body, 'bench')
   for (let o = 0; o < orders; o++) {
     engine.orderPacket(record.id, {}, 'bench')
     // Run a few jobs so the store holds every state: succeeded, running, ready, waiting.

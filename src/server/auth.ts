@@ -1,12 +1,13 @@
 /**
  * Bearer tokens with roles. A workbench token submits, reads and cancels its own orders; a
- * worker token registers, heartbeats and fetches products; an admin token does everything.
+ * viewer token reads every order, job and event stream and changes nothing; a worker token
+ * registers, heartbeats and fetches products; an admin token does everything.
  */
 import { timingSafeEqual } from 'node:crypto'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 
-export type Role = 'workbench' | 'worker' | 'admin'
+export type Role = 'workbench' | 'viewer' | 'worker' | 'admin'
 
 /** One configured token. */
 export interface TokenEntry {
@@ -25,7 +26,7 @@ export interface Caller {
 /** The caller of a route that needs no token. */
 export const publicCaller: Caller = { name: 'anonymous', role: 'public' }
 
-const roles: readonly Role[] = ['workbench', 'worker', 'admin']
+const roles: readonly Role[] = ['workbench', 'viewer', 'worker', 'admin']
 
 /**
  * Reads tokens written as `role:name:token`, separated by commas or newlines (the form of

@@ -2,6 +2,9 @@
  * The read model: what the server, the metrics, the CLI and the dashboard read. The engine
  * answers for what is in flight, the store for what has ended; a caller cannot tell which
  * answered, except that an ended order has no wait reasons left.
+ *
+ * Invariant: a read scoped to an owner answers another owner's order or job exactly as one that
+ * does not exist (same code, same message), so a scoped caller learns nothing of others' work.
  */
 import type { Engine, JobWait } from '../core/engine/engine.ts'
 import { orderFulfilment } from '../core/engine/fulfilment.ts'
@@ -62,11 +65,11 @@ export class Queries {
     this.store = store
   }
 
-  /** The order, running or ended. */
-  async order(orderId: Id): Promise<Order> {
-    const live = this.engine.order(orderId)
-    if (live !== undefined) return live
-    return (await this.storedOrder(orderId)).order
+  /** The order, running or ended; given an `owner`, only if it is theirs. */
+  async order(orderId: Id, owner?: string): Promise<Order> {
+    const order = this.engine.order(orderId) ?? (await this.storedOrder(orderId)).order
+    if (owner !== undefined && order.owner !== owner) throw orderNotFound(orderId)
+    return order
   }
 
   /** An order's fulfilment, running or ended. */
@@ -75,9 +78,9 @@ export class Queries {
     return storedFulfilment(await this.storedOrder(orderId))
   }
 
-  /** Orders with their fulfilment, newest first, in one store read. */
-  async listOrders(limit: number): Promise<OrderFulfilment[]> {
-    return (await this.store.listOrders(limit)).map((o) =>
+  /** Orders with their fulfilment, newest first, in one store read: all, or one owner's. */
+  async listOrders(limit: number, owner?: string): Promise<OrderFulfilment[]> {
+    return (await this.store.listOrders(limit, owner)).map((o) =>
       this.engine.order(o.order.id) !== undefined
         ? this.engine.fulfilment(o.order.id)
         : storedFulfilment(o),
@@ -99,13 +102,14 @@ export class Queries {
       )
   }
 
-  /** A job, running or ended. */
-  async job(jobId: Id): Promise<Job> {
-    const live = this.engine.job(jobId)
-    if (live !== undefined) return live
-    const stored = isId(jobId) ? await this.store.job(jobId) : undefined
-    if (stored === undefined) throw new LockstepError('JOB_NOT_FOUND', `no job has the id ${jobId}`)
-    return stored
+  /** A job, running or ended; given an `owner`, only if its order is theirs. */
+  async job(jobId: Id, owner?: string): Promise<Job> {
+    const job = this.engine.job(jobId) ?? (isId(jobId) ? await this.store.job(jobId) : undefined)
+    if (job === undefined) throw jobNotFound(jobId)
+    if (owner !== undefined && (await this.order(job.orderId)).owner !== owner) {
+      throw jobNotFound(jobId)
+    }
+    return job
   }
 
   /** Every attempt of a job, first first. */
@@ -114,9 +118,9 @@ export class Queries {
     return this.store.attempts(jobId)
   }
 
-  /** A job with its attempts, inputs and why it waits. */
-  async jobDetail(jobId: Id): Promise<JobDetail> {
-    const job = await this.job(jobId)
+  /** A job with its attempts, inputs and why it waits; given an `owner`, only theirs. */
+  async jobDetail(jobId: Id, owner?: string): Promise<JobDetail> {
+    const job = await this.job(jobId, owner)
     const live = this.engine.job(job.id) !== undefined
     return {
       job,
@@ -156,11 +160,17 @@ export class Queries {
 
   private async storedOrder(orderId: Id): Promise<OrderWithCounts> {
     const stored = isId(orderId) ? await this.store.order(orderId) : undefined
-    if (stored === undefined) {
-      throw new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
-    }
+    if (stored === undefined) throw orderNotFound(orderId)
     return stored
   }
+}
+
+function orderNotFound(orderId: string): LockstepError {
+  return new LockstepError('ORDER_NOT_FOUND', `no order has the id ${orderId}`)
+}
+
+function jobNotFound(jobId: string): LockstepError {
+  return new LockstepError('JOB_NOT_FOUND', `no job has the id ${jobId}`)
 }
 
 /** The fulfilment of an order the engine has let go of, from what the store keeps. */

@@ -11,7 +11,7 @@
 import type { Clock } from '../core/clock.ts'
 import { systemClock } from '../core/clock.ts'
 import { Engine } from '../core/engine/engine.ts'
-import type { EngineOptions, JobWait, PacketRecord } from '../core/engine/engine.ts'
+import type { EngineOptions, JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError } from '../core/errors.ts'
@@ -120,12 +120,19 @@ export class SchedulerService {
 
   // ---- writes: each answers once its change is stored ----
 
-  createPacket(input: unknown): Promise<PacketRecord> {
-    return this.commit.apply(() => this.engine.createPacket(input))
+  /** Stores a packet of `owner`'s. */
+  createPacket(input: unknown, owner: string): Promise<PacketRecord> {
+    return this.commit.apply(() => this.engine.createPacket(input, owner))
   }
 
-  orderPacket(packetRef: string, options: unknown, submitter: string): Promise<OrderFulfilment> {
-    return this.commit.apply(() => this.engine.orderPacket(packetRef, options, submitter))
+  /** Orders a stored packet the submitter reaches: its own, or any with `every-owner` access. */
+  orderPacket(
+    packetRef: string,
+    options: unknown,
+    submitter: string,
+    access: PacketAccess = 'own',
+  ): Promise<OrderFulfilment> {
+    return this.commit.apply(() => this.engine.orderPacket(packetRef, options, submitter, access))
   }
 
   submitPacket(input: unknown, options: unknown, submitter: string): Promise<OrderFulfilment> {
@@ -204,34 +211,36 @@ export class SchedulerService {
   }
 
   // ---- reads: the read model ----
+  // An `owner` scopes a read to that owner's orders: another owner's order or job is not found,
+  // exactly as one that does not exist. Without it, every order is read (admins, viewers).
 
-  order(orderId: Id): Promise<Order> {
-    return this.queries.order(orderId)
+  order(orderId: Id, owner?: string): Promise<Order> {
+    return this.queries.order(orderId, owner)
   }
 
   fulfilment(orderId: Id): Promise<OrderFulfilment> {
     return this.queries.fulfilment(orderId)
   }
 
-  /** Orders with their fulfilment, newest first. */
-  listOrders(limit: number): Promise<OrderFulfilment[]> {
-    return this.queries.listOrders(limit)
+  /** Orders with their fulfilment, newest first: every order, or one owner's. */
+  listOrders(limit: number, owner?: string): Promise<OrderFulfilment[]> {
+    return this.queries.listOrders(limit, owner)
   }
 
   jobs(orderId: Id): Promise<ListedJob[]> {
     return this.queries.jobs(orderId)
   }
 
-  job(jobId: Id): Promise<Job> {
-    return this.queries.job(jobId)
+  job(jobId: Id, owner?: string): Promise<Job> {
+    return this.queries.job(jobId, owner)
   }
 
   attempts(jobId: Id): Promise<TargetFulfilment[]> {
     return this.queries.attempts(jobId)
   }
 
-  jobDetail(jobId: Id): Promise<JobDetail> {
-    return this.queries.jobDetail(jobId)
+  jobDetail(jobId: Id, owner?: string): Promise<JobDetail> {
+    return this.queries.jobDetail(jobId, owner)
   }
 
   explain(jobId: Id): JobWait | undefined {

@@ -119,6 +119,17 @@ CREATE TABLE events (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'owners: orders listed by owner, packets owned',
+    // Packets stored before owners have the empty owner: no workbench's name, so only an admin
+    // reaches them (by id, or as `/name`).
+    sql: () => `
+CREATE INDEX orders_owner ON orders (owner, id);
+ALTER TABLE packets ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX packets_owner_name ON packets (owner, name, created_at);
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -180,9 +180,9 @@ export class PostgresStore implements Store {
         )
       }
       await q(
-        `INSERT INTO packets (id, name, body, created_at) SELECT * FROM {rows}`,
+        `INSERT INTO packets (id, name, body, created_at, owner) SELECT * FROM {rows}`,
         batch.packets.map(rowValues.packet),
-        ['bytea', 'text', 'text', 'bigint'],
+        ['bytea', 'text', 'text', 'bigint', 'text'],
       )
       await q(
         `INSERT INTO artifacts (id, project, body, created_at) SELECT * FROM {rows}`,
@@ -300,7 +300,7 @@ export class PostgresStore implements Store {
   }
 
   order: Reads['order'] = (orderId) => this.reads.order(orderId)
-  listOrders: Reads['listOrders'] = (limit) => this.reads.listOrders(limit)
+  listOrders: Reads['listOrders'] = (limit, owner) => this.reads.listOrders(limit, owner)
   jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
   job: Reads['job'] = (jobId) => this.reads.job(jobId)
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)

@@ -52,7 +52,7 @@ const countedOrders = (listed: string) => `WITH listed AS (${listed})
 
 /** The read queries, written with `?` placeholders; a backend whose driver numbers them converts. */
 export const readSql = {
-  packets: 'SELECT id, name, body, created_at FROM packets ORDER BY created_at',
+  packets: 'SELECT id, name, body, created_at, owner FROM packets ORDER BY created_at',
   runningOrders: `SELECT ${orderColumns} FROM orders WHERE state = 'running' ORDER BY id`,
   runningSpecs: `SELECT id, body FROM job_specs WHERE id IN (SELECT DISTINCT j.spec FROM jobs j
     JOIN orders o ON o.id = j.order_id WHERE o.state = 'running')`,
@@ -71,6 +71,10 @@ export const readSql = {
   holders: 'SELECT key, holder FROM resources WHERE holder IS NOT NULL',
   order: countedOrders(`SELECT ${orderColumns} FROM orders WHERE id = ?`),
   listOrders: countedOrders(`SELECT ${orderColumns} FROM orders ORDER BY id DESC LIMIT ?`),
+  // Served by the index orders_owner (owner, id): one owner's newest orders, whatever the others'.
+  listOwnOrders: countedOrders(
+    `SELECT ${orderColumns} FROM orders WHERE owner = ? ORDER BY id DESC LIMIT ?`,
+  ),
   jobs: `SELECT ${jobColumns} FROM jobs WHERE order_id = ? ORDER BY idx`,
   job: `SELECT ${jobColumns} FROM jobs WHERE id = ?`,
   specOfJob: 'SELECT id, body FROM job_specs WHERE id = (SELECT spec FROM jobs WHERE id = ?)',
@@ -240,8 +244,12 @@ export class StoreReads implements Reads {
     return ordersWithCounts(await this.query<CountedOrderRow>(readSql.order, [toBin(orderId)]))[0]
   }
 
-  async listOrders(limit: number): Promise<OrderWithCounts[]> {
-    return ordersWithCounts(await this.query<CountedOrderRow>(readSql.listOrders, [limit]))
+  async listOrders(limit: number, owner?: string): Promise<OrderWithCounts[]> {
+    const rows =
+      owner === undefined
+        ? await this.query<CountedOrderRow>(readSql.listOrders, [limit])
+        : await this.query<CountedOrderRow>(readSql.listOwnOrders, [owner, limit])
+    return ordersWithCounts(rows)
   }
 
   async jobs(orderId: Id): Promise<Job[]> {

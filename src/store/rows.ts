@@ -195,6 +195,7 @@ export const rowValues = {
     p.name,
     JSON.stringify(p.packet),
     p.createdAt,
+    p.owner,
   ],
   artifact: (a: ArtifactRecord): unknown[] => [
     toBin(a.id),
@@ -317,12 +318,14 @@ export interface PacketRow {
   name: string
   body: string
   created_at: number | string
+  owner: string
 }
 
 export function decodePacket(r: PacketRow): PacketRecord {
   return {
     id: fromBin(r.id),
     name: r.name,
+    owner: r.owner,
     packet: JSON.parse(r.body) as PacketRecord['packet'],
     createdAt: Number(r.created_at),
   }

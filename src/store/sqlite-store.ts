@@ -126,7 +126,9 @@ export class SqliteStore implements Store {
   private prepare() {
     const db = this.db
     return {
-      packet: db.prepare('INSERT INTO packets (id, name, body, created_at) VALUES (?, ?, ?, ?)'),
+      packet: db.prepare(
+        'INSERT INTO packets (id, name, body, created_at, owner) VALUES (?, ?, ?, ?, ?)',
+      ),
       artifact: db.prepare(
         'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
       ),
@@ -284,7 +286,7 @@ export class SqliteStore implements Store {
   }
 
   order: Reads['order'] = (orderId) => this.reads.order(orderId)
-  listOrders: Reads['listOrders'] = (limit) => this.reads.listOrders(limit)
+  listOrders: Reads['listOrders'] = (limit, owner) => this.reads.listOrders(limit, owner)
   jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
   job: Reads['job'] = (jobId) => this.reads.job(jobId)
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)

@@ -146,8 +146,11 @@ export interface Store {
   load(): Promise<Snapshot>
   /** An order, running or ended, with its job counts. */
   order(orderId: Id): Promise<OrderWithCounts | undefined>
-  /** The newest `limit` orders, newest first, each with its job counts as {@link order} gives them. */
-  listOrders(limit: number): Promise<OrderWithCounts[]>
+  /**
+   * The newest `limit` orders, newest first, each with its job counts as {@link order} gives them;
+   * given an `owner`, only that owner's (read through an index: as cheap as the unfiltered list).
+   */
+  listOrders(limit: number, owner?: string): Promise<OrderWithCounts[]>
   /** An order's jobs in their order. */
   jobs(orderId: Id): Promise<Job[]>
   /** One job, running or ended. */

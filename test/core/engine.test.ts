@@ -195,9 +195,9 @@ describe('federated flows over three workers', () => {
 describe('packets and orders', () => {
   it('a packet can be ordered many times, by name, each order with its own jobs', () => {
     const w = world()
-    w.engine.createPacket(packet([{ name: 'a', op }]))
+    w.engine.createPacket(packet([{ name: 'a', op }]), 'ana')
     const first = w.engine.orderPacket('p', { priority: 70, owner: 'team' }, 'ana')
-    const second = w.engine.orderPacket('p', {}, 'bob')
+    const second = w.engine.orderPacket('p', { owner: 'bob' }, 'ana')
     expect(first.orderId).not.toBe(second.orderId)
     expect(w.engine.order(first.orderId)).toMatchObject({
       priority: 70,
@@ -205,6 +205,7 @@ describe('packets and orders', () => {
       creator: 'ana',
     })
     expect(w.engine.order(second.orderId)).toMatchObject({ priority: 50, owner: 'bob' })
+    expect(errorCode(() => w.engine.orderPacket('p', {}, 'bob'))).toBe('PACKET_NOT_FOUND')
     expect(errorCode(() => w.engine.orderPacket('nope', {}, 'ana'))).toBe('PACKET_NOT_FOUND')
     expect(() => w.engine.orderPacket('p', { override: { jobs: { zz: 'w1' } } }, 'ana')).toThrow(
       "override.jobs.zz: the order has no job named 'zz'",
@@ -218,6 +219,7 @@ describe('packets and orders', () => {
         { name: 'a', op },
         { name: 'b', op },
       ]),
+      'x',
     )
     const order = w.engine.orderPacket('p', { override: { target: 'w2', jobs: { b: 'w3' } } }, 'x')
     const [a, b] = w.engine.jobs(order.orderId)
@@ -252,9 +254,9 @@ describe('packets and orders', () => {
 
   it('a higher-priority order goes first on a contended worker', () => {
     const w = world(['w1'])
-    w.engine.createPacket(packet([{ name: 'a', op }]))
+    w.engine.createPacket(packet([{ name: 'a', op }]), 'ana')
     const low = w.engine.orderPacket('p', { priority: 10 }, 'ana')
-    const high = w.engine.orderPacket('p', { priority: 90 }, 'bob')
+    const high = w.engine.orderPacket('p', { priority: 90, owner: 'bob' }, 'ana')
     expect(one(w, 'w1').orderId).toBe(high.orderId)
     expect(one(w, 'w1').orderId).toBe(low.orderId)
   })
@@ -265,9 +267,10 @@ describe('packets and orders', () => {
       packet([{ name: 'train', op, uses: ['gpu'] }], {
         resources: [{ key: 'gpu', value: 'license-1', unique: true }],
       }),
+      'ana',
     )
     const first = w.engine.orderPacket('p', {}, 'ana')
-    const second = w.engine.orderPacket('p', {}, 'bob')
+    const second = w.engine.orderPacket('p', { owner: 'bob' }, 'ana')
     const a = one(w, 'w1')
     expect(a.resources).toEqual([{ key: 'gpu', value: 'license-1', unique: true }])
     expect(w.engine.pick('w2', 8)).toEqual([])

@@ -380,7 +380,7 @@ describe.each(backends)('end to end: %s', (_name, make) => {
     const order = await ana.submit({ packet: { name: 'p', jobs: [{ name: 'a', op: sh('true') }] } })
     const bob = new LockstepClient({ url: cluster.url, token: BOB })
     const cancel = await refused(bob.cancelOrder(order.orderId))
-    expect([cancel.status, cancel.code]).toEqual([403, 'FORBIDDEN'])
+    expect([cancel.status, cancel.code]).toEqual([404, 'ORDER_NOT_FOUND'])
     expect((await ana.order(order.orderId)).fulfilment.state).toBe('running')
   }, 30_000)
   it('kills the whole process group of a cancelled job on its worker', async () => {

@@ -258,8 +258,8 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
       service.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'x'),
     ).rejects.toThrow(/stopped after a failed commit: disk full/)
     expect((fatal as Error).message).toBe('disk full')
-    await expect(service.createPacket({ name: 'q', jobs: [{ name: 'a', op }] })).rejects.toThrow(
-      /UNAVAILABLE|stopped/,
-    )
+    await expect(
+      service.createPacket({ name: 'q', jobs: [{ name: 'a', op }] }, 'x'),
+    ).rejects.toThrow(/UNAVAILABLE|stopped/)
   })
 })

@@ -32,11 +32,11 @@ import { OrdersInFlight } from './orders-in-flight.ts'
 import type { JobWait, StoredOrder } from './orders-in-flight.ts'
 import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
 import { StoredPackets } from './stored-packets.ts'
-import type { PacketRecord } from './stored-packets.ts'
+import type { PacketAccess, PacketRecord } from './stored-packets.ts'
 import { TargetRegistry } from './target-registry.ts'
 import type { TargetRecord } from './target-registry.ts'
 
-export type { JobWait, PacketRecord }
+export type { JobWait, PacketAccess, PacketRecord }
 
 /** Options of an {@link Engine}. */
 export interface EngineOptions {
@@ -191,19 +191,31 @@ export class Engine {
 
   // ---- submission ----
 
-  /** Checks and stores a packet; a name used before gets a new version under a new id. */
-  createPacket(input: unknown): PacketRecord {
-    return this.storePacket(compilePacket(input))
+  /**
+   * Checks and stores a packet of `owner`; a name the owner used before gets a new version under
+   * a new id. Owners' names are apart: ana's `p` is not bob's `p`.
+   */
+  createPacket(input: unknown, owner: string): PacketRecord {
+    return this.storePacket(compilePacket(input), owner)
   }
 
-  /** A packet by id, or the latest of that name. */
-  packet(idOrName: string): PacketRecord | undefined {
-    return this.packets.get(idOrName)
+  /** A stored packet by id, whoever owns it. */
+  packet(id: string): PacketRecord | undefined {
+    return this.packets.byIdOnly(id)
   }
 
-  /** Orders a stored packet (by id or name). */
-  orderPacket(packetRef: string, options: unknown, submitter: string): OrderFulfilment {
-    const record = this.packet(packetRef)
+  /**
+   * Orders a stored packet: by id, or by name among the submitter's own packets. With
+   * `every-owner` access (an admin's) any packet is reachable, by id or as `owner/name`. Another
+   * owner's packet is PACKET_NOT_FOUND, as one that does not exist.
+   */
+  orderPacket(
+    packetRef: string,
+    options: unknown,
+    submitter: string,
+    access: PacketAccess = 'own',
+  ): OrderFulfilment {
+    const record = this.packets.resolve(packetRef, submitter, access)
     if (record === undefined) {
       throw new LockstepError('PACKET_NOT_FOUND', `no packet has the id or name '${packetRef}'`)
     }
@@ -219,7 +231,7 @@ export class Engine {
     // Both checked before anything is stored: a bad order leaves no packet behind.
     const packet = compilePacket(input)
     compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
-    const record = this.storePacket(packet)
+    const record = this.storePacket(packet, submitter)
     return this.orderPacket(record.id, options, submitter)
   }
 
@@ -396,8 +408,9 @@ export class Engine {
 
   // ---- internals ----
 
-  private storePacket(packet: Packet): PacketRecord {
-    const record = this.packets.add(packet, this.ids.next(this.clock.now()), this.clock.now())
+  private storePacket(packet: Packet, owner: string): PacketRecord {
+    const now = this.clock.now()
+    const record = this.packets.add(packet, owner, this.ids.next(now), now)
     this.events.emit('packet:created', { packetId: record.id, name: record.name, packet })
     return record
   }

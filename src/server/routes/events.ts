@@ -1,5 +1,6 @@
 /**
- * Server-sent events: every stored event (admins), or one order's until it ends. An order's
+ * Server-sent events: every stored event (admins and viewers), or one order's until it ends; a
+ * workbench follows only its own orders (another owner's is not found). An order's
  * stream carries a `fulfilment` event after each change of a job or of the order, and ends with
  * the stored event that ends the order, never before it.
  */
@@ -8,6 +9,7 @@ import type { EngineEvent } from '../../core/engine/events.ts'
 import { LockstepError } from '../../core/errors.ts'
 import { STREAMED, addRoute } from '../route.ts'
 import type { RouteContext } from '../route.ts'
+import { ownerScope } from './orders.ts'
 
 const ORDER_ENDED = /^order:(succeeded|failed|cancelled)$/
 
@@ -15,8 +17,8 @@ export function eventRoutes({ app, callerOf, service, streams }: RouteContext): 
   addRoute(app, callerOf, {
     method: 'GET',
     url: '/v1/events',
-    summary: 'Server-sent events, for one order (?order=ID) or for all (admins)',
-    roles: ['workbench'],
+    summary: 'Server-sent events, for one order (?order=ID) or for all (admins and viewers)',
+    roles: ['workbench', 'viewer'],
     querystring: z.strictObject({ order: z.string().min(1).optional() }),
     response: {
       description: 'A stream of server-sent events, one per stored event',
@@ -24,9 +26,13 @@ export function eventRoutes({ app, callerOf, service, streams }: RouteContext): 
     },
     handler: async ({ query, caller, reply, res, signal }) => {
       const orderId = query.order
-      if (orderId !== undefined) await service.order(orderId)
-      else if (caller.role !== 'admin') {
-        throw new LockstepError('FORBIDDEN', 'only an admin may follow every order; add ?order=ID')
+      const owner = ownerScope(caller)
+      if (orderId !== undefined) await service.order(orderId, owner)
+      else if (owner !== undefined) {
+        throw new LockstepError(
+          'FORBIDDEN',
+          'only an admin or a viewer may follow every order; add ?order=ID',
+        )
       }
       reply.hijack()
       res.writeHead(200, {

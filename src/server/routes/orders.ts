@@ -1,6 +1,10 @@
 /**
- * Orders, packets and jobs: submit, read, cancel. Every workbench token may read every order (a
- * team sees its queue); only the owner or an admin may change one.
+ * Orders, packets and jobs: submit, read, cancel. A workbench reads and cancels only its own
+ * orders and their jobs; a viewer reads every order and changes none; an admin does everything.
+ *
+ * Invariant: another owner's order or job answers 404, exactly as one that does not exist (never
+ * 403, which would tell that it exists and whose it is). Every route that reads or changes an
+ * order or a job scopes its read with {@link ownerScope}; the read model does the check.
  */
 import { z } from 'zod'
 import {
@@ -13,7 +17,6 @@ import {
 } from '../../core/api.ts'
 import { classify } from '../../core/document.ts'
 import { LockstepError, ValidationError } from '../../core/errors.ts'
-import type { Order } from '../../core/model.ts'
 import { orderOptionsSchema } from '../../core/order.ts'
 import type { OrderOptions } from '../../core/order.ts'
 import { packetSchema } from '../../core/packet.ts'
@@ -57,14 +60,13 @@ const limitQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 })
 
-/** Only the owner of an order or an admin may change it. */
-export function mayChange(caller: Caller, order: Order, what: string): void {
-  if (caller.role !== 'admin' && order.owner !== caller.name) {
-    throw new LockstepError(
-      'FORBIDDEN',
-      `order ${order.id} belongs to ${order.owner}; only its owner or an admin may ${what}`,
-    )
-  }
+/**
+ * The owner whose orders a caller reaches: admins and viewers reach every order (undefined), any
+ * other caller only those owned by its name. Which routes change anything is the routes' roles:
+ * a viewer never reaches a change, so a read scope is also the change scope.
+ */
+export function ownerScope(caller: Caller): string | undefined {
+  return caller.role === 'admin' || caller.role === 'viewer' ? undefined : caller.name
 }
 
 export function orderRoutes({ app, callerOf, service }: RouteContext): void {
@@ -81,8 +83,8 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
     },
     status: 201,
     response: packetCreatedSchema,
-    handler: async ({ body }) => {
-      const record = await service.createPacket(body)
+    handler: async ({ body, caller }) => {
+      const record = await service.createPacket(body, caller.name)
       return { id: record.id, name: record.name, createdAt: record.createdAt }
     },
   })
@@ -130,29 +132,31 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
       if (submission.packet !== undefined) {
         return service.submitPacket(submission.packet, orderOptions, caller.name)
       }
-      return service.orderPacket(submission.packetRef!, orderOptions, caller.name)
+      // A name reaches the caller's own packets; an admin reaches any, also as `owner/name`.
+      const access = caller.role === 'admin' ? 'every-owner' : 'own'
+      return service.orderPacket(submission.packetRef!, orderOptions, caller.name, access)
     },
   })
 
   addRoute(app, callerOf, {
     method: 'GET',
     url: '/v1/orders',
-    summary: 'List orders, newest first',
-    roles: ['workbench'],
+    summary: 'List the caller’s orders (every order for admins and viewers), newest first',
+    roles: ['workbench', 'viewer'],
     querystring: limitQuery,
     response: z.array(orderFulfilmentSchema),
-    handler: ({ query }) => service.listOrders(query.limit ?? 100),
+    handler: ({ query, caller }) => service.listOrders(query.limit ?? 100, ownerScope(caller)),
   })
 
   addRoute(app, callerOf, {
     method: 'GET',
     url: '/v1/orders/:id',
     summary: 'An order and its fulfilment',
-    roles: ['workbench'],
+    roles: ['workbench', 'viewer'],
     params: byId,
     response: orderDetailSchema,
-    handler: async ({ params }) => {
-      const order = await service.order(params.id)
+    handler: async ({ params, caller }) => {
+      const order = await service.order(params.id, ownerScope(caller))
       return { order, fulfilment: await service.fulfilment(order.id) }
     },
   })
@@ -161,20 +165,21 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
     method: 'GET',
     url: '/v1/orders/:id/jobs',
     summary: 'An order’s jobs, with why each waiting job waits',
-    roles: ['workbench'],
+    roles: ['workbench', 'viewer'],
     params: byId,
     response: z.array(listedJobSchema),
-    handler: ({ params }) => service.jobs(params.id),
+    handler: async ({ params, caller }) =>
+      service.jobs((await service.order(params.id, ownerScope(caller))).id),
   })
 
   addRoute(app, callerOf, {
     method: 'GET',
     url: '/v1/jobs/:id',
     summary: 'A job, its attempts, its inputs and why it waits',
-    roles: ['workbench'],
+    roles: ['workbench', 'viewer'],
     params: byId,
     response: jobDetailSchema,
-    handler: ({ params }) => service.jobDetail(params.id),
+    handler: ({ params, caller }) => service.jobDetail(params.id, ownerScope(caller)),
   })
 
   addRoute(app, callerOf, {
@@ -185,8 +190,7 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
     params: byId,
     response: orderFulfilmentSchema,
     handler: async ({ params, caller }) => {
-      const order = await service.order(params.id)
-      mayChange(caller, order, 'cancel it')
+      const order = await service.order(params.id, ownerScope(caller))
       return service.cancelOrder(order.id, `cancelled by ${caller.name}`)
     },
   })
@@ -199,8 +203,7 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
     params: byId,
     response: jobSchema,
     handler: async ({ params, caller }) => {
-      const job = await service.job(params.id)
-      mayChange(caller, await service.order(job.orderId), 'cancel its jobs')
+      const job = await service.job(params.id, ownerScope(caller))
       return service.cancelJob(job.id, `cancelled by ${caller.name}`)
     },
   })

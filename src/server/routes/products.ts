@@ -2,7 +2,7 @@
  * Products: where one is, an order's products, and their bytes. The scheduler relays a product
  * for workers that cannot reach the peer holding it, and for downloads when the server allows
  * them. Workbenches download only from a server started with `allowDownload`, on every route
- * that sends bytes; workers always may.
+ * that sends bytes, and only the products of their own orders' jobs; workers always may.
  */
 import { z } from 'zod'
 import { orderProductsSchema, productHoldersSchema } from '../../core/api.ts'
@@ -11,6 +11,7 @@ import { productOf } from '../../core/model.ts'
 import type { Caller } from '../auth.ts'
 import { STREAMED, addRoute } from '../route.ts'
 import type { RouteContext } from '../route.ts'
+import { ownerScope } from './orders.ts'
 
 const bytes = {
   description: 'The product as an archive',
@@ -27,6 +28,23 @@ export function productRoutes(ctx: RouteContext): void {
       )
     }
   }
+  /**
+   * A workbench reaches only the products its own orders' jobs made; another owner's is not
+   * found, as one nobody holds. A product made under a cache key is shared by every order whose
+   * job has that key, so it has no one owner and is not checked here.
+   */
+  const mayFetch = async (caller: Caller, productId: string): Promise<void> => {
+    const owner = caller.role === 'worker' ? undefined : ownerScope(caller)
+    if (owner === undefined || productId.startsWith('cache:')) return
+    try {
+      await service.job(productId, owner)
+    } catch (e) {
+      if (e instanceof LockstepError && e.code === 'JOB_NOT_FOUND') {
+        throw new LockstepError('PRODUCT_NOT_FOUND', `no live target holds product ${productId}`)
+      }
+      throw e
+    }
+  }
 
   addRoute(app, callerOf, {
     method: 'GET',
@@ -37,7 +55,7 @@ export function productRoutes(ctx: RouteContext): void {
     response: orderProductsSchema,
     handler: async ({ params, caller }) => {
       mayDownload(caller)
-      const order = await service.order(params.id)
+      const order = await service.order(params.id, ownerScope(caller))
       const jobs = await service.jobs(order.id)
       return jobs
         .filter((j) => j.state === 'succeeded')
@@ -57,7 +75,8 @@ export function productRoutes(ctx: RouteContext): void {
     roles: ['worker', 'workbench'],
     params: z.strictObject({ id: z.string().min(1) }),
     response: productHoldersSchema,
-    handler: ({ params }) => {
+    handler: async ({ params, caller }) => {
+      await mayFetch(caller, params.id)
       const holders = service.holders(params.id)
       if (holders.length === 0) {
         throw new LockstepError('PRODUCT_NOT_FOUND', `no live target holds product ${params.id}`)
@@ -75,6 +94,7 @@ export function productRoutes(ctx: RouteContext): void {
     response: bytes,
     handler: async ({ params, caller, reply, res }) => {
       mayDownload(caller)
+      await mayFetch(caller, params.id)
       const source = sources.get(params.target)
       if (source === undefined) {
         throw new LockstepError(
