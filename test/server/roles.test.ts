@@ -21,6 +21,7 @@ const callers = [
   { who: 'admin', role: 'admin', token: 'admin-token-123', name: 'ops' },
   { who: 'workbench', role: 'workbench', token: 'ana-token-123', name: 'ana' },
   { who: 'worker', role: 'worker', token: 'worker-token-1', name: 'w-roles' },
+  { who: 'viewer', role: 'viewer', token: 'viewer-token-1', name: 'vera' },
 ] as const
 
 const opened = checkLeaks()
