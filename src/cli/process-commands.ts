@@ -126,9 +126,11 @@ export async function startLocal(
   const secret = () => randomBytes(18).toString('base64url')
   const workbench = secret()
   const workerToken = secret()
+  // One fleet token for the local workers: it covers their ids (worker-1, worker-2, …) and no
+  // other, and peers share it to fetch each other's products.
   const tokens: TokenEntry[] = [
     { role: 'admin', name: 'you', token: workbench },
-    { role: 'worker', name: 'local', token: workerToken },
+    { role: 'worker', name: 'worker-*', token: workerToken },
   ]
   const s = await serve({
     port,

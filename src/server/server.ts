@@ -163,8 +163,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     allowDownload: options.allowDownload === true,
     maxWaitMs: options.maxWaitMs ?? 30_000,
     relayToken: options.relayToken,
-    callerOf: (request, roles) =>
-      roles === 'public' ? publicCaller : auth.check(request.headers, roles),
+    callerOf: (request, roles, actsAs) =>
+      roles === 'public'
+        ? publicCaller
+        : auth.check(
+            request.headers,
+            roles,
+            actsAs === undefined ? undefined : { id: actsAs, log: request.log },
+          ),
     metrics,
     streams: new Set(),
     sources: new Map((options.products ?? []).map((p) => [p.id, p])),
