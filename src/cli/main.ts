@@ -12,6 +12,9 @@ const usage = `lockstep — a distributed job scheduler
   lockstep up [--port 7300] [--workers 3]      a scheduler and local workers, for trying it out
   lockstep server [--port 7300] [--host H]     the scheduler (state in ./.lockstep, or
                   [--tokens role:name:token,…] LOCKSTEP_DATABASE_URL for PostgreSQL)
+                  [--tokens-file PATH]         role:name:token lines, # comments
+                  [--public-url URL]           the name clients reach it by (Host header)
+                  [--insecure-open]            no tokens on a non-loopback --host
                   [--allow-download]
   lockstep worker --server URL --id ID         a worker agent
                   [--token T] [--slots N] [--data project=PATH …] [--cache DIR]
@@ -24,7 +27,8 @@ const usage = `lockstep — a distributed job scheduler
   lockstep download ORDER [--to DIR]           its products (when the server allows it)
 
 Workbench commands find the scheduler in --server/--token, LOCKSTEP_URL/LOCKSTEP_TOKEN, or the
-credentials that 'lockstep up' writes to ./.lockstep/cli.json. Add --json for machine output.`
+credentials that 'lockstep up' writes to cli.json in the data directory (LOCKSTEP_DATA_DIR,
+else ./.lockstep). Add --json for machine output.`
 
 /** Runs one command line; returns the exit code. */
 export async function main(

@@ -5,13 +5,15 @@
  */
 import { pino } from 'pino'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { isWorkerUrl } from '../core/protocol.ts'
 import { parseTokens } from '../server/auth.ts'
 import type { TokenEntry } from '../server/auth.ts'
 import { defaultDataDir } from '../store/open-store.ts'
 import { WorkerAgent } from '../worker/agent.ts'
+import { credentialsPath, dataDir, writeCredentials } from './credentials.ts'
 import { runExamples, sampleData } from './demo.ts'
 import type { Out } from './output.ts'
 import { serve } from './serve.ts'
@@ -25,12 +27,36 @@ export async function server(args: string[], out: Out): Promise<number> {
       port: { type: 'string', default: process.env.LOCKSTEP_PORT ?? '7300' },
       host: { type: 'string', default: '127.0.0.1' },
       tokens: { type: 'string', default: process.env.LOCKSTEP_TOKENS ?? '' },
+      'tokens-file': { type: 'string', default: process.env.LOCKSTEP_TOKENS_FILE },
+      'public-url': { type: 'string' },
+      'insecure-open': { type: 'boolean', default: false },
       'allow-download': { type: 'boolean', default: false },
       'data-dir': { type: 'string', default: process.env.LOCKSTEP_DATA_DIR ?? defaultDataDir },
       'lease-ms': { type: 'string', default: '30000' },
     },
   })
-  const tokens = parseTokens(values.tokens)
+  const tokens = [
+    ...parseTokens(values.tokens),
+    ...(values['tokens-file'] === undefined ? [] : readTokensFile(values['tokens-file'])),
+  ]
+  const publicUrl = values['public-url']
+  if (publicUrl !== undefined && !isWorkerUrl(publicUrl)) {
+    process.stderr.write(
+      `lockstep server: --public-url must be http(s)://host[:port] with an optional path, got '${publicUrl}'\n`,
+    )
+    return 2
+  }
+  // Safe by default: a server without tokens is open to whoever reaches it, so it reaches
+  // only this machine unless the operator says, in so many words, that open is what they want.
+  const open = tokens.length === 0
+  if (open && !isLoopback(values.host) && !values['insecure-open']) {
+    process.stderr.write(
+      `lockstep server: refusing to listen on ${values.host} with no tokens: anyone who reaches it could run jobs on your workers. ` +
+        `Give tokens (--tokens, --tokens-file, LOCKSTEP_TOKENS or LOCKSTEP_TOKENS_FILE), listen on loopback (the default), ` +
+        `or pass --insecure-open if an open server on the network is truly what you want.\n`,
+    )
+    return 2
+  }
   const s = await serve({
     port: Number(values.port),
     host: values.host,
@@ -39,13 +65,34 @@ export async function server(args: string[], out: Out): Promise<number> {
     dataDir: values['data-dir'],
     leaseMs: Number(values['lease-ms']),
     log: true,
+    ...(publicUrl === undefined ? {} : { publicUrl }),
   })
-  out(
-    `lockstep server listening on ${s.url}${tokens.length === 0 ? ' (open: no tokens configured)' : ''}`,
-  )
+  const note = !open
+    ? ''
+    : isLoopback(values.host)
+      ? ' (open: no tokens configured; listening on loopback only)'
+      : ' (OPEN to anyone who reaches it: no tokens, --insecure-open)'
+  out(`lockstep server listening on ${s.url}${note}`)
   await untilSignal()
   await s.close()
   return 0
+}
+
+/** True for an address or name that only this machine reaches. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase()
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)
+}
+
+/** Tokens from a file: `role:name:token` lines, `#` comments; errors name the file. */
+function readTokensFile(path: string): TokenEntry[] {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (e) {
+    throw new Error(`cannot read the tokens file ${path}: ${(e as Error).message}`)
+  }
+  return parseTokens(text, path)
 }
 
 /** `lockstep worker`: a worker agent, until a signal. */
@@ -109,7 +156,7 @@ export async function up(args: string[], out: Out): Promise<number> {
   })
   const running = await startLocal(Number(values.port), Number(values.workers))
   out(`Lockstep is running at ${running.url} with ${running.workers.length} workers.`)
-  out(`Try: npx lockstep status   (credentials are in ${join(defaultDataDir, 'cli.json')})`)
+  out(`Try: npx lockstep status   (credentials are in ${credentialsPath()})`)
   if (values.examples) await runExamples(running, out)
   out('Serving until Ctrl-C.')
   await untilSignal()
@@ -117,34 +164,34 @@ export async function up(args: string[], out: Out): Promise<number> {
   return 0
 }
 
-/** A scheduler and local workers under ./.lockstep, with fresh tokens; what `up` runs. */
+/**
+ * A scheduler and local workers in the data directory (`LOCKSTEP_DATA_DIR`, else ./.lockstep),
+ * with fresh tokens saved for the workbench commands; what `up` runs.
+ */
 export async function startLocal(
   port: number,
   count: number,
 ): Promise<Serving & { workers: WorkerAgent[]; token: string; workerToken: string }> {
-  mkdirSync(defaultDataDir, { recursive: true })
+  const dir = dataDir()
+  mkdirSync(dir, { recursive: true })
   const secret = () => randomBytes(18).toString('base64url')
   const workbench = secret()
   const workerToken = secret()
+  // One fleet token for the local workers: it covers their ids (worker-1, worker-2, …) and no
+  // other, and peers share it to fetch each other's products.
   const tokens: TokenEntry[] = [
     { role: 'admin', name: 'you', token: workbench },
-    { role: 'worker', name: 'local', token: workerToken },
+    { role: 'worker', name: 'worker-*', token: workerToken },
   ]
   const s = await serve({
     port,
     host: '127.0.0.1',
     tokens,
     allowDownload: true,
-    dataDir: defaultDataDir,
+    dataDir: dir,
     log: false,
   })
-  writeFileSync(
-    join(defaultDataDir, 'cli.json'),
-    JSON.stringify({ url: s.url, token: workbench }, null, 2),
-    {
-      mode: 0o600,
-    },
-  )
+  writeCredentials(dir, { url: s.url, token: workbench })
   const agents: WorkerAgent[] = []
   for (let i = 1; i <= count; i++) {
     const id = `worker-${i}`
@@ -155,7 +202,7 @@ export async function startLocal(
         id,
         slots: 4,
         data: sampleData(i),
-        cacheDir: resolve(defaultDataDir, 'workers', id),
+        cacheDir: join(dir, 'workers', id),
       }),
     )
   }

@@ -26,6 +26,8 @@ export async function serve(options: {
   dataDir: string
   leaseMs?: number
   log: boolean
+  /** The URL clients reach the server at, accepted in the Host header. */
+  publicUrl?: string
 }): Promise<Serving> {
   const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
   const store = openStore(url)
@@ -56,6 +58,7 @@ export async function serve(options: {
     products: [initiator],
     ...(workerToken === undefined ? {} : { relayToken: workerToken }),
     log: options.log,
+    ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
   })
   await push.start()
   return {

@@ -14,7 +14,7 @@ import type { OrderFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import { productOf } from '../core/model.ts'
 import { unpack } from '../runner/products.ts'
-import { defaultDataDir } from '../store/open-store.ts'
+import { credentialsPath, readCredentials } from './credentials.ts'
 import type { Out } from './output.ts'
 
 const clientOptions = {
@@ -23,29 +23,22 @@ const clientOptions = {
   json: { type: 'boolean', default: false },
 } as const
 
-/** What `lockstep up` saves in ./.lockstep/cli.json. */
-interface Credentials {
-  url: string
-  token?: string
-}
-
-/** The scheduler named by --server/--token, else LOCKSTEP_URL/LOCKSTEP_TOKEN, else cli.json. */
+/**
+ * The scheduler named by --server/--token, else LOCKSTEP_URL/LOCKSTEP_TOKEN, else the credentials
+ * `lockstep up` saved in the data directory. A saved token goes only to the saved URL.
+ */
 function client(values: { server?: string; token?: string }): LockstepClient {
-  let saved: Credentials | undefined
-  try {
-    saved = JSON.parse(readFileSync(join(defaultDataDir, 'cli.json'), 'utf8')) as Credentials
-  } catch {
-    saved = undefined
-  }
+  const saved = readCredentials()
   const url = values.server ?? process.env.LOCKSTEP_URL ?? saved?.url
   if (url === undefined) {
     throw new Error(
-      "no scheduler to talk to: pass --server URL, set LOCKSTEP_URL, or run 'lockstep up' here first",
+      `no scheduler to talk to: pass --server URL, set LOCKSTEP_URL, or run 'lockstep up' first (it saves ${credentialsPath()})`,
     )
   }
   return new LockstepClient({
     url,
-    token: values.token ?? process.env.LOCKSTEP_TOKEN ?? saved?.token,
+    token:
+      values.token ?? process.env.LOCKSTEP_TOKEN ?? (url === saved?.url ? saved.token : undefined),
   })
 }
 

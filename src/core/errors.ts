@@ -17,6 +17,10 @@ export const errorCatalogue = {
   UNAUTHORIZED: { status: 401, summary: 'No token, or a token the server does not know.' },
   FORBIDDEN: { status: 403, summary: 'The token’s role or owner may not do this.' },
   NOT_FOUND: { status: 404, summary: 'No such route.' },
+  HOST_NOT_ALLOWED: {
+    status: 421,
+    summary: 'The Host header names another server than this one (DNS rebinding defence).',
+  },
   ORDER_NOT_FOUND: { status: 404, summary: 'No order has this id.' },
   JOB_NOT_FOUND: { status: 404, summary: 'No job has this id.' },
   PACKET_NOT_FOUND: { status: 404, summary: 'No packet has this id or name.' },

@@ -28,6 +28,33 @@ export const jobResultSchema = z.strictObject({
   artefacts: z.array(z.string()).optional(),
 })
 
+/**
+ * True for a URL a worker may serve its products at: `http(s)://host[:port]` with an optional
+ * path, and no user, query or fragment. The scheduler's relay sends a worker token to this URL,
+ * so nothing in it may change where that request goes or what it asks (a user part, a query
+ * appended to, a fragment that cuts off the path the relay adds).
+ */
+export function isWorkerUrl(text: string): boolean {
+  if (/[\s\\?#@]/.test(text)) return false
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return false
+  }
+  return (
+    (url.protocol === 'http:' || url.protocol === 'https:') &&
+    url.hostname !== '' &&
+    url.username === '' &&
+    url.password === '' &&
+    url.search === '' &&
+    url.hash === '' &&
+    // What the WHATWG parser quietly repairs (`http:host`, `http:///host`) is refused.
+    text.toLowerCase().startsWith(`${url.protocol}//`) &&
+    !text.slice(url.protocol.length + 2).startsWith('/')
+  )
+}
+
 /** What a target says when it registers (or registers again after a restart or a loss). */
 export const targetRegistrationSchema = z.strictObject({
   id: nameSchema,
@@ -40,11 +67,17 @@ export const targetRegistrationSchema = z.strictObject({
   projects: z.array(nameSchema).max(10_000).optional(),
   /** Products in its cache. */
   cached: z.array(z.string()).optional(),
-  /** Where it serves its products to peers (http or https). */
+  /**
+   * Where it serves its products to peers: `http(s)://host[:port]` with an optional path and
+   * nothing else (see {@link isWorkerUrl}).
+   */
   url: z
     .string()
-    .regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL')
     .max(2048)
+    .refine(
+      isWorkerUrl,
+      'must be http(s)://host[:port] with an optional path, and no query, fragment or user',
+    )
     .optional(),
   /** Attempts it is still running; any other attempt it was running is lost. */
   running: z.array(runningAttemptSchema).optional(),

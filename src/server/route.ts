@@ -222,6 +222,13 @@ export interface RouteSpec<B, Q, P, R> {
   body?: z.ZodType<B> | { content: Record<string, { schema: z.ZodType }> }
   querystring?: z.ZodType<Q>
   params?: z.ZodType<P>
+  /**
+   * The target id the route acts as, for routes a worker calls about itself (register,
+   * heartbeat, leave): the caller's token must cover it (see `Auth.check`). Read from the raw
+   * input before the handler runs; undefined when the input names none, which the handler's
+   * own check then refuses.
+   */
+  actsAs?: (input: { body: unknown; params: P }) => string | undefined
   /** The status of a success. @default 200 */
   status?: number
   /** What a success answers: a schema, or a described stream. */
@@ -229,8 +236,12 @@ export interface RouteSpec<B, Q, P, R> {
   handler(req: RouteRequest<B, Q, P>): Promise<R | typeof STREAMED> | R | typeof STREAMED
 }
 
-/** Who called, as the auth hook found it. */
-export type CallerOf = (request: FastifyRequest, roles: readonly Role[] | 'public') => Caller
+/** Who called, as the auth hook found it; `actsAs` is the target id the route acts as. */
+export type CallerOf = (
+  request: FastifyRequest,
+  roles: readonly Role[] | 'public',
+  actsAs?: string,
+) => Caller
 
 /** The caller of each request in flight, as its route's `onRequest` hook found it. */
 const callers = new WeakMap<FastifyRequest, Caller>()
@@ -269,7 +280,16 @@ export function addRoute<B = unknown, Q = unknown, P = unknown, R = unknown>(
         }
       },
       handler: async (request, reply) => {
-        const caller = callers.get(request)!
+        // A route that acts as a target learns its id from the parsed body or path: the token
+        // is checked once more against that id.
+        const caller =
+          spec.actsAs === undefined
+            ? callers.get(request)!
+            : callerOf(
+                request,
+                spec.roles,
+                spec.actsAs({ body: request.body, params: request.params as P }),
+              )
         let controller: AbortController | undefined
         const out = await spec.handler({
           body: request.body as B,

@@ -49,6 +49,11 @@ export interface ServerOptions {
   products?: readonly ProductSource[]
   /** The worker token the relay fetches products from workers with. */
   relayToken?: string
+  /**
+   * The URL clients reach the server at, when not a loopback one (e.g. behind a proxy): its host
+   * is accepted in the Host header besides the loopback names.
+   */
+  publicUrl?: string
 }
 
 /** A running server. */
@@ -90,6 +95,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         error: { code: e?.code ?? 'VALIDATION_FAILED', message: error.message },
       })
     },
+  })
+  // DNS rebinding defence: a browser tricked into sending a request to this server sends the
+  // attacker's name as Host. Only names that are this server's own are answered; the port is
+  // known after listen, before any request arrives.
+  let allowedHosts = new Set<string>()
+  app.addHook('onRequest', (request, _reply, done) => {
+    const host = (request.headers.host ?? '').toLowerCase()
+    if (allowedHosts.has(host)) return done()
+    done(
+      new LockstepError(
+        'HOST_NOT_ALLOWED',
+        `the Host header '${host}' does not name this server; it answers to ${[...allowedHosts].join(', ')} (start it with --public-url URL to add the name clients use)`,
+      ),
+    )
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
@@ -164,8 +183,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     allowDownload: options.allowDownload === true,
     maxWaitMs: options.maxWaitMs ?? 30_000,
     relayToken: options.relayToken,
-    callerOf: (request, roles) =>
-      roles === 'public' ? publicCaller : auth.check(request.headers, roles),
+    callerOf: (request, roles, actsAs) =>
+      roles === 'public'
+        ? publicCaller
+        : auth.check(
+            request.headers,
+            roles,
+            actsAs === undefined ? undefined : { id: actsAs, log: request.log },
+          ),
     metrics,
     streams: new Set(),
     sources: new Map((options.products ?? []).map((p) => [p.id, p])),
@@ -181,6 +206,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  allowedHosts = hostsOf(host, port, options.publicUrl)
   for (const source of ctx.sources.values()) {
     service.setTargetUrl(source.id, `${url}/v1/targets/${encodeURIComponent(source.id)}`)
   }
@@ -194,6 +220,24 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await app.close()
     },
   }
+}
+
+/**
+ * The Host headers the server answers: the loopback names with its port, the address it listens
+ * on when that is one address (not a wildcard), and the host of its public URL.
+ */
+function hostsOf(listen: string, port: number, publicUrl: string | undefined): Set<string> {
+  const hosts = new Set([`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`])
+  if (listen !== '0.0.0.0' && listen !== '::' && listen !== '') {
+    hosts.add(`${listen.includes(':') ? `[${listen}]` : listen}:${port}`.toLowerCase())
+  }
+  if (publicUrl !== undefined) {
+    const u = new URL(publicUrl)
+    hosts.add(u.host.toLowerCase())
+    if (u.port === '')
+      hosts.add(`${u.hostname}:${u.protocol === 'https:' ? 443 : 80}`.toLowerCase())
+  }
+  return hosts
 }
 
 /** The most of a refused body read and dropped; past it the connection is cut. */

@@ -42,7 +42,7 @@ beforeEach(async () => {
     host: '127.0.0.1',
     tokens: [
       { role: 'admin', name: 'you', token: ADMIN },
-      { role: 'worker', name: 'local', token: WORKER },
+      { role: 'worker', name: 'worker-*', token: WORKER },
     ],
     allowDownload: true,
     dataDir: join(dir, 'scheduler'),

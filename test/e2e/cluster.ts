@@ -16,7 +16,7 @@ import type { Opened } from '../leaks.ts'
 export const WORKBENCH = 'bench-token-123'
 export const WORKER = 'worker-token-123'
 export const BOB = 'bob-token-12345'
-const TOKENS = `admin:ana:${WORKBENCH},worker:fleet:${WORKER},workbench:bob:${BOB}`
+const TOKENS = `admin:ana:${WORKBENCH},worker:*:${WORKER},workbench:bob:${BOB}`
 
 export interface Proc {
   child: ChildProcess

@@ -16,7 +16,7 @@ import type { Backend } from '../store/backends.ts'
 const tokens = [
   { role: 'workbench' as const, name: 'ana', token: 'ana-token-123' },
   { role: 'workbench' as const, name: 'bob', token: 'bob-token-123' },
-  { role: 'worker' as const, name: 'fleet', token: 'worker-token-1' },
+  { role: 'worker' as const, name: '*', token: 'worker-token-1' },
   { role: 'admin' as const, name: 'ops', token: 'admin-token-1' },
 ]
 const op = { builtin: 'noop' }

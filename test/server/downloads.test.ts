@@ -25,7 +25,7 @@ const ANA = 'ana-token-123'
 const WORKER = 'worker-token-1'
 const tokens = [
   { role: 'workbench' as const, name: 'ana', token: ANA },
-  { role: 'worker' as const, name: 'fleet', token: WORKER },
+  { role: 'worker' as const, name: '*', token: WORKER },
 ]
 
 const opened = checkLeaks()

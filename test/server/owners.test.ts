@@ -19,7 +19,7 @@ const tokens = [
   { role: 'workbench' as const, name: 'ana', token: 'ana-token-123' },
   { role: 'workbench' as const, name: 'bob', token: 'bob-token-123' },
   { role: 'viewer' as const, name: 'vera', token: 'vera-token-123' },
-  { role: 'worker' as const, name: 'fleet', token: 'worker-token-1' },
+  { role: 'worker' as const, name: 'w1', token: 'worker-token-1' },
   { role: 'admin' as const, name: 'ops', token: 'admin-token-1' },
 ]
 const op = { builtin: 'noop' }

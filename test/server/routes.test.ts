@@ -14,7 +14,7 @@ import { SqliteStore } from '../../src/store/sqlite-store.ts'
 
 const tokens = [
   { role: 'workbench' as const, name: 'ana', token: 'ana-token-123' },
-  { role: 'worker' as const, name: 'fleet', token: 'worker-token-1' },
+  { role: 'worker' as const, name: '*', token: 'worker-token-1' },
 ]
 const ana = { authorization: 'Bearer ana-token-123' }
 const fleet = { authorization: 'Bearer worker-token-1' }

@@ -8,6 +8,7 @@ import { z } from 'zod'
 import { orderProductsSchema, productHoldersSchema } from '../../core/api.ts'
 import { LockstepError } from '../../core/errors.ts'
 import { productOf } from '../../core/model.ts'
+import { isWorkerUrl } from '../../core/protocol.ts'
 import type { Caller } from '../auth.ts'
 import { STREAMED, addRoute } from '../route.ts'
 import type { RouteContext } from '../route.ts'
@@ -117,6 +118,7 @@ export function productRoutes(ctx: RouteContext): void {
     response: bytes,
     handler: async ({ params, caller, reply, res, signal }) => {
       mayDownload(caller)
+      await mayFetch(caller, params.id)
       const id = params.id
       for (const source of sources.values()) {
         if (source.holds(id)) {
@@ -125,19 +127,34 @@ export function productRoutes(ctx: RouteContext): void {
           return STREAMED
         }
       }
+      // The relay fetches only from a holder's URL as the holder registered it, checked again
+      // here (a row stored before URLs were checked may hold anything), and follows no
+      // redirect: the worker token it sends goes to that URL and nowhere else. What a holder
+      // answers on failure is not repeated: only its status, which the caller may see.
       const errors: string[] = []
       for (const holder of service.holders(id)) {
         if (holder.url === undefined || sources.has(holder.target)) continue
+        if (!isWorkerUrl(holder.url)) {
+          errors.push(`${holder.target}: registered no usable URL`)
+          continue
+        }
+        const base = new URL(holder.url)
+        const at = `${base.origin}${base.pathname.replace(/\/+$/, '')}/products/${encodeURIComponent(id)}`
         let upstream: Response
         try {
-          upstream = await fetch(`${holder.url}/products/${encodeURIComponent(id)}`, {
+          upstream = await fetch(at, {
             headers:
               ctx.relayToken === undefined ? {} : { authorization: `Bearer ${ctx.relayToken}` },
+            redirect: 'manual',
             signal,
           })
-          if (!upstream.ok || upstream.body === null) throw new Error(`HTTP ${upstream.status}`)
-        } catch (e) {
-          errors.push(`${holder.target}: ${(e as Error).message}`)
+        } catch {
+          errors.push(`${holder.target}: unreachable`)
+          continue
+        }
+        if (upstream.status !== 200 || upstream.body === null) {
+          await upstream.body?.cancel().catch(() => {})
+          errors.push(`${holder.target}: HTTP ${upstream.status}`)
           continue
         }
         reply.hijack()

@@ -12,6 +12,15 @@ import type { RouteContext } from '../route.ts'
 
 const byId = z.strictObject({ id: z.string().min(1) })
 
+/** The id a registration body names, when it names one; the service checks the rest. */
+function registeredId({ body }: { body: unknown }): string | undefined {
+  const id = typeof body === 'object' && body !== null ? (body as { id?: unknown }).id : undefined
+  return typeof id === 'string' ? id : undefined
+}
+
+/** The id in the path: a worker heartbeats and leaves only as itself. */
+const pathId = ({ params }: { params: { id: string } }): string => params.id
+
 export function targetRoutes(ctx: RouteContext): void {
   const { app, callerOf, service, metrics, maxWaitMs } = ctx
 
@@ -20,6 +29,7 @@ export function targetRoutes(ctx: RouteContext): void {
     url: ['/v1/targets', '/v1/workers'],
     summary: 'Register a target (a worker), or register it again after a restart or a loss',
     roles: ['worker'],
+    actsAs: registeredId,
     body: targetRegistrationSchema,
     status: 201,
     response: targetSchema,
@@ -32,6 +42,7 @@ export function targetRoutes(ctx: RouteContext): void {
     summary:
       'Results and cache changes in; up to `free` jobs and the attempts to stop out (a long poll with waitMs)',
     roles: ['worker'],
+    actsAs: pathId,
     params: byId,
     body: heartbeatSchema,
     response: heartbeatReplySchema,
@@ -52,6 +63,7 @@ export function targetRoutes(ctx: RouteContext): void {
     url: ['/v1/targets/:id', '/v1/workers/:id'],
     summary: 'A target leaves; its running attempts fail with worker-lost and follow their policy',
     roles: ['worker'],
+    actsAs: pathId,
     params: byId,
     status: 204,
     response: z.undefined(),
@@ -65,7 +77,7 @@ export function targetRoutes(ctx: RouteContext): void {
     method: 'GET',
     url: ['/v1/targets', '/v1/workers'],
     summary: 'Registered targets, live or lost, with the attempts each runs',
-    roles: ['workbench', 'worker'],
+    roles: ['workbench', 'worker', 'viewer'],
     response: z.array(targetStatusSchema),
     handler: () => service.targets(),
   })
