@@ -63,6 +63,7 @@ export const jobSchema = z.object({
   attempt: z.number(),
   step: z.number().optional(),
   iteration: z.number().optional(),
+  project: z.string().optional(),
   reason: z.string().optional(),
   retryAt: z.number().optional(),
   cacheKey: z.string().optional(),
@@ -188,6 +189,7 @@ export const assignmentSchema = z.object({
   inputs: z.array(jobInput),
   step: z.number().optional(),
   iteration: z.number().optional(),
+  project: z.string().optional(),
 })
 
 const errorCode = z.enum(Object.keys(errorCatalogue) as [ErrorCode, ...ErrorCode[]])

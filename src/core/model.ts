@@ -183,6 +183,11 @@ export interface Job {
   /** For artifact jobs: the top-level step and the iteration. */
   step?: number
   iteration?: number
+  /**
+   * For artifact jobs: the artifact's data project, the only data the job may read. Kept in
+   * memory; the store does not keep it yet, so a job restored after a restart reads no data.
+   */
+  project?: string
   /** Why the job failed, was skipped or was cancelled, e.g. `exit-code 2: no input`. */
   reason?: string
   /** While the job backs off before a retry: when the retry becomes ready (Unix milliseconds). */

@@ -113,6 +113,8 @@ export interface Assignment {
   inputs: JobInput[]
   step?: number
   iteration?: number
+  /** For artifact jobs: the artifact's data project, the only data the job is given. */
+  project?: string
 }
 
 /** An attempt a target should stop: its order ended, it timed out, or it was cancelled. */
