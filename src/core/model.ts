@@ -14,6 +14,17 @@ export type Operation =
   /** A container, run as one Pod per attempt on a Kubernetes target. */
   | { image: string; command?: string[]; env?: Record<string, string> }
 
+/** The kinds of {@link Operation}: what a target may declare it runs. */
+export const operationKinds = ['builtin', 'exec', 'image'] as const
+
+/** A kind of {@link Operation}. */
+export type OperationKind = (typeof operationKinds)[number]
+
+/** The kind of an operation. */
+export function operationKind(op: Operation): OperationKind {
+  return 'builtin' in op ? 'builtin' : 'exec' in op ? 'exec' : 'image'
+}
+
 /**
  * How a step's products reach the next step's first jobs; each defines the locks between them.
  * - `distribute`: the one last job locks every first job of the next step (one → all).
