@@ -14,6 +14,8 @@ import { defaultDataDir } from '../store/open-store.ts'
 import { WorkerAgent } from '../worker/agent.ts'
 import { runExamples, sampleData } from './demo.ts'
 import type { Out } from './output.ts'
+import { operationKinds } from '../core/model.ts'
+import type { OperationKind } from '../core/model.ts'
 import { serve } from './serve.ts'
 import type { Serving } from './serve.ts'
 
@@ -28,6 +30,7 @@ export async function server(args: string[], out: Out): Promise<number> {
       'allow-download': { type: 'boolean', default: false },
       'data-dir': { type: 'string', default: process.env.LOCKSTEP_DATA_DIR ?? defaultDataDir },
       'lease-ms': { type: 'string', default: '30000' },
+      'initiator-exec': { type: 'boolean', default: false },
     },
   })
   const tokens = parseTokens(values.tokens)
@@ -39,6 +42,7 @@ export async function server(args: string[], out: Out): Promise<number> {
     dataDir: values['data-dir'],
     leaseMs: Number(values['lease-ms']),
     log: true,
+    initiatorExec: values['initiator-exec'],
   })
   out(
     `lockstep server listening on ${s.url}${tokens.length === 0 ? ' (open: no tokens configured)' : ''}`,
@@ -63,6 +67,7 @@ export async function worker(args: string[], out: Out): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
       advertise: { type: 'string' },
+      allow: { type: 'string', default: 'builtin,exec' },
     },
   })
   const serverUrl = values.server ?? process.env.LOCKSTEP_URL
@@ -79,6 +84,7 @@ export async function worker(args: string[], out: Out): Promise<number> {
     host: values.host,
     port: Number(values.port),
     advertiseUrl: values.advertise,
+    runs: parseAllow(values.allow),
     logger: pino(pino.destination(2)),
   })
   out(`lockstep worker ${agent.id} serving products on ${agent.productUrl}`)
@@ -95,6 +101,17 @@ function parseData(entries: string[]): Record<string, string> {
     data[entry.slice(0, eq)] = resolve(entry.slice(eq + 1))
   }
   return data
+}
+
+/** `--allow builtin,exec`: the operation kinds a worker runs. */
+function parseAllow(list: string): OperationKind[] {
+  const kinds = list.split(',').map((k) => k.trim())
+  for (const k of kinds) {
+    if (!(operationKinds as readonly string[]).includes(k)) {
+      throw new Error(`--allow takes kinds from ${operationKinds.join(', ')}, got '${k}'`)
+    }
+  }
+  return kinds as OperationKind[]
 }
 
 /** `lockstep up [--examples]`: a scheduler and local workers, and the demo, until a signal. */

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Assignment } from '../../src/core/protocol.ts'
 import { dataFor, jobEnvironment } from '../../src/runner/environment.ts'
 import { runJob } from '../../src/runner/run-job.ts'
+import { environmentVariables } from '../environment-variables.ts'
 
 /** What an agent or a scheduler holds in its environment, and no job may see. */
 const SECRETS = {
@@ -13,6 +14,7 @@ const SECRETS = {
   LOCKSTEP_DATABASE_URL: 'postgres://lockstep:db-secret@localhost/lockstep',
   AWS_SECRET_ACCESS_KEY: 'cloud-secret',
 }
+const secrets = environmentVariables(SECRETS)
 
 function assignment(over: Partial<Assignment> = {}): Assignment {
   return {
@@ -76,22 +78,15 @@ describe('a job environment', () => {
 
 describe('an exec job run by the runner', () => {
   let dir: string
-  const saved: Record<string, string | undefined> = {}
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'lockstep-env-'))
     mkdirSync(join(dir, 'inputs'))
-    for (const [k, v] of Object.entries(SECRETS)) {
-      saved[k] = process.env[k]
-      process.env[k] = v
-    }
+    secrets.set()
   })
 
   afterEach(() => {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k]
-      else process.env[k] = v
-    }
+    secrets.restore()
     rmSync(dir, { recursive: true, force: true })
   })
 
