@@ -16,8 +16,13 @@ const usage = `lockstep — a distributed job scheduler
                   [--public-url URL]           the name clients reach it by (Host header)
                   [--insecure-open]            no tokens on a non-loopback --host
                   [--allow-download]
+                  [--initiator-exec]           let the initiator run exec jobs: user code
+                                               inside the scheduler process (builtins only
+                                               without it; such jobs wait)
   lockstep worker --server URL --id ID         a worker agent
                   [--token T] [--slots N] [--data project=PATH …] [--cache DIR]
+                  [--allow builtin,exec]       the operation kinds it runs (builtin only:
+                                               no user process on this machine)
                   [--host H --port P --advertise URL]  where peers fetch its products
   lockstep submit FILE [--priority N] [--follow]
   lockstep status [ORDER]

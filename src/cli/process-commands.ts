@@ -16,6 +16,8 @@ import { WorkerAgent } from '../worker/agent.ts'
 import { credentialsPath, dataDir, writeCredentials } from './credentials.ts'
 import { runExamples, sampleData } from './demo.ts'
 import type { Out } from './output.ts'
+import { operationKinds } from '../core/model.ts'
+import type { OperationKind } from '../core/model.ts'
 import { serve } from './serve.ts'
 import type { Serving } from './serve.ts'
 
@@ -33,6 +35,7 @@ export async function server(args: string[], out: Out): Promise<number> {
       'allow-download': { type: 'boolean', default: false },
       'data-dir': { type: 'string', default: process.env.LOCKSTEP_DATA_DIR ?? defaultDataDir },
       'lease-ms': { type: 'string', default: '30000' },
+      'initiator-exec': { type: 'boolean', default: false },
     },
   })
   const tokens = [
@@ -66,6 +69,7 @@ export async function server(args: string[], out: Out): Promise<number> {
     leaseMs: Number(values['lease-ms']),
     log: true,
     ...(publicUrl === undefined ? {} : { publicUrl }),
+    initiatorExec: values['initiator-exec'],
   })
   const note = !open
     ? ''
@@ -110,6 +114,7 @@ export async function worker(args: string[], out: Out): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
       advertise: { type: 'string' },
+      allow: { type: 'string', default: 'builtin,exec' },
     },
   })
   const serverUrl = values.server ?? process.env.LOCKSTEP_URL
@@ -126,6 +131,7 @@ export async function worker(args: string[], out: Out): Promise<number> {
     host: values.host,
     port: Number(values.port),
     advertiseUrl: values.advertise,
+    runs: parseAllow(values.allow),
     logger: pino(pino.destination(2)),
   })
   out(`lockstep worker ${agent.id} serving products on ${agent.productUrl}`)
@@ -142,6 +148,17 @@ function parseData(entries: string[]): Record<string, string> {
     data[entry.slice(0, eq)] = resolve(entry.slice(eq + 1))
   }
   return data
+}
+
+/** `--allow builtin,exec`: the operation kinds a worker runs. */
+function parseAllow(list: string): OperationKind[] {
+  const kinds = list.split(',').map((k) => k.trim())
+  for (const k of kinds) {
+    if (!(operationKinds as readonly string[]).includes(k)) {
+      throw new Error(`--allow takes kinds from ${operationKinds.join(', ')}, got '${k}'`)
+    }
+  }
+  return kinds as OperationKind[]
 }
 
 /** `lockstep up [--examples]`: a scheduler and local workers, and the demo, until a signal. */

@@ -7,7 +7,7 @@ import { SchedulerService } from '../service/service.ts'
 import type { TokenEntry } from '../server/auth.ts'
 import { startServer } from '../server/server.ts'
 import { openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
-import { InitiatorDriver } from '../targets/initiator.ts'
+import { InitiatorDriver, initiatorRuns } from '../targets/initiator.ts'
 import { PushLoop } from '../targets/push-loop.ts'
 import { describe } from './output.ts'
 
@@ -28,13 +28,18 @@ export async function serve(options: {
   log: boolean
   /** The URL clients reach the server at, accepted in the Host header. */
   publicUrl?: string
+  /** The initiator runs `exec` jobs: user code in this process (`--initiator-exec`). @default false */
+  initiatorExec?: boolean
 }): Promise<Serving> {
   const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
   const store = openStore(url)
   const workerToken = options.tokens.find((t) => t.role === 'worker')?.token
   const service = await SchedulerService.start({
     store,
-    engine: { leaseMs: options.leaseMs ?? 30_000 },
+    engine: {
+      leaseMs: options.leaseMs ?? 30_000,
+      initiatorRuns: initiatorRuns({ exec: options.initiatorExec }),
+    },
     onFatal: (e) => {
       process.stderr.write(`lockstep server: a commit failed, stopping: ${describe(e)}\n`)
       process.exit(3)
@@ -44,6 +49,7 @@ export async function serve(options: {
   const initiator = new InitiatorDriver(service, {
     dir: resolve(options.dataDir, 'initiator'),
     token: workerToken,
+    exec: options.initiatorExec,
   })
   await initiator.open()
   const push = new PushLoop(service, [initiator], {

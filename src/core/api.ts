@@ -9,6 +9,7 @@ import { z } from 'zod'
 import { errorCatalogue } from './errors.ts'
 import type { ErrorCode } from './errors.ts'
 import type { OrderFulfilment, TargetFulfilment } from './engine/fulfilment.ts'
+import { operationKinds } from './model.ts'
 import type { Job, Order, Target } from './model.ts'
 import type { Assignment, JobInput } from './protocol.ts'
 import { jobResultSchema, runningAttemptSchema } from './protocol.ts'
@@ -63,6 +64,7 @@ export const jobSchema = z.object({
   attempt: z.number(),
   step: z.number().optional(),
   iteration: z.number().optional(),
+  project: z.string().optional(),
   reason: z.string().optional(),
   retryAt: z.number().optional(),
   cacheKey: z.string().optional(),
@@ -152,7 +154,12 @@ export const jobWaitSchema = z.union([
     until: z.number(),
   }),
   z.object({ kind: z.literal('resource'), resource: z.string(), holder: z.string() }),
-  z.object({ kind: z.literal('no-eligible-target'), target: z.string().optional() }),
+  z.object({
+    kind: z.literal('no-eligible-target'),
+    target: z.string().optional(),
+    op: z.enum(operationKinds).optional(),
+    refusal: z.string().optional(),
+  }),
   z.object({
     kind: z.literal('queued'),
     targets: z.union([z.literal('any'), z.array(z.string())]),
@@ -188,6 +195,7 @@ export const assignmentSchema = z.object({
   inputs: z.array(jobInput),
   step: z.number().optional(),
   iteration: z.number().optional(),
+  project: z.string().optional(),
 })
 
 const errorCode = z.enum(Object.keys(errorCatalogue) as [ErrorCode, ...ErrorCode[]])

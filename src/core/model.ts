@@ -14,6 +14,17 @@ export type Operation =
   /** A container, run as one Pod per attempt on a Kubernetes target. */
   | { image: string; command?: string[]; env?: Record<string, string> }
 
+/** The kinds of {@link Operation}: what a target may declare it runs. */
+export const operationKinds = ['builtin', 'exec', 'image'] as const
+
+/** A kind of {@link Operation}. */
+export type OperationKind = (typeof operationKinds)[number]
+
+/** The kind of an operation. */
+export function operationKind(op: Operation): OperationKind {
+  return 'builtin' in op ? 'builtin' : 'exec' in op ? 'exec' : 'image'
+}
+
 /**
  * How a step's products reach the next step's first jobs; each defines the locks between them.
  * - `distribute`: the one last job locks every first job of the next step (one → all).
@@ -183,6 +194,11 @@ export interface Job {
   /** For artifact jobs: the top-level step and the iteration. */
   step?: number
   iteration?: number
+  /**
+   * For artifact jobs: the artifact's data project, the only data the job may read. Kept in
+   * memory; the store does not keep it yet, so a job restored after a restart reads no data.
+   */
+  project?: string
   /** Why the job failed, was skipped or was cancelled, e.g. `exit-code 2: no input`. */
   reason?: string
   /** While the job backs off before a retry: when the retry becomes ready (Unix milliseconds). */

@@ -7,6 +7,7 @@
 import { z } from 'zod'
 import type { ErrorCode } from './errors.ts'
 import type { Id } from './ids.ts'
+import { operationKinds } from './model.ts'
 import type { Operation, Resource } from './model.ts'
 import { nameSchema } from './schema.ts'
 
@@ -81,6 +82,11 @@ export const targetRegistrationSchema = z.strictObject({
     .optional(),
   /** Attempts it is still running; any other attempt it was running is lost. */
   running: z.array(runningAttemptSchema).optional(),
+  /**
+   * The kinds of operation it runs: a job of another kind is never handed to it.
+   * @default ['builtin', 'exec'] for a worker, ['image'] for a Kubernetes target
+   */
+  runs: z.array(z.enum(operationKinds)).min(1).max(3).optional(),
 })
 
 /** What a target says when it registers. */
@@ -146,6 +152,8 @@ export interface Assignment {
   inputs: JobInput[]
   step?: number
   iteration?: number
+  /** For artifact jobs: the artifact's data project, the only data the job is given. */
+  project?: string
 }
 
 /** An attempt a target should stop: its order ended, it timed out, or it was cancelled. */

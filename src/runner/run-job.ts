@@ -14,6 +14,7 @@ import { aggregate, isAnalytic, local, parseCsv } from '../core/analytics.ts'
 import type { AnalyticsArgs, Result, Table } from '../core/analytics.ts'
 import { ValidationError } from '../core/errors.ts'
 import type { JobResult } from '../core/model.ts'
+import { dataFor, jobEnvironment } from './environment.ts'
 
 /** What a running job can be asked to do from outside. */
 export interface RunningJob {
@@ -25,7 +26,10 @@ export interface RunningJob {
 export interface RunContext {
   /** The job directory, already holding `inputs/`. */
   dir: string
-  /** Data paths by project. */
+  /**
+   * Data paths by project: every project this target holds. A job reads only its artifact's
+   * project of them (see `environment.ts`).
+   */
   data: Record<string, string>
   /** True on the initiator: analytics builtins aggregate instead of reading data. */
   initiator?: boolean
@@ -40,21 +44,7 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
     await mkdir(join(ctx.dir, 'out'), { recursive: true })
     if ('builtin' in op) return runBuiltin(op.builtin, op.args ?? {}, a, ctx)
     if ('exec' in op) {
-      const env: Record<string, string> = {
-        ...(process.env as Record<string, string>),
-        ...op.env,
-        LOCKSTEP_JOB_ID: a.jobId,
-        LOCKSTEP_ORDER_ID: a.orderId,
-        LOCKSTEP_JOB_NAME: a.name,
-        LOCKSTEP_ATTEMPT: String(a.attempt),
-        LOCKSTEP_INPUTS: join(ctx.dir, 'inputs'),
-        LOCKSTEP_OUT: join(ctx.dir, 'out'),
-      }
-      const projects = Object.entries(ctx.data)
-      for (const [project, path] of projects) {
-        env[`LOCKSTEP_DATA_${project.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`] = path
-      }
-      if (projects.length === 1) env.LOCKSTEP_DATA = projects[0]![1]
+      const env = jobEnvironment(a, ctx.dir, dataFor(a, ctx.data))
       const stdout = await open(join(ctx.dir, 'stdout'), 'w')
       const stderr = await open(join(ctx.dir, 'stderr'), 'w')
       try {
@@ -151,7 +141,7 @@ async function runBuiltin(
       result =
         ctx.initiator === true
           ? aggregate(name, args, inputs)
-          : local(name, await readTable(ctx, args), args, inputs)
+          : local(name, await readTable(ctx, args, a), args, inputs)
     } else if (name === 'secure-count') {
       result = await secureCount(args, a, ctx, inputs)
     } else {
@@ -178,18 +168,28 @@ async function readInputs(dir: string): Promise<Result[]> {
   return out
 }
 
-async function readTable(ctx: RunContext, args: BuiltinArgs): Promise<Table> {
-  const projects = Object.keys(ctx.data)
+/**
+ * The table a builtin reads. A job of an artifact reads its artifact's project only; a packet's
+ * builtin (which names no artifact) reads the project its `args.project` names, as the builtins
+ * are Lockstep's own code and return aggregates, not rows.
+ */
+async function readTable(ctx: RunContext, args: BuiltinArgs, a: Assignment): Promise<Table> {
+  const data = a.project === undefined ? ctx.data : dataFor(a, ctx.data)
+  const projects = Object.keys(data)
   const project = args.project ?? (projects.length === 1 ? projects[0] : undefined)
-  const path = project === undefined ? undefined : ctx.data[project]
+  const path = project === undefined || !Object.hasOwn(data, project) ? undefined : data[project]
   if (path === undefined) {
     throw new ValidationError([
       {
         path: 'args.project',
         message:
-          projects.length === 0
-            ? 'this worker holds no data; start it with --data project=PATH'
-            : `say which project: this worker holds ${projects.join(', ')}`,
+          a.project !== undefined && projects.length === 0
+            ? `this worker holds no data of project ${a.project}`
+            : a.project !== undefined
+              ? `a job of project ${a.project} reads only that project's data`
+              : projects.length === 0
+                ? 'this worker holds no data; start it with --data project=PATH'
+                : `say which project: this worker holds ${projects.join(', ')}`,
       },
     ])
   }
@@ -208,7 +208,7 @@ async function secureCount(
   inputs: Result[],
 ): Promise<Result> {
   if (ctx.initiator !== true) {
-    const table = await readTable(ctx, args)
+    const table = await readTable(ctx, args, a)
     const running = Number(inputs[0]?.running ?? 0)
     return { running: running + Number(local('count', table, args, []).count) }
   }

@@ -3,10 +3,17 @@
  * artifact's initiator jobs (initialization, aggregation, the ends of a sequential chain). It runs
  * them as a worker does, with its own product cache under the data directory, and serves its
  * products to workers through the API. It takes only the jobs strict to it.
+ *
+ * It runs builtins only unless the operator opts in (`exec`): an `exec` job here would run user
+ * code inside the scheduler, next to its store and its tokens. The engine is told the same
+ * (`EngineOptions.initiatorRuns`, from {@link initiatorRuns}), so such a job waits with a reason
+ * and never reaches this driver; if one did, it refuses it.
  */
 import { mkdir } from 'node:fs/promises'
 import type { ServerResponse } from 'node:http'
 import { join } from 'node:path'
+import { operationKind } from '../core/model.ts'
+import type { OperationKind } from '../core/model.ts'
 import type { Assignment, Stop } from '../core/protocol.ts'
 import { execute } from '../runner/execute.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
@@ -24,6 +31,17 @@ export interface InitiatorOptions {
   slots?: number
   /** The largest product cache it keeps, in bytes. @default 1 GiB */
   cacheBytes?: number
+  /**
+   * Runs `exec` jobs too: user code in the scheduler process, with the scheduler's access to its
+   * store and its files (never its environment). `lockstep server --initiator-exec`.
+   * @default false
+   */
+  exec?: boolean
+}
+
+/** The operation kinds an initiator with these options runs: what the engine must be told. */
+export function initiatorRuns(options: Pick<InitiatorOptions, 'exec'>): OperationKind[] {
+  return options.exec === true ? ['builtin', 'exec'] : ['builtin']
 }
 
 export class InitiatorDriver implements TargetDriver, ProductSource {
@@ -35,6 +53,7 @@ export class InitiatorDriver implements TargetDriver, ProductSource {
   private readonly dir: string
   private readonly slots: number
   private readonly cache: ProductCache
+  private readonly runs: readonly OperationKind[]
   /** Attempts running now, by `jobId#attempt`; a job appears once it runs. */
   private readonly running = new Map<string, RunningJob | undefined>()
 
@@ -45,6 +64,7 @@ export class InitiatorDriver implements TargetDriver, ProductSource {
     this.token = options.token
     this.slots = options.slots ?? 64
     this.cache = new ProductCache(options.dir, options.cacheBytes ?? 1024 ** 3)
+    this.runs = initiatorRuns(options)
   }
 
   async open(): Promise<void> {
@@ -57,6 +77,17 @@ export class InitiatorDriver implements TargetDriver, ProductSource {
   }
 
   async start(a: Assignment): Promise<AttemptOutcome> {
+    const kind = operationKind(a.op)
+    if (!this.runs.includes(kind)) {
+      // The engine keeps such jobs waiting; reaching here means it was told otherwise.
+      return {
+        result: {
+          ok: false,
+          reason: 'refused',
+          message: `the initiator runs ${this.runs.join(' and ')} jobs only, not ${kind}; start the server with --initiator-exec`,
+        },
+      }
+    }
     const key = `${a.jobId}#${a.attempt}`
     this.running.set(key, undefined)
     try {

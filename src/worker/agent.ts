@@ -15,7 +15,8 @@ import { join } from 'node:path'
 import { LockstepClient } from '../client/client.ts'
 import type { Assignment, HeartbeatInput, HeartbeatReply } from '../core/protocol.ts'
 import { LockstepError } from '../core/errors.ts'
-import type { JobResult } from '../core/model.ts'
+import { operationKind } from '../core/model.ts'
+import type { JobResult, OperationKind } from '../core/model.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
 import { execute } from '../runner/execute.ts'
 import type { RunningJob } from '../runner/run-job.ts'
@@ -46,6 +47,11 @@ export interface AgentOptions {
   graceMs?: number
   /** Where it logs (pino). @default silent */
   logger?: Logger
+  /**
+   * The operation kinds it runs: the scheduler hands it no other, and it refuses one that
+   * arrives anyway (reason `refused`). `lockstep worker --allow`. @default ['builtin', 'exec']
+   */
+  runs?: readonly OperationKind[]
 }
 
 interface Running {
@@ -63,6 +69,7 @@ export class WorkerAgent {
   readonly client: LockstepClient
   private readonly options: AgentOptions
   private readonly slots: number
+  private readonly runs: readonly OperationKind[]
   private readonly cache: ProductCache
   private readonly running = new Map<string, Running>()
   private results: NonNullable<HeartbeatInput['results']> = []
@@ -87,6 +94,7 @@ export class WorkerAgent {
     this.options = options
     this.id = options.id
     this.slots = options.slots ?? 1
+    this.runs = options.runs ?? ['builtin', 'exec']
     this.client = new LockstepClient({ url: options.server, token: options.token })
     this.cache = new ProductCache(options.cacheDir, options.cacheBytes ?? 1024 ** 3)
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ worker: options.id })
@@ -141,6 +149,7 @@ export class WorkerAgent {
       labels: this.options.labels,
       cached,
       url: this.url,
+      runs: [...this.runs],
       running: [...this.running.values()].map((r) => ({
         jobId: r.assignment.jobId,
         attempt: r.assignment.attempt,
@@ -292,6 +301,23 @@ export class WorkerAgent {
   }
 
   private async execute(entry: Running): Promise<JobResult> {
+    const kind = operationKind(entry.assignment.op)
+    if (!this.runs.includes(kind)) {
+      // Defence in depth: the scheduler hands it no such job, unless it forgot what this worker
+      // runs (a restart of the scheduler keeps no registration's kinds). Telling it again
+      // keeps the next one away.
+      this.log.warn(
+        { job: entry.assignment.jobId, kind },
+        'refused a job of a kind it does not run',
+      )
+      // Registered before the refusal is reported: its retry cannot come back here.
+      await this.register().catch(() => {})
+      return {
+        ok: false,
+        reason: 'refused',
+        message: `worker ${this.id} runs ${this.runs.join(' and ')} jobs only, not ${kind}`,
+      }
+    }
     const done = await execute(entry.assignment, {
       cache: this.cache,
       jobsDir: join(this.options.cacheDir, 'jobs'),

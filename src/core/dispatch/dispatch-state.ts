@@ -3,7 +3,7 @@
  * {@link DispatchJob} per scheduled job, and a {@link TargetQueues} per target. They refer to each
  * other, so they live together; the pieces that change them each own one concern.
  */
-import type { JobResult } from '../model.ts'
+import type { JobResult, OperationKind } from '../model.ts'
 import { Heap } from './heap.ts'
 import type { ScheduleJobOptions } from './options.ts'
 import { heapKey } from './ranking.ts'
@@ -24,6 +24,39 @@ export interface PendingJob<J extends ScheduleJobOptions = ScheduleJobOptions> {
 export const WAITING = 0
 export const RUNNING = 1
 export const DONE = 2
+
+/**
+ * Operation kinds as small numbers: a job's kind is an index into a target's per-kind queues,
+ * and what a target runs is a mask of bits. Index 0 is a job that names no kind: every target
+ * runs it, so its bit is 0.
+ */
+export const KIND_COUNT = 4
+const KIND_INDEX: Readonly<Record<OperationKind, number>> = { builtin: 1, exec: 2, image: 3 }
+
+/** The index of a kind; 0 for none. */
+export function kindIndex(kind: OperationKind | undefined): number {
+  return kind === undefined ? 0 : KIND_INDEX[kind]
+}
+
+/** The bit of a kind index in a {@link TargetQueues.runs} mask. */
+export function kindBit(index: number): number {
+  return index === 0 ? 0 : 1 << (index - 1)
+}
+
+/** A mask of the kinds in `kinds`. */
+export function kindMask(kinds: readonly OperationKind[]): number {
+  let mask = 0
+  for (const k of kinds) mask |= kindBit(KIND_INDEX[k])
+  return mask
+}
+
+/** Every kind: a target that declared nothing runs everything. */
+export const ALL_KINDS = kindMask(['builtin', 'exec', 'image'])
+
+/** True when `t` runs the kind of operation `job` runs. */
+export function runsJob(t: TargetQueues, job: DispatchJob): boolean {
+  return (t.runs & job.kindBit) === job.kindBit
+}
 
 /** Stage 1: first local queues only. Stage 2: also second local queues. Stage 3: also global. */
 export type Stage = 1 | 2 | 3
@@ -62,6 +95,9 @@ export class DispatchJob implements PendingJob {
   readonly seq: number
   /** Its place in every queue it enters; see {@link heapKey}. */
   readonly key: number
+  /** Its operation kind as an index ({@link kindIndex}) and a bit ({@link kindBit}). */
+  readonly kindIndex: number
+  readonly kindBit: number
   state = WAITING
   stage: Stage
   /** When the current stage ends; Infinity in stage 3. */
@@ -90,6 +126,8 @@ export class DispatchJob implements PendingJob {
     this.priority = priority
     this.seq = seq
     this.key = heapKey(priority, seq)
+    this.kindIndex = kindIndex(job.opKind)
+    this.kindBit = kindBit(this.kindIndex)
     this.stage = stage
   }
 
@@ -119,9 +157,20 @@ export class TargetQueues {
   live = true
   readonly first = new Heap<DispatchJob>()
   readonly second = new Heap<DispatchJob>()
-  readonly strict = new Heap<DispatchJob>()
+  /**
+   * The jobs strict to it, one heap per operation kind ({@link kindIndex}): the kinds it does not
+   * run wait in theirs, and a pick never looks at them.
+   */
+  readonly strict: Heap<DispatchJob>[] = Array.from(
+    { length: KIND_COUNT },
+    () => new Heap<DispatchJob>(),
+  )
   /** Takes only the jobs strict to it: it has no local queues and no share of the global one. */
   strictOnly = false
+  /** The operation kinds it runs, as a mask of {@link kindBit}s. */
+  runs = ALL_KINDS
+  /** Why it refuses the kinds it does not run, in words for a wait reason (a way to change it). */
+  refusal: string | undefined = undefined
   /** Waiting, unparked jobs strict to this target: the slots a cycle keeps for them. */
   strictWaiting = 0
   /** Its waiting picks, oldest first; see `WaitingPicks`. */

@@ -7,6 +7,8 @@ import type { Clock } from '../clock.ts'
 import { systemClock } from '../clock.ts'
 import { ValidationError } from '../errors.ts'
 import type { Issue } from '../errors.ts'
+import { operationKinds } from '../model.ts'
+import type { OperationKind } from '../model.ts'
 
 /** Options of a {@link Scheduler}. */
 export interface SchedulerOptions {
@@ -58,6 +60,11 @@ export interface ScheduleJobOptions {
   uses?: readonly string[]
   /** Targets the job should not run on while another live target could (a retry elsewhere). */
   avoid?: readonly string[]
+  /**
+   * What the job runs: only a target that runs this kind of operation gets it (see
+   * `registerWorker`'s `runs`). @default any target may run it
+   */
+  opKind?: OperationKind
 }
 
 /** Checks a job's options and returns its priority; throws a {@link ValidationError} naming each bad field. */
@@ -73,6 +80,7 @@ export function checkJob(options: ScheduleJobOptions): number {
     validList(options.deps) &&
     validList(options.uses) &&
     validList(options.avoid) &&
+    (options.opKind === undefined || operationKinds.includes(options.opKind)) &&
     (options.target === undefined || (typeof options.target === 'string' && options.target !== ''))
   ) {
     return priority
@@ -104,6 +112,12 @@ export function checkJob(options: ScheduleJobOptions): number {
     (typeof options.target !== 'string' || options.target === '')
   ) {
     issues.push({ path: 'target', message: 'must be a non-empty string' })
+  }
+  if (options.opKind !== undefined && !operationKinds.includes(options.opKind)) {
+    issues.push({
+      path: 'opKind',
+      message: `must be one of ${operationKinds.join(', ')}, got ${String(options.opKind)}`,
+    })
   }
   throw new ValidationError(issues)
 }

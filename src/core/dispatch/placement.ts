@@ -5,6 +5,7 @@
  * elsewhere. Pure: each answer is a function of the job, the targets and the slots given.
  */
 import type { DispatchJob, TargetQueues } from './dispatch-state.ts'
+import { runsJob } from './dispatch-state.ts'
 
 /** True when `job` should not run on `t` because another live target of `targets` could run it. */
 export function avoids(
@@ -16,7 +17,8 @@ export function avoids(
   // A strict job has nowhere else to go.
   if (avoid === undefined || job.strict !== undefined || !avoid.includes(t.id)) return false
   for (const other of targets.values())
-    if (other.live && !other.strictOnly && !avoid.includes(other.id)) return true
+    if (other.live && !other.strictOnly && runsJob(other, job) && !avoid.includes(other.id))
+      return true
   return false
 }
 
@@ -50,7 +52,7 @@ function placeFlexible(
   let bestSpare = -Infinity
   let bestFree = 0
   for (const [t, n] of slots) {
-    if (n <= 0 || t.strictOnly || avoids(job, t, targets)) continue
+    if (n <= 0 || t.strictOnly || !runsJob(t, job) || avoids(job, t, targets)) continue
     const spare = n - t.strictWaiting
     if (spare > bestSpare || (spare === bestSpare && n > bestFree)) {
       best = t

@@ -10,16 +10,26 @@
  * queues it was in by changing state, and a heap discards such entries when they reach its top
  * ({@link validTop}). A pick costs O(log n) amortised in the number of queued jobs. Whoever takes
  * a job pops it from the queue {@link Best} names.
+ *
+ * A target runs some operation kinds only (`TargetQueues.runs`). So that a pick never wades
+ * through jobs it may not take, the global queue and each strict queue are split by kind, and a
+ * target looks only at the heaps of the kinds it runs; a job enters no local queue of a target
+ * that does not run its kind, and one that stopped running it (registered again) discards such
+ * entries at the top like any stale one. The cost is a few more heap tops to compare per pick.
  */
 import type { DispatchJob, Entry } from './dispatch-state.ts'
-import { TargetQueues, WAITING } from './dispatch-state.ts'
+import { KIND_COUNT, TargetQueues, WAITING, kindBit, runsJob } from './dispatch-state.ts'
 import { Heap } from './heap.ts'
 import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND } from './ranking.ts'
 
 export class Queues {
   /** Every target ever named, live or not. */
   readonly targets = new Map<string, TargetQueues>()
-  private readonly global = new Heap<DispatchJob>()
+  /** The global queue, one heap per operation kind (`kindIndex`). */
+  private readonly global: Heap<DispatchJob>[] = Array.from(
+    { length: KIND_COUNT },
+    () => new Heap<DispatchJob>(),
+  )
   /** Reused by every choice of the best queue top: choosing allocates no candidate. */
   private readonly best = new Best<DispatchJob, Heap<DispatchJob>, TargetQueues>()
   private mark = 0
@@ -52,14 +62,14 @@ export class Queues {
   enqueue(job: DispatchJob): void {
     const strict = job.strict
     if (strict !== undefined) {
-      strict.strict.push(job, job.key)
-      if (strict.live) this.arrived(strict)
+      strict.strict[job.kindIndex]!.push(job, job.key)
+      if (strict.live && runsJob(strict, job)) this.arrived(strict)
       return
     }
     const holders = job.entry.holders
     if (holders !== undefined) {
       for (const t of holders) {
-        if (!t.live || t.strictOnly) continue
+        if (!t.live || t.strictOnly || !runsJob(t, job)) continue
         t.first.push(job, job.key)
         this.arrived(t)
       }
@@ -79,7 +89,13 @@ export class Queues {
   cached(entry: Entry, t: TargetQueues): void {
     if (t.strictOnly) return
     const own = entry.pending
-    if (own !== undefined && own.state === WAITING && !own.parked && own.strict === undefined) {
+    if (
+      own !== undefined &&
+      own.state === WAITING &&
+      !own.parked &&
+      own.strict === undefined &&
+      runsJob(t, own)
+    ) {
       t.first.push(own, own.key)
       this.arrived(t)
     }
@@ -87,7 +103,7 @@ export class Queues {
     if (waiters === undefined) return
     let pushed = false
     for (const job of waiters) {
-      if (job.state === WAITING && !job.parked && job.stage >= 2) {
+      if (job.state === WAITING && !job.parked && job.stage >= 2 && runsJob(t, job)) {
         t.second.push(job, job.key)
         pushed = true
       }
@@ -99,7 +115,7 @@ export class Queues {
   bestFor(t: TargetQueues): Best<DispatchJob, Heap<DispatchJob>, TargetQueues> {
     this.best.reset()
     this.offerOwn(t)
-    if (!t.strictOnly) this.offerGlobal()
+    if (!t.strictOnly) this.offerGlobal(t.runs)
     return this.best
   }
 
@@ -108,8 +124,14 @@ export class Queues {
     slots: ReadonlyMap<TargetQueues, number>,
   ): Best<DispatchJob, Heap<DispatchJob>, TargetQueues> {
     this.best.reset()
-    for (const [t, n] of slots) if (n > 0) this.offerOwn(t)
-    this.offerGlobal()
+    // Only the global jobs some target with a free slot runs: the others would be skipped.
+    let runs = 0
+    for (const [t, n] of slots) {
+      if (n <= 0) continue
+      this.offerOwn(t)
+      if (!t.strictOnly) runs |= t.runs
+    }
+    this.offerGlobal(runs)
     return this.best
   }
 
@@ -121,7 +143,7 @@ export class Queues {
       const holders = dep.holders
       if (holders === undefined) continue
       for (const t of holders) {
-        if (t.mark === mark || !t.live || t.strictOnly) continue
+        if (t.mark === mark || !t.live || t.strictOnly || !runsJob(t, job)) continue
         t.mark = mark
         t.second.push(job, job.key)
         this.arrived(t)
@@ -130,21 +152,36 @@ export class Queues {
   }
 
   private enqueueGlobal(job: DispatchJob): void {
-    this.global.push(job, job.key)
+    this.global[job.kindIndex]!.push(job, job.key)
     this.arrivedGlobal()
   }
 
-  /** Offers {@link best} the valid tops of `t`'s own queues: first local, second local, strict. */
+  /**
+   * Offers {@link best} the valid tops of `t`'s own queues: first local, second local, and its
+   * strict queues of the kinds it runs.
+   */
   private offerOwn(t: TargetQueues): void {
     const best = this.best
     best.offer(validTop(t.first, RANK_FIRST, t), RANK_FIRST, t.first, t)
     best.offer(validTop(t.second, RANK_SECOND, t), RANK_SECOND, t.second, t)
-    best.offer(validTop(t.strict, RANK_GLOBAL, t), RANK_GLOBAL, t.strict, t)
+    for (let k = 0; k < KIND_COUNT; k++) {
+      const bit = kindBit(k)
+      if ((t.runs & bit) !== bit) continue
+      const strict = t.strict[k]!
+      if (strict.size > 0) best.offer(validTop(strict, RANK_GLOBAL, t), RANK_GLOBAL, strict, t)
+    }
   }
 
-  private offerGlobal(): void {
-    const global = this.global
-    this.best.offer(validTop(global, RANK_GLOBAL, undefined), RANK_GLOBAL, global, undefined)
+  /** Offers {@link best} the valid tops of the global queues of the kinds in mask `runs`. */
+  private offerGlobal(runs: number): void {
+    for (let k = 0; k < KIND_COUNT; k++) {
+      const bit = kindBit(k)
+      if ((runs & bit) !== bit) continue
+      const global = this.global[k]!
+      if (global.size > 0) {
+        this.best.offer(validTop(global, RANK_GLOBAL, undefined), RANK_GLOBAL, global, undefined)
+      }
+    }
   }
 }
 
@@ -164,7 +201,8 @@ function validTop(
     if (
       job.state === WAITING &&
       !job.parked &&
-      (rank === RANK_GLOBAL || (rank === RANK_FIRST ? job.entry.holds(t!) : holdsAnyDep(job, t!)))
+      (rank === RANK_GLOBAL ||
+        (runsJob(t!, job) && (rank === RANK_FIRST ? job.entry.holds(t!) : holdsAnyDep(job, t!))))
     ) {
       return job
     }

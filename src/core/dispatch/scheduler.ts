@@ -16,9 +16,9 @@
  * (`waiting-picks.ts`), the order jobs come out in (`ranking.ts`) and where a job runs when
  * several targets could (`placement.ts`).
  */
-import type { JobResult } from '../model.ts'
+import type { JobResult, OperationKind } from '../model.ts'
 import type { PendingJob } from './dispatch-state.ts'
-import { DONE, DispatchJob, RUNNING, WAITING } from './dispatch-state.ts'
+import { ALL_KINDS, DONE, DispatchJob, RUNNING, WAITING, kindMask } from './dispatch-state.ts'
 import type { Entry, TargetQueues } from './dispatch-state.ts'
 import { EntryTable } from './entry-table.ts'
 import type { Heap } from './heap.ts'
@@ -66,11 +66,26 @@ export class Scheduler {
 
   /**
    * Registers a worker (or any target), or brings a lost one back. A `strictOnly` target (the
-   * initiator) takes only the jobs strict to it, never one from the global or local queues.
+   * initiator) takes only the jobs strict to it, never one from the global or local queues. A
+   * target with `runs` takes only jobs of those operation kinds (and jobs that name none); a job
+   * of another kind waits for a target that runs it, and `refusal` says in a few words why this
+   * one does not (shown in the wait reason). Without `runs` it runs every kind.
    */
-  registerWorker(workerId: string, options?: { strictOnly?: boolean }): void {
+  registerWorker(
+    workerId: string,
+    options?: { strictOnly?: boolean; runs?: readonly OperationKind[]; refusal?: string },
+  ): void {
     const t = this.queues.target(workerId)
     if (options?.strictOnly !== undefined) t.strictOnly = options.strictOnly
+    if (options?.runs !== undefined || options?.refusal !== undefined) {
+      const runs = options.runs === undefined ? ALL_KINDS : kindMask(options.runs)
+      t.refusal = options.refusal
+      if (runs !== t.runs) {
+        t.runs = runs
+        // Jobs of a kind it now runs may be waiting for it.
+        this.serve(t)
+      }
+    }
   }
 
   /**
@@ -207,7 +222,7 @@ export class Scheduler {
   explain(jobId: string): WaitReason | undefined {
     const job = this.entries.get(jobId)?.pending
     if (job === undefined || job.state !== WAITING) return undefined
-    return waitReason(job, this.resources, this.targets.values())
+    return waitReason(job, this.resources, this.targets)
   }
 
   /**

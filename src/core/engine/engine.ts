@@ -14,7 +14,7 @@ import { systemClock } from '../clock.ts'
 import { LockstepError, ValidationError } from '../errors.ts'
 import { IdGenerator } from '../ids.ts'
 import type { Id } from '../ids.ts'
-import type { Job, JobResult, Order, Target } from '../model.ts'
+import type { Job, JobResult, OperationKind, Order, Target } from '../model.ts'
 import { compileOrderOptions } from '../order.ts'
 import { compilePacket } from '../packet.ts'
 import type { Packet } from '../packet.ts'
@@ -50,6 +50,13 @@ export interface EngineOptions {
   leaseMs?: number
   /** The id of the built-in target that runs initiator jobs. @default 'initiator' */
   initiator?: string
+  /**
+   * The operation kinds the initiator runs. It runs in the scheduler process, beside the store
+   * and the scheduler's secrets, so `exec` there runs user code in the scheduler: an operator's
+   * explicit opt-in (`lockstep server --initiator-exec`). A job of another kind strict to the
+   * initiator waits, and its wait reason says so. @default ['builtin']
+   */
+  initiatorRuns?: readonly OperationKind[]
   /** Random numbers in [0, 1) for backoff jitter. @default Math.random */
   random?: () => number
   /** Makes the ids of orders, jobs and packets. */
@@ -103,7 +110,11 @@ export class Engine {
     const orders = (this.orders = new OrdersInFlight({ clock, random, dispatch, events }))
     this.registry = new TargetRegistry<JobRecord>(clock, {
       joined: (r) =>
-        dispatch.registerWorker(r.target.id, { strictOnly: r.capabilities.strictOnly }),
+        dispatch.registerWorker(r.target.id, {
+          strictOnly: r.capabilities.strictOnly,
+          ...(r.capabilities.runs === undefined ? {} : { runs: r.capabilities.runs }),
+          ...(r.capabilities.refusal === undefined ? {} : { refusal: r.capabilities.refusal }),
+        }),
       gone: (r, event) => {
         dispatch.removeWorker(r.target.id)
         events.emit(event, { targetId: r.target.id })
@@ -111,9 +122,14 @@ export class Engine {
       lost: (job, why) => orders.loseAttempt(job, why),
       undelivered: (job, targetId) => orders.notDelivered(job, targetId),
     })
+    const initiatorRuns = capabilitiesOf('initiator', this.leaseMs, options.initiatorRuns)
+    if (!initiatorRuns.runs.includes('exec')) {
+      initiatorRuns.refusal =
+        'the initiator runs builtins only; start the server with --initiator-exec'
+    }
     this.registry.register(
       { id: this.initiator, kind: 'initiator', availability: 0, labels: {}, projects: [] },
-      capabilitiesOf('initiator', this.leaseMs),
+      initiatorRuns,
     )
   }
 
@@ -136,7 +152,10 @@ export class Engine {
       ])
     }
     const target = registeredTarget(spec)
-    const record = this.registry.register(target, capabilitiesOf(target.kind, this.leaseMs))
+    const record = this.registry.register(
+      target,
+      capabilitiesOf(target.kind, this.leaseMs, spec.runs),
+    )
     this.events.emit('target:registered', { target })
     const cached = spec.cached ?? []
     for (const id of cached) this.dispatch.addCached(spec.id, id)

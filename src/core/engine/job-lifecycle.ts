@@ -157,6 +157,7 @@ export class JobLifecycle {
     }
     if (job.job.step !== undefined) out.step = job.job.step
     if (job.job.iteration !== undefined) out.iteration = job.job.iteration
+    if (job.job.project !== undefined) out.project = job.job.project
     return out
   }
 

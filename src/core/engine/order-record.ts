@@ -8,7 +8,7 @@
 import type { Timer } from '../clock.ts'
 import type { Id } from '../ids.ts'
 import type { Job, Lock, Order, Resource } from '../model.ts'
-import { finalJobStates, productOf } from '../model.ts'
+import { finalJobStates, operationKind, productOf } from '../model.ts'
 import type { JobInput } from '../protocol.ts'
 import type { ScheduleJobOptions } from '../dispatch/scheduler.ts'
 import { emptyCounts, orderFulfilment } from './fulfilment.ts'
@@ -96,6 +96,7 @@ export function dispatchOptions(job: JobRecord): ScheduleJobOptions {
     target: policy.kind === 'strict' ? policy.target : undefined,
     uses: job.uses.length > 0 ? job.uses : undefined,
     avoid: job.avoid,
+    opKind: operationKind(job.job.op),
   }
 }
 

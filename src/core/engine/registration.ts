@@ -4,7 +4,7 @@
  * registers; everything after asks its {@link TargetCapabilities}. When drivers register their
  * own targets (the initiator, a Kubernetes cluster), they give their capabilities themselves.
  */
-import type { Target, TargetKind } from '../model.ts'
+import type { OperationKind, Target, TargetKind } from '../model.ts'
 import type { TargetRegistration } from '../protocol.ts'
 import type { TargetCapabilities } from './target-registry.ts'
 
@@ -20,15 +20,28 @@ export function registeredTarget(spec: TargetRegistration): Target {
   }
 }
 
+/** What a target of a kind runs when it does not say: a cluster runs images, a worker processes. */
+export const defaultRuns: Readonly<Record<TargetKind, readonly OperationKind[]>> = {
+  worker: ['builtin', 'exec'],
+  kubernetes: ['image'],
+  // In the scheduler process, next to its secrets and its store: user code only on opt-in.
+  initiator: ['builtin'],
+}
+
 /**
  * What a target of a kind can do: a worker pulls, holds a lease of `leaseMs` and holds data; a
  * cluster is pushed to by its driver; the initiator runs in the scheduler, only the jobs bound
- * to it.
+ * to it. Each runs the operation kinds it registered with (`runs`), or its kind's default.
  */
-export function capabilitiesOf(kind: TargetKind, leaseMs: number): TargetCapabilities {
+export function capabilitiesOf(
+  kind: TargetKind,
+  leaseMs: number,
+  runs: readonly OperationKind[] = defaultRuns[kind],
+): TargetCapabilities & { runs: readonly OperationKind[] } {
   return {
     leaseMs: kind === 'worker' ? leaseMs : 0,
     strictOnly: kind === 'initiator',
     holdsData: kind === 'worker',
+    runs: [...new Set(runs)].sort(),
   }
 }

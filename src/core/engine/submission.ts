@@ -110,6 +110,7 @@ export function artifactSubmission(
       attempt: 0,
       step: g.step,
       iteration: g.iteration,
+      project: artifact.project,
     }
     iterations = Math.max(iterations, g.iteration + 1)
     return job

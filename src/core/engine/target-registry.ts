@@ -11,7 +11,7 @@
 import type { Clock, Timer } from '../clock.ts'
 import { LockstepError } from '../errors.ts'
 import type { Id } from '../ids.ts'
-import type { Target } from '../model.ts'
+import type { OperationKind, Target } from '../model.ts'
 import type { RunningAttempt, Stop } from '../protocol.ts'
 import type { TargetFulfilment } from './fulfilment.ts'
 
@@ -23,6 +23,13 @@ export interface TargetCapabilities {
   strictOnly: boolean
   /** Artifacts bind jobs to it over the data projects it holds (workers). */
   holdsData: boolean
+  /**
+   * The kinds of operation it runs; a job of another kind never reaches it. Registrations always
+   * say (`capabilitiesOf`). @default every kind
+   */
+  runs?: readonly OperationKind[]
+  /** Why it runs no other kinds, and how to change that, for a waiting job's reason. */
+  refusal?: string
 }
 
 /** What the registry needs of a running attempt: its job, and the attempt's record. */
