@@ -134,6 +134,7 @@ export const targetSchema = z.object({
   labels: z.record(z.string(), z.string()),
   projects: z.array(z.string()),
   url: z.string().optional(),
+  runs: z.array(z.enum(['builtin', 'exec', 'image'])).optional(),
 })
 
 export const targetStatusSchema = z.object({

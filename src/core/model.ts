@@ -195,8 +195,7 @@ export interface Job {
   step?: number
   iteration?: number
   /**
-   * For artifact jobs: the artifact's data project, the only data the job may read. Kept in
-   * memory; the store does not keep it yet, so a job restored after a restart reads no data.
+   * For artifact jobs: the artifact's data project, the only data the job may read.
    */
   project?: string
   /** Why the job failed, was skipped or was cancelled, e.g. `exit-code 2: no input`. */
@@ -253,4 +252,6 @@ export interface Target {
   projects: string[]
   /** Where the target serves its products to peers, e.g. `http://10.0.0.7:7301`. */
   url?: string
+  /** The kinds of operation it said it runs; its kind's default when it did not say. */
+  runs?: OperationKind[]
 }

@@ -14,18 +14,25 @@ export interface JobSpec {
   failure: Job['failure']
   timeoutMs: number | undefined
   cacheKey: string | undefined
+  /** An artifact job's data project: the only data it may read, after a restart too. */
+  project: string | undefined
 }
 
-/** A job's spec as stored text. */
+/**
+ * A job's spec as stored text. A field added later is appended only when set, so the text of
+ * every spec stored before it, and its digest, stay the same.
+ */
 export function specBody(j: Job): string {
-  return JSON.stringify([
+  const fields: unknown[] = [
     j.op,
     j.policy,
     j.uses,
     j.failure,
     j.timeoutMs ?? null,
     j.cacheKey ?? null,
-  ])
+  ]
+  if (j.project !== undefined) fields.push(j.project)
+  return JSON.stringify(fields)
 }
 
 /** The key a spec is stored under: a digest of its text. */
@@ -35,13 +42,14 @@ export function specHash(body: string): string {
 
 /** A spec from its stored text. */
 export function decodeSpec(body: string): JobSpec {
-  const [op, policy, uses, failure, timeoutMs, cacheKey] = JSON.parse(body) as [
+  const [op, policy, uses, failure, timeoutMs, cacheKey, project] = JSON.parse(body) as [
     Job['op'],
     Job['policy'],
     Job['uses'],
     Job['failure'],
     number | null,
     string | null,
+    string | undefined,
   ]
   return {
     op,
@@ -50,6 +58,7 @@ export function decodeSpec(body: string): JobSpec {
     failure,
     timeoutMs: timeoutMs ?? undefined,
     cacheKey: cacheKey ?? undefined,
+    project,
   }
 }
 

@@ -130,6 +130,14 @@ ALTER TABLE packets ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 CREATE INDEX packets_owner_name ON packets (owner, name, created_at);
 `,
   },
+  {
+    version: 3,
+    name: 'targets: the kinds of operation each runs',
+    // NULL: the target did not say, and runs its kind's default.
+    sql: () => `
+ALTER TABLE targets ADD COLUMN runs TEXT;
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -93,7 +93,7 @@ const jobTypes = [
   'text',
   'bigint',
 ]
-const targetTypes = ['text', 'text', 'int', 'text', 'text', 'text', 'smallint', 'bigint']
+const targetTypes = ['text', 'text', 'int', 'text', 'text', 'text', 'smallint', 'bigint', 'text']
 const attemptTypes = ['bytea', 'int', 'text', 'text', 'text', 'text', 'int', 'text', 'text']
 
 export class PostgresStore implements Store {
@@ -235,11 +235,11 @@ export class PostgresStore implements Store {
         ])
       }
       await q(
-        `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at)
+        `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at, runs)
          SELECT * FROM {rows}
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
            labels = excluded.labels, projects = excluded.projects, url = excluded.url,
-           live = excluded.live, updated_at = excluded.updated_at`,
+           live = excluded.live, updated_at = excluded.updated_at, runs = excluded.runs`,
         batch.targets.map(rowValues.target),
         targetTypes,
       )

@@ -66,7 +66,7 @@ export const readSql = {
   runningAttempts: `SELECT ${prefixed(attemptColumns, 'f')}, j.order_id FROM target_fulfilments f
     JOIN jobs j ON j.id = f.job_id JOIN orders o ON o.id = j.order_id
     WHERE o.state = 'running' ORDER BY f.job_id, f.attempt`,
-  targets: 'SELECT id, kind, slots, labels, projects, url, live FROM targets ORDER BY id',
+  targets: 'SELECT id, kind, slots, labels, projects, url, live, runs FROM targets ORDER BY id',
   products: 'SELECT product_id, target_id FROM products',
   holders: 'SELECT key, holder FROM resources WHERE holder IS NOT NULL',
   order: countedOrders(`SELECT ${orderColumns} FROM orders WHERE id = ?`),

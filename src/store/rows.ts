@@ -94,6 +94,7 @@ export function decodeJobArray(r: unknown[], specs: SpecMap, orderId: Id): Job {
     attempt: r[5] as number,
   }
   if (spec.cacheKey !== undefined) job.cacheKey = spec.cacheKey
+  if (spec.project !== undefined) job.project = spec.project
   if (r[6] !== null) job.step = r[6] as number
   if (r[7] !== null) job.iteration = r[7] as number
   if (r[8] !== null) job.reason = r[8] as string
@@ -118,6 +119,7 @@ export function decodeJob(r: JobRow, specs: SpecMap, orderId?: Id): Job {
     attempt: r.attempt,
   }
   if (spec.cacheKey !== undefined) job.cacheKey = spec.cacheKey
+  if (spec.project !== undefined) job.project = spec.project
   if (r.step !== null) job.step = r.step
   if (r.iteration !== null) job.iteration = r.iteration
   if (r.reason !== null) job.reason = r.reason
@@ -227,6 +229,7 @@ export const rowValues = {
     t.target.url ?? null,
     t.live ? 1 : 0,
     t.at,
+    t.target.runs === undefined ? null : JSON.stringify(t.target.runs),
   ],
   product: (p: ProductLocation): unknown[] => [p.productId, p.targetId],
   holder: (h: Batch['holders'][number]): unknown[] => [
@@ -297,6 +300,7 @@ export interface TargetRow {
   projects: string
   url: string | null
   live: number
+  runs: string | null
 }
 
 export function decodeTarget(r: TargetRow): { target: Target; live: boolean } {
@@ -308,6 +312,7 @@ export function decodeTarget(r: TargetRow): { target: Target; live: boolean } {
       labels: JSON.parse(r.labels) as Target['labels'],
       projects: JSON.parse(r.projects) as string[],
       ...(r.url === null ? {} : { url: r.url }),
+      ...(r.runs === null ? {} : { runs: JSON.parse(r.runs) as NonNullable<Target['runs']> }),
     },
     live: r.live === 1,
   }

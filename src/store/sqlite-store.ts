@@ -177,12 +177,11 @@ export class SqliteStore implements Store {
       ),
       release: new Bulk(db, 'UPDATE locks SET released = 1 WHERE job_id IN (VALUES {rows})', 1),
       target: db.prepare(
-        `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at, runs)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
            labels = excluded.labels, projects = excluded.projects, url = excluded.url,
-           live = excluded.live,
-           updated_at = excluded.updated_at`,
+           live = excluded.live, updated_at = excluded.updated_at, runs = excluded.runs`,
       ),
       productRemove: db.prepare('DELETE FROM products WHERE product_id = ? AND target_id = ?'),
       cacheDrop: db.prepare('DELETE FROM products WHERE target_id = ?'),

@@ -293,4 +293,27 @@ describe.each(backends)('store contract: %s', (_name, make) => {
     ])
     engine.stop()
   })
+
+  it("keeps the kinds a target runs and an artifact job's project, for a restart", async () => {
+    backend = make('trust')
+    const s = store()
+    await s.migrate()
+    const { engine, commit } = recorded(s)
+    engine.registerTarget({ id: 'site', projects: ['clinics'], runs: ['builtin'] })
+    engine.registerTarget({ id: 'farm' })
+    const order = engine.submitArtifact(
+      { project: 'clinics', steps: [{ kind: 'parallel', op }] },
+      {},
+      'ana',
+    )
+    await commit()
+    const snap = await s.load()
+    expect(snap.targets.map((t) => [t.target.id, t.target.runs])).toEqual([
+      ['farm', undefined],
+      ['site', ['builtin']],
+    ])
+    const jobs = snap.orders.find((o) => o.stored.order.id === order.orderId)!.jobs
+    expect(jobs.map((j) => j.project)).toEqual(['clinics'])
+    engine.stop()
+  })
 })

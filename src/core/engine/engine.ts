@@ -344,7 +344,7 @@ export class Engine {
     this.packets.restore(state.packets)
     this.registry.restore(
       state.targets.filter((t) => t.target.id !== this.initiator),
-      (target) => capabilitiesOf(target.kind, this.leaseMs),
+      (target) => capabilitiesOf(target.kind, this.leaseMs, target.runs),
     )
     for (const p of state.products) {
       if (this.registry.isLive(p.targetId)) this.dispatch.addCached(p.targetId, p.productId)

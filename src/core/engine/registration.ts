@@ -17,6 +17,7 @@ export function registeredTarget(spec: TargetRegistration): Target {
     labels: spec.labels ?? {},
     projects: [...new Set(spec.projects ?? [])].sort(),
     ...(spec.url === undefined ? {} : { url: spec.url }),
+    ...(spec.runs === undefined ? {} : { runs: [...new Set(spec.runs)].sort() }),
   }
 }
 
