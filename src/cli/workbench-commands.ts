@@ -261,14 +261,19 @@ export async function download(args: string[], out: Out): Promise<number> {
   const c = client(values)
   const orderId = positionals[0]!
   const to = resolve(values.to ?? `lockstep-${orderId}`)
-  const products = await c.products(orderId)
+  const listed = await c.products(orderId)
+  // Products no live target holds any more are left out and named: once an order's workers are
+  // gone, the scheduler still holds its final products (its last jobs'), not the ones between.
+  const products = listed.filter((p) => p.holders.length > 0)
+  const missing = listed.filter((p) => p.holders.length === 0).map((p) => p.name)
   for (const p of products) {
     await unpack(await c.productContent(p.productId), join(to, p.name))
   }
   out(
     values.json
-      ? JSON.stringify({ dir: to, jobs: products.map((p) => p.name) })
-      : `${products.length} products in ${to}`,
+      ? JSON.stringify({ dir: to, jobs: products.map((p) => p.name), missing })
+      : `${products.length} products in ${to}` +
+          (missing.length === 0 ? '' : `; no live target holds ${missing.join(', ')}`),
   )
   return 0
 }
