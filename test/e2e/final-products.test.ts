@@ -1,9 +1,10 @@
 /**
  * The final product comes home (seed 001): once an order succeeds, the scheduler fetches its last
  * jobs' products into its own store, so `lockstep download` still gets them after every worker
- * process has stopped. And downloads are the server's choice for every role: an admin token is
- * refused them on a server started without `--allow-download`, while workers still fetch.
- * Real `lockstep server` and `lockstep worker` processes, once per backend.
+ * process has stopped, and after the scheduler's own restart. And downloads are the server's
+ * choice for every role: an admin token is refused them on a server started without
+ * `--allow-download`, while workers still fetch. Real `lockstep server` and `lockstep worker`
+ * processes, once per backend.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -70,7 +71,7 @@ describe.each(backends)('final products: %s', (_name, make) => {
   })
 
   it('downloads the last product of an order after every worker has stopped', async () => {
-    await cluster.server()
+    const server = await cluster.server()
     const w1 = await cluster.worker('w1')
     const w2 = await cluster.worker('w2')
     const c = cluster.client()
@@ -98,14 +99,20 @@ describe.each(backends)('final products: %s', (_name, make) => {
     ])
 
     const lines: string[] = []
+    const cli = (...args: string[]) =>
+      main([...args, '--server', cluster.url, '--token', WORKBENCH], (l) => lines.push(l))
     const to = join(cluster.dir, 'download')
-    const code = await main(
-      ['download', order.orderId, '--to', to, '--server', cluster.url, '--token', WORKBENCH],
-      (l) => lines.push(l),
-    )
-    expect(code).toBe(0)
+    expect(await cli('download', order.orderId, '--to', to)).toBe(0)
     expect(readFileSync(join(to, 'shout', 'out', 'greeting'), 'utf8')).toBe('HELLO')
     expect(lines).toEqual([`1 products in ${to}; no live target holds make`])
+
+    // The scheduler keeps them across its own restart: its cache and the record of it are stored.
+    server.child.kill('SIGTERM')
+    await server.exited
+    await cluster.server()
+    const again = join(cluster.dir, 'again')
+    expect(await cli('download', order.orderId, '--to', again)).toBe(0)
+    expect(readFileSync(join(again, 'shout', 'out', 'greeting'), 'utf8')).toBe('HELLO')
   }, 60_000)
 
   it('refuses an admin downloads on a server without --allow-download; workers still fetch', async () => {
