@@ -85,18 +85,15 @@ describe.each(backends)('final products: %s', (_name, make) => {
     expect(heldBy(products.find((p) => p.name === 'shout'))).toEqual(['initiator', 'w2'])
     expect(heldBy(products.find((p) => p.name === 'make'))).toEqual(['w1', 'w2'])
 
-    // Every worker stops (and leaves): only the scheduler holds anything now.
-    for (const w of [w1, w2]) {
-      w.child.kill('SIGTERM')
-      await w.exited
-    }
+    // Every worker stops: w2 leaves; w1 is killed, and stays listed as holding `make` until its
+    // lease ends, though nothing answers there. Only the scheduler serves anything now.
+    w1.child.kill('SIGKILL')
+    w2.child.kill('SIGTERM')
+    await Promise.all([w1.exited, w2.exited])
     const left = await productsUntil(c, order.orderId, (ps) =>
-      ps.every((p) => p.holders.every((h) => h.target === 'initiator')),
+      ps.every((p) => p.holders.every((h) => h.target === 'initiator' || h.target === 'w1')),
     )
-    expect(left.map((p) => [p.name, heldBy(p)])).toEqual([
-      ['make', []],
-      ['shout', ['initiator']],
-    ])
+    expect(heldBy(left.find((p) => p.name === 'shout'))).toEqual(['initiator'])
 
     const lines: string[] = []
     const cli = (...args: string[]) =>
