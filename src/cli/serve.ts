@@ -7,6 +7,7 @@ import { SchedulerService } from '../service/service.ts'
 import type { TokenEntry } from '../server/auth.ts'
 import { startServer } from '../server/server.ts'
 import { openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
+import { FinalProducts } from '../targets/final-products.ts'
 import { InitiatorDriver, initiatorRuns } from '../targets/initiator.ts'
 import { PushLoop } from '../targets/push-loop.ts'
 import { describe } from './output.ts'
@@ -67,10 +68,17 @@ export async function serve(options: {
     ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
   })
   await push.start()
+  // Orders that succeed bring their final products home to the initiator's cache, so they can
+  // be downloaded from here once their workers are gone (seed 001).
+  const home = new FinalProducts(service, initiator, {
+    onError: (message) => process.stderr.write(`lockstep server: final products: ${message}\n`),
+  })
+  home.start()
   return {
     url: server.url,
     async close() {
       await server.close()
+      await home.close()
       await push.close()
       await service.close()
     },

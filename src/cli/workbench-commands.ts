@@ -261,14 +261,33 @@ export async function download(args: string[], out: Out): Promise<number> {
   const c = client(values)
   const orderId = positionals[0]!
   const to = resolve(values.to ?? `lockstep-${orderId}`)
-  const products = await c.products(orderId)
-  for (const p of products) {
-    await unpack(await c.productContent(p.productId), join(to, p.name))
+  // Products no live target serves any more are left out and named: once an order's workers
+  // are gone, the scheduler still holds its final products (its last jobs'), not the ones
+  // between. A worker killed outside its lease is still listed until the lease ends, so the
+  // scheduler's answer that nobody serves it counts the same.
+  const products: string[] = []
+  const missing: string[] = []
+  for (const p of await c.products(orderId)) {
+    if (p.holders.length === 0) {
+      missing.push(p.name)
+      continue
+    }
+    let content: AsyncIterable<Uint8Array>
+    try {
+      content = await c.productContent(p.productId)
+    } catch (e) {
+      if (!(e instanceof LockstepError && e.code === 'PRODUCT_NOT_FOUND')) throw e
+      missing.push(p.name)
+      continue
+    }
+    await unpack(content, join(to, p.name))
+    products.push(p.name)
   }
   out(
     values.json
-      ? JSON.stringify({ dir: to, jobs: products.map((p) => p.name) })
-      : `${products.length} products in ${to}`,
+      ? JSON.stringify({ dir: to, jobs: products, missing })
+      : `${products.length} products in ${to}` +
+          (missing.length === 0 ? '' : `; no live target holds ${missing.join(', ')}`),
   )
   return 0
 }

@@ -94,6 +94,19 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   }
 }
 
+/**
+ * Fetches a product a target holds into the cache, as a job's input is fetched (one fetch per
+ * product at a time, the holders first, then the relay): the one way products move into a cache.
+ * Answers what the cache gained (nothing when a fetch already under way brings it) and evicted.
+ */
+export async function fetchInput(
+  productId: string,
+  o: ExecuteOptions,
+): Promise<{ added: string[]; removed: string[] }> {
+  const fetched = await fetchOnce(productId, o)
+  return { added: fetched.first ? [productId] : [], removed: fetched.evicted }
+}
+
 /** Fetches in flight, by cache and product: jobs that need one input at once fetch it once. */
 const fetching = new WeakMap<ProductCache, Map<string, Promise<string[]>>>()
 

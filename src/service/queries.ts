@@ -13,7 +13,7 @@ import { LockstepError } from '../core/errors.ts'
 import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
 import { finalJobStates } from '../core/model.ts'
-import type { Job, Order, Target } from '../core/model.ts'
+import type { Job, Lock, Order, Target } from '../core/model.ts'
 import type { JobInput } from '../core/protocol.ts'
 import type { OrderWithCounts, Store } from '../store/store.ts'
 
@@ -100,6 +100,15 @@ export class Queries {
           ? job
           : { ...job, wait: this.engine.explain(job.id) },
       )
+  }
+
+  /**
+   * An order's locks, running or ended. They are stored with the order and never change after
+   * (a lock is released, never removed), so the store answers for both.
+   */
+  async locks(orderId: Id): Promise<Lock[]> {
+    if (this.engine.order(orderId) === undefined) await this.storedOrder(orderId)
+    return (await this.store.locks(orderId)).map(({ jobId, nextId }) => ({ jobId, nextId }))
   }
 
   /** A job, running or ended; given an `owner`, only if its order is theirs. */

@@ -17,7 +17,7 @@ import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilmen
 import { LockstepError } from '../core/errors.ts'
 import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
-import type { Job, JobResult, Order, Target } from '../core/model.ts'
+import type { Job, JobResult, Lock, Order, Target } from '../core/model.ts'
 import type {
   Assignment,
   HeartbeatInput,
@@ -210,6 +210,16 @@ export class SchedulerService {
     })
   }
 
+  /**
+   * What a push target's cache gained or lost outside an attempt (the initiator bringing an
+   * order's products home). Answers once it is stored.
+   */
+  reportCache(targetId: string, cache: CacheChanges): Promise<void> {
+    return this.commit.apply(() =>
+      this.engine.reportCache(targetId, cache.added ?? [], cache.removed ?? []),
+    )
+  }
+
   // ---- reads: the read model ----
   // An `owner` scopes a read to that owner's orders: another owner's order or job is not found,
   // exactly as one that does not exist. Without it, every order is read (admins, viewers).
@@ -229,6 +239,11 @@ export class SchedulerService {
 
   jobs(orderId: Id): Promise<ListedJob[]> {
     return this.queries.jobs(orderId)
+  }
+
+  /** An order's locks: which job's success lets which start. */
+  locks(orderId: Id): Promise<Lock[]> {
+    return this.queries.locks(orderId)
   }
 
   job(jobId: Id, owner?: string): Promise<Job> {

@@ -15,10 +15,11 @@ import { join } from 'node:path'
 import { operationKind } from '../core/model.ts'
 import type { OperationKind } from '../core/model.ts'
 import type { Assignment, Stop } from '../core/protocol.ts'
-import { execute } from '../runner/execute.ts'
+import { execute, fetchInput } from '../runner/execute.ts'
+import type { ExecuteOptions } from '../runner/execute.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
 import type { RunningJob } from '../runner/run-job.ts'
-import type { SchedulerService } from '../service/service.ts'
+import type { CacheChanges, SchedulerService } from '../service/service.ts'
 import type { AttemptOutcome, ProductSource, TargetDriver } from './target-driver.ts'
 
 /** Options of an {@link InitiatorDriver}. */
@@ -92,14 +93,7 @@ export class InitiatorDriver implements TargetDriver, ProductSource {
     this.running.set(key, undefined)
     try {
       return await execute(a, {
-        cache: this.cache,
-        jobsDir: join(this.dir, 'jobs'),
-        self: this.id,
-        token: this.token,
-        data: {},
-        initiator: true,
-        secrets: join(this.dir, 'secrets'),
-        locate: (id) => Promise.resolve(this.service.holders(id)),
+        ...this.runOptions(),
         started: (job) => {
           if (this.running.has(key)) this.running.set(key, job)
         },
@@ -108,6 +102,28 @@ export class InitiatorDriver implements TargetDriver, ProductSource {
       return { result: { ok: false, reason: 'error', message: String(e) } }
     } finally {
       this.running.delete(key)
+    }
+  }
+
+  /**
+   * Brings a product another target holds into this cache, fetched as an input is; answers what
+   * the cache gained and evicted, for the caller to report through the service.
+   */
+  fetch(productId: string): Promise<CacheChanges> {
+    return fetchInput(productId, this.runOptions())
+  }
+
+  /** How its attempts run and fetch: builtins with no data, its own cache and job directories. */
+  private runOptions(): ExecuteOptions {
+    return {
+      cache: this.cache,
+      jobsDir: join(this.dir, 'jobs'),
+      self: this.id,
+      token: this.token,
+      data: {},
+      initiator: true,
+      secrets: join(this.dir, 'secrets'),
+      locate: (id) => Promise.resolve(this.service.holders(id)),
     }
   }
 

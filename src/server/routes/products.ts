@@ -1,14 +1,16 @@
 /**
  * Products: where one is, an order's products, and their bytes. The scheduler relays a product
  * for workers that cannot reach the peer holding it, and for downloads when the server allows
- * them. Workbenches download only from a server started with `allowDownload`, on every route
- * that sends bytes, and only the products of their own orders' jobs; workers always may.
+ * them. Workbenches and admins download only from a server started with `allowDownload`, on
+ * every route that sends bytes, and workbenches only the products of their own orders' jobs;
+ * workers always may.
  */
 import { z } from 'zod'
 import { orderProductsSchema, productHoldersSchema } from '../../core/api.ts'
 import { LockstepError } from '../../core/errors.ts'
 import { productOf } from '../../core/model.ts'
 import { isWorkerUrl } from '../../core/protocol.ts'
+import { openCaller } from '../auth.ts'
 import type { Caller } from '../auth.ts'
 import { STREAMED, addRoute } from '../route.ts'
 import type { RouteContext } from '../route.ts'
@@ -21,13 +23,27 @@ const bytes = {
 
 export function productRoutes(ctx: RouteContext): void {
   const { app, callerOf, service, sources } = ctx
+  const disabled = () =>
+    new LockstepError(
+      'DOWNLOAD_DISABLED',
+      'this server does not allow downloading products; start it with --allow-download',
+    )
+  /**
+   * Listing an order's products is how a download starts (`lockstep download`): refused to
+   * every caller but a worker, an admin too, unless the server allows downloads.
+   */
+  const mayList = (caller: Caller): void => {
+    if (caller.role !== 'worker' && !ctx.allowDownload) throw disabled()
+  }
+  /**
+   * A product's bytes: workers fetch them whatever the setting (that is how inputs move between
+   * jobs); so does every caller of a server without tokens, which cannot tell its workers from
+   * anyone else (anyone there could register as a worker and be handed them). Every other
+   * caller, an admin too, only from a server that allows downloads. Viewers never reach these
+   * routes.
+   */
   const mayDownload = (caller: Caller): void => {
-    if (caller.role === 'workbench' && !ctx.allowDownload) {
-      throw new LockstepError(
-        'DOWNLOAD_DISABLED',
-        'this server does not allow downloading products; start it with --allow-download',
-      )
-    }
+    if (caller.role !== 'worker' && caller !== openCaller && !ctx.allowDownload) throw disabled()
   }
   /**
    * A workbench reaches only the products its own orders' jobs made; another owner's is not
@@ -55,7 +71,7 @@ export function productRoutes(ctx: RouteContext): void {
     params: z.strictObject({ id: z.string().min(1) }),
     response: orderProductsSchema,
     handler: async ({ params, caller }) => {
-      mayDownload(caller)
+      mayList(caller)
       const order = await service.order(params.id, ownerScope(caller))
       const jobs = await service.jobs(order.id)
       return jobs
