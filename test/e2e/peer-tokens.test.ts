@@ -2,7 +2,8 @@
  * Per-worker tokens, end to end: the real `lockstep server` and two `lockstep worker`s, each with
  * its own token (`worker:w1:…`, `worker:w2:…`). w2's job reads w1's product straight from w1,
  * showing the capability the scheduler signed for it; w1 refuses a forged, expired or
- * misdirected capability, and w2's token.
+ * misdirected capability, and w2's token. The initiator, inside the scheduler, takes products from
+ * workers by capability too.
  *
  * The relay is kept out on purpose: the scheduler relays with the first worker token it is given,
  * here w2's, which w1 refuses. A product that reached w2 came from w1 directly.
@@ -18,7 +19,7 @@ import { CapabilitySigner } from '../../src/service/capabilities.ts'
 import { checkLeaks } from '../leaks.ts'
 import { sqliteBackend } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
-import { Cluster, WORKBENCH, makeThenRead } from './cluster.ts'
+import { Cluster, WORKBENCH, makeThenRead, sh } from './cluster.ts'
 import type { Proc } from './cluster.ts'
 
 const opened = checkLeaks()
@@ -94,6 +95,36 @@ describe('workers with their own tokens', () => {
       status: 401,
       code: 'UNAUTHORIZED',
     })
+  })
+
+  it('pass products to and from the initiator inside the scheduler', async () => {
+    // The initiator fetches w1's product with a capability (its own token is w2's, which w1
+    // refuses); w2 fetches the initiator's product from the scheduler with its own token.
+    const c = cluster.client()
+    const order = await c.submit({
+      packet: {
+        name: 'via-initiator',
+        jobs: [
+          makeThenRead.jobs[0]!,
+          { name: 'gather', op: { builtin: 'noop' }, after: ['make'], target: 'initiator' },
+          {
+            name: 'read',
+            op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"; ls "$LOCKSTEP_INPUTS"'),
+            after: ['gather', 'make'],
+            target: 'w2',
+          },
+        ],
+      },
+    })
+    const f = await cluster.finished(order.orderId)
+    const jobs = await c.jobs(order.orderId)
+    const attempts = await Promise.all(jobs.map(async (j) => (await c.job(j.id)).attempts))
+    expect(f.state, JSON.stringify(attempts)).toBe('succeeded')
+    const gather = jobs.find((j) => j.name === 'gather')!
+    const make = jobs.find((j) => j.name === 'make')!
+    const holders = (await c.products(order.orderId)).find((p) => p.jobId === make.id)!.holders
+    expect(holders.map((h) => h.target)).toContain('initiator')
+    expect((await c.job(gather.id)).attempts.map((a) => a.target)).toEqual(['initiator'])
   })
 
   it('refuse a forged, expired or misdirected capability, each with its code', async () => {
