@@ -93,9 +93,9 @@ export class WorkerAgent {
   private readonly log: Logger
   /** Checks peers' capabilities with the scheduler's public key, once fetched. */
   private verifier: CapabilityVerifier | undefined
-  /** The fetch of the scheduler's key in flight, and when the last one started. */
+  /** The fetch of the scheduler's key in flight, and when the last fetch after start began. */
   private keyLoading: Promise<void> | undefined
-  private keyLoadedAt = -Infinity
+  private keyRefreshedAt = -Infinity
 
   private constructor(options: AgentOptions) {
     this.options = options
@@ -155,7 +155,6 @@ export class WorkerAgent {
    */
   private loadKey(): Promise<void> {
     this.keyLoading ??= (async () => {
-      this.keyLoadedAt = Date.now()
       try {
         const key = await this.client.request<VerifyKey>('GET', '/v1/capabilities/key')
         this.verifier = new CapabilityVerifier(key)
@@ -179,13 +178,15 @@ export class WorkerAgent {
         unknownKey: true,
       }
     let verdict = check()
-    // A key it does not know: the scheduler may have a new one. Asked at most every few
-    // seconds, so that made-up key ids cannot make it call the scheduler on every request.
+    // A key it does not know: the scheduler may have a new one (it restarted without its key
+    // file). Asked at once the first time, then at most every few seconds, so that made-up key
+    // ids cannot make it call the scheduler on every request.
     if (
       !verdict.ok &&
       verdict.unknownKey === true &&
-      Date.now() - this.keyLoadedAt > KEY_RETRY_MS
+      Date.now() - this.keyRefreshedAt > KEY_RETRY_MS
     ) {
+      this.keyRefreshedAt = Date.now()
       await this.loadKey()
       verdict = check()
     }

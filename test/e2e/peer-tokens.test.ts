@@ -8,7 +8,7 @@
  * The relay is kept out on purpose: the scheduler relays with the first worker token it is given,
  * here w2's, which w1 refuses. A product that reached w2 came from w1 directly.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -29,6 +29,7 @@ const W2 = 'w2-own-token-123'
 
 let backend: Backend
 let cluster: Cluster
+let scheduler: Proc
 let w1: Proc & { url: string }
 let w2: Proc & { url: string }
 
@@ -40,7 +41,7 @@ beforeEach(async () => {
     opened,
     tokens: `admin:ana:${WORKBENCH},worker:w2:${W2},worker:w1:${W1}`,
   })
-  await cluster.server()
+  scheduler = await cluster.server()
   w1 = await cluster.worker('w1', ['--token', W1])
   w2 = await cluster.worker('w2', ['--token', W2])
 })
@@ -125,6 +126,18 @@ describe('workers with their own tokens', () => {
     const holders = (await c.products(order.orderId)).find((p) => p.jobId === make.id)!.holders
     expect(holders.map((h) => h.target)).toContain('initiator')
     expect((await c.job(gather.id)).attempts.map((a) => a.target)).toEqual(['initiator'])
+  })
+
+  it('take up the new key of a scheduler restarted without its key file', async () => {
+    await passed()
+    scheduler.child.kill('SIGKILL')
+    await scheduler.exited
+    rmSync(join(cluster.dir, 'scheduler', 'capability-key.pem'))
+    await cluster.server()
+    // w2's capability names a key w1 has not seen: w1 fetches it and serves the product.
+    const product = await passed()
+    expect(w1.stderr()).toContain(`"product":"${product}","consumer":"w2"`)
+    expect(w1.stderr()).not.toContain('refused a capability')
   })
 
   it('refuse a forged, expired or misdirected capability, each with its code', async () => {
