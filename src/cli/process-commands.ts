@@ -36,6 +36,7 @@ export async function server(args: string[], out: Out): Promise<number> {
       'data-dir': { type: 'string', default: process.env.LOCKSTEP_DATA_DIR ?? defaultDataDir },
       'lease-ms': { type: 'string', default: '30000' },
       'initiator-exec': { type: 'boolean', default: false },
+      'capability-ttl-ms': { type: 'string', default: '600000' },
     },
   })
   const tokens = [
@@ -46,6 +47,13 @@ export async function server(args: string[], out: Out): Promise<number> {
   if (publicUrl !== undefined && !isWorkerUrl(publicUrl)) {
     process.stderr.write(
       `lockstep server: --public-url must be http(s)://host[:port] with an optional path, got '${publicUrl}'\n`,
+    )
+    return 2
+  }
+  const capabilityTtlMs = Number(values['capability-ttl-ms'])
+  if (!Number.isInteger(capabilityTtlMs) || capabilityTtlMs < 1000) {
+    process.stderr.write(
+      `lockstep server: --capability-ttl-ms must be a whole number of milliseconds, at least 1000, got '${values['capability-ttl-ms']}'\n`,
     )
     return 2
   }
@@ -70,6 +78,7 @@ export async function server(args: string[], out: Out): Promise<number> {
     log: true,
     ...(publicUrl === undefined ? {} : { publicUrl }),
     initiatorExec: values['initiator-exec'],
+    capabilityTtlMs,
   })
   const note = !open
     ? ''

@@ -2,7 +2,9 @@
  * The scheduler process's wiring: the store, the SchedulerService, the push targets (the
  * initiator) with their push loop, and the HTTP server, started together and closed together. `lockstep server` and `lockstep up` run it.
  */
-import { resolve } from 'node:path'
+import { mkdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { capabilityKeyFile } from '../service/capabilities.ts'
 import { SchedulerService } from '../service/service.ts'
 import type { TokenEntry } from '../server/auth.ts'
 import { startServer } from '../server/server.ts'
@@ -31,12 +33,19 @@ export async function serve(options: {
   publicUrl?: string
   /** The initiator runs `exec` jobs: user code in this process (`--initiator-exec`). @default false */
   initiatorExec?: boolean
+  /** How long the capabilities on assignment inputs last. @default 10 minutes */
+  capabilityTtlMs?: number
 }): Promise<Serving> {
   const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
   const store = openStore(url)
   const workerToken = options.tokens.find((t) => t.role === 'worker')?.token
+  // The capability key outlives a restart: workers hold its public half, and capabilities
+  // already handed out stay good.
+  mkdirSync(options.dataDir, { recursive: true })
+  const privateKey = capabilityKeyFile(join(options.dataDir, 'capability-key.pem'))
   const service = await SchedulerService.start({
     store,
+    capabilities: { privateKey, ttlMs: options.capabilityTtlMs },
     engine: {
       leaseMs: options.leaseMs ?? 30_000,
       initiatorRuns: initiatorRuns({ exec: options.initiatorExec }),

@@ -174,6 +174,7 @@ const jobInput = z.object({
   productId: z.string(),
   name: z.string(),
   holders: z.array(z.string()),
+  capability: z.string().optional(),
 })
 
 export const jobDetailSchema = z.object({
@@ -200,6 +201,12 @@ export const assignmentSchema = z.object({
 })
 
 const errorCode = z.enum(Object.keys(errorCatalogue) as [ErrorCode, ...ErrorCode[]])
+
+/** The public half of the scheduler's capability key: workers check capabilities with it. */
+export const capabilityKeySchema = z.object({
+  kid: z.string(),
+  publicKey: z.string(),
+})
 
 export const heartbeatReplySchema = z.object({
   assignments: z.array(assignmentSchema),

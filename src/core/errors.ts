@@ -16,6 +16,15 @@ export const errorCatalogue = {
   },
   UNAUTHORIZED: { status: 401, summary: 'No token, or a token the server does not know.' },
   FORBIDDEN: { status: 403, summary: 'The token’s role or owner may not do this.' },
+  CAPABILITY_INVALID: {
+    status: 401,
+    summary: 'A peer’s capability is malformed, or not signed by this scheduler’s key.',
+  },
+  CAPABILITY_EXPIRED: { status: 401, summary: 'A peer’s capability has expired.' },
+  CAPABILITY_WRONG_PRODUCT: {
+    status: 403,
+    summary: 'A peer’s capability is for another product than the one it asks for.',
+  },
   NOT_FOUND: { status: 404, summary: 'No such route.' },
   HOST_NOT_ALLOWED: {
     status: 421,

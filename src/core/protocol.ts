@@ -132,6 +132,12 @@ export interface JobInput {
   name: string
   /** Live targets holding it; empty when none does any more. */
   holders: string[]
+  /**
+   * What the consumer presents to a peer holding the product (`Authorization: Capability …`):
+   * signed by the scheduler for this product and this consumer, and short-lived. Added when the
+   * assignment leaves the scheduler; the engine never holds one.
+   */
+  capability?: string
 }
 
 /** A job handed to a target: everything it needs to run one attempt. */

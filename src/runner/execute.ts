@@ -7,6 +7,7 @@
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
+import { CAPABILITY_SCHEME } from '../core/capability.ts'
 import type { Assignment } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
@@ -62,7 +63,7 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     try {
       for (const input of a.inputs) {
         if (!o.cache.has(input.productId)) {
-          const fetched = await fetchOnce(input.productId, o)
+          const fetched = await fetchOnce(input.productId, input.capability, o)
           out.removed.push(...fetched.evicted)
           if (fetched.first) out.added.push(input.productId)
         }
@@ -112,6 +113,7 @@ const fetching = new WeakMap<ProductCache, Map<string, Promise<string[]>>>()
 
 async function fetchOnce(
   productId: string,
+  capability: string | undefined,
   o: ExecuteOptions,
 ): Promise<{ evicted: string[]; first: boolean }> {
   let inFlight = fetching.get(o.cache)
@@ -122,7 +124,7 @@ async function fetchOnce(
     await pending
     return { evicted: [], first: false }
   }
-  const fetch = fetchProduct(productId, o)
+  const fetch = fetchProduct(productId, capability, o)
   inFlight.set(productId, fetch)
   try {
     return { evicted: await fetch, first: true }
@@ -131,19 +133,38 @@ async function fetchOnce(
   }
 }
 
-/** Fetches a product from a target that holds it into the cache; returns the ids evicted. */
-async function fetchProduct(productId: string, o: ExecuteOptions): Promise<string[]> {
+/**
+ * Fetches a product from a target that holds it into the cache; returns the ids evicted. A peer
+ * is shown the input's capability, the scheduler (its relay, and the targets it runs inside it)
+ * the token: with a token per worker, a peer would refuse this worker's own.
+ */
+async function fetchProduct(
+  productId: string,
+  capability: string | undefined,
+  o: ExecuteOptions,
+): Promise<string[]> {
   const errors: string[] = []
   const holders = (await o.locate(productId)).filter(
     (h) => h.url !== undefined && h.target !== o.self,
   )
-  const sources = holders.map((h) => ({ name: h.target, url: `${h.url}/products` }))
-  if (o.relay !== undefined) sources.push({ name: 'the scheduler', url: o.relay })
+  const bearer = o.token === undefined ? undefined : `Bearer ${o.token}`
+  const scheduler = o.relay === undefined ? undefined : originOf(o.relay)
+  const sources = holders.map((h) => ({
+    name: h.target,
+    url: `${h.url}/products`,
+    authorization:
+      capability === undefined || originOf(h.url!) === scheduler
+        ? bearer
+        : `${CAPABILITY_SCHEME} ${capability}`,
+  }))
+  if (o.relay !== undefined) {
+    sources.push({ name: 'the scheduler', url: o.relay, authorization: bearer })
+  }
   for (const source of sources) {
     try {
       const path = source.name === 'the scheduler' ? '/content' : ''
       const res = await fetch(`${source.url}/${encodeURIComponent(productId)}${path}`, {
-        headers: o.token === undefined ? {} : { authorization: `Bearer ${o.token}` },
+        headers: source.authorization === undefined ? {} : { authorization: source.authorization },
       })
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
       const dir = await o.cache.scratch(productId)
@@ -156,4 +177,12 @@ async function fetchProduct(productId: string, o: ExecuteOptions): Promise<strin
   throw new Error(
     `could not fetch product ${productId} (${errors.join('; ') || 'no holder serves it'})`,
   )
+}
+
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin
+  } catch {
+    return undefined
+  }
 }

@@ -9,6 +9,8 @@ import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from '
 import { dirname, join, relative, sep } from 'node:path'
 import type { ServerResponse } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
+import { capabilityOfHeader } from '../core/capability.ts'
+import type { CapabilityVerdict } from './capability-check.ts'
 
 interface Entry {
   id: string
@@ -217,8 +219,10 @@ export async function unpack(
 }
 
 /**
- * Answers a peer's request for a product: the archive, 401 without the worker token (when one is
- * set), 404 for a product this target does not hold.
+ * Answers a peer's request for a product: the archive, 404 for a product this target does not
+ * hold. When a worker token is set the caller presents it (the scheduler's relay does) or a
+ * capability for this product that `checkCapability` accepts (a peer does); anything else is a
+ * 401 or 403 with the code of what was wrong.
  */
 export async function sendProduct(
   cache: ProductCache,
@@ -226,14 +230,23 @@ export async function sendProduct(
   authorization: string | undefined,
   token: string | undefined,
   res: ServerResponse,
+  checkCapability?: (capability: string, productId: string) => Promise<CapabilityVerdict>,
 ): Promise<void> {
   const fail = (status: number, code: string, message: string) => {
     res.writeHead(status, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ error: { code, message } }))
   }
   if (token !== undefined && authorization !== `Bearer ${token}`) {
-    fail(401, 'UNAUTHORIZED', 'a worker token is needed to fetch products')
-    return
+    const capability = capabilityOfHeader(authorization)
+    if (capability === undefined || checkCapability === undefined) {
+      fail(401, 'UNAUTHORIZED', 'a worker token or a capability is needed to fetch products')
+      return
+    }
+    const verdict = await checkCapability(capability, id)
+    if (!verdict.ok) {
+      fail(verdict.status, verdict.code, verdict.message)
+      return
+    }
   }
   if (!cache.has(id)) {
     fail(404, 'PRODUCT_NOT_FOUND', `no product ${id} here`)

@@ -25,6 +25,8 @@ import type {
   TargetRegistration,
 } from '../core/protocol.ts'
 import type { Batch, Store } from '../store/store.ts'
+import { CapabilitySigner } from './capabilities.ts'
+import type { CapabilityKey, CapabilityOptions } from './capabilities.ts'
 import { GroupCommit } from './group-commit.ts'
 import { Journal } from './journal.ts'
 import { Queries } from './queries.ts'
@@ -45,6 +47,8 @@ export interface SchedulerServiceOptions {
   commitDelayMs?: number
   /** Called once when a commit fails: the service stops taking work. */
   onFatal?: (error: unknown) => void
+  /** The key and lifetime of the capabilities on assignment inputs. @default a key per process */
+  capabilities?: CapabilityOptions
 }
 
 /** Cache changes a push target reports with an attempt's result. */
@@ -62,6 +66,7 @@ export class SchedulerService {
   private readonly journal = new Journal()
   private readonly commit: GroupCommit
   private readonly workers: WorkerProtocol
+  private readonly capabilities: CapabilitySigner
   private readonly queries: Queries
   private readonly onFatal: ((error: unknown) => void) | undefined
   private listeners: ((e: EngineEvent) => void)[] = []
@@ -85,7 +90,8 @@ export class SchedulerService {
         this.onFatal?.(error)
       },
     })
-    this.workers = new WorkerProtocol(this.engine, this.commit)
+    this.capabilities = new CapabilitySigner(options.clock ?? systemClock, options.capabilities)
+    this.workers = new WorkerProtocol(this.engine, this.commit, this.capabilities)
     this.queries = new Queries(this.engine, options.store)
     this.engine.on((e) => this.record(e))
   }
@@ -103,6 +109,11 @@ export class SchedulerService {
   /** The id of the built-in target that runs artifacts' initiator jobs. */
   get initiator(): string {
     return this.engine.initiator
+  }
+
+  /** The public half of the key that signs capabilities: workers check them with it. */
+  get capabilityKey(): CapabilityKey {
+    return this.capabilities.key
   }
 
   /** A worker silent this long is lost. */
@@ -188,8 +199,9 @@ export class SchedulerService {
   }
 
   /** One scheduling cycle for push targets; the starts are stored before it returns. */
-  cycle(availability: ReadonlyMap<string, number>): Promise<Assignment[]> {
-    return this.commit.apply(() => this.engine.cycle(availability))
+  async cycle(availability: ReadonlyMap<string, number>): Promise<Assignment[]> {
+    const started = await this.commit.apply(() => this.engine.cycle(availability))
+    return this.capabilities.attach(started)
   }
 
   /**

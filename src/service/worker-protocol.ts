@@ -7,24 +7,28 @@
  * Invariants: a result is applied only to the job's current attempt (the engine refuses the
  * rest, and the refusal goes back to the worker); a long poll never outlasts half a lease, so a
  * worker is never lost while it waits; every assignment and every stop in an answer is stored
- * before the answer leaves.
+ * before the answer leaves; every input of an assignment carries a capability signed for its
+ * product and this worker.
  */
 import type { Engine } from '../core/engine/engine.ts'
 import { LockstepError } from '../core/errors.ts'
 import { heartbeatSchema } from '../core/protocol.ts'
 import type { HeartbeatInput, HeartbeatReply } from '../core/protocol.ts'
 import { parseInput } from '../core/schema.ts'
+import type { CapabilitySigner } from './capabilities.ts'
 import type { GroupCommit } from './group-commit.ts'
 
 export class WorkerProtocol {
   private readonly engine: Engine
   private readonly commit: GroupCommit
+  private readonly capabilities: CapabilitySigner
   /** Heartbeats waiting for work. */
   private readonly wake = new Set<() => void>()
 
-  constructor(engine: Engine, commit: GroupCommit) {
+  constructor(engine: Engine, commit: GroupCommit, capabilities: CapabilitySigner) {
     this.engine = engine
     this.commit = commit
+    this.capabilities = capabilities
   }
 
   /** Work arrived (a job became ready, or an attempt must stop): waiting polls look again. */
@@ -79,7 +83,8 @@ export class WorkerProtocol {
       }
     }
     await this.commit.durable()
-    return { assignments, refused, stop }
+    // Each input's capability lets this worker fetch it from the peer that holds it.
+    return { assignments: this.capabilities.attach(assignments), refused, stop }
   }
 
   /** Resolves when work arrives, after `ms`, or when the caller goes away. */

@@ -2,10 +2,11 @@
  * `lockstep server`'s safe defaults, as a real process: with no tokens it listens on loopback
  * only and says so; on another host without tokens it refuses to start (exit 2, naming
  * `--insecure-open`) unless told; tokens come from `--tokens-file` or `LOCKSTEP_TOKENS_FILE`
- * too, with `#` comments.
+ * too, with `#` comments; `--capability-ttl-ms` is a whole number of milliseconds, at least 1000;
+ * the capability key is kept in the data directory, mode 0600, and survives a restart.
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -119,5 +120,27 @@ describe('lockstep server', () => {
     const s = await server(['--tokens-file', file])
     expect(s.code).toBe(1)
     expect(s.stderr()).toContain(`${file}[0]`)
+  })
+
+  it.each(['5', 'ten', '1.5'])('refuses --capability-ttl-ms %s: exit 2, naming it', async (ttl) => {
+    const s = await server(['--capability-ttl-ms', ttl])
+    expect(s.code).toBe(2)
+    expect(s.stderr()).toContain('--capability-ttl-ms')
+  })
+
+  it('keeps its capability key in the data directory, readable by its owner only, across restarts', async () => {
+    const kid = async (s: Started) => {
+      const url = /listening on (\S+)/.exec(s.line!)![1]!
+      const res = await fetch(`${url}/v1/capabilities/key`)
+      return ((await res.json()) as { kid: string }).kid
+    }
+    const first = await server([])
+    const before = await kid(first)
+    const file = join(dir, 'data', 'capability-key.pem')
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    for (const child of running) child.kill('SIGTERM')
+    await Promise.all([...running].map((c) => new Promise((r) => c.once('exit', r))))
+    running.clear()
+    expect(await kid(await server([]))).toBe(before)
   })
 })

@@ -18,10 +18,29 @@ export const WORKER = 'worker-token-123'
 export const BOB = 'bob-token-12345'
 const TOKENS = `admin:ana:${WORKBENCH},worker:*:${WORKER},workbench:bob:${BOB}`
 
+/** An `exec` operation that runs a shell script. */
+export const sh = (script: string) => ({ exec: ['sh', '-c', script] })
+
+/** w1 makes a file; w2 reads it as its input. */
+export const makeThenRead = {
+  name: 'pass',
+  jobs: [
+    { name: 'make', op: sh('printf hello > "$LOCKSTEP_OUT/greeting"'), target: 'w1' },
+    {
+      name: 'read',
+      op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"'),
+      after: ['make'],
+      target: 'w2',
+    },
+  ],
+}
+
 export interface Proc {
   child: ChildProcess
   /** The first line it printed to stdout. */
   ready: Promise<string>
+  /** What it has written to stderr (its log), the last 256 KiB. */
+  stderr(): string
   exited: Promise<void>
 }
 
@@ -31,6 +50,8 @@ export interface ClusterOptions {
   databaseUrl: string
   /** Tracks every process it starts, for the leak check. */
   opened?: Opened
+  /** The scheduler's tokens, `role:name:token,…`. @default an admin, a `worker:*` and a workbench */
+  tokens?: string
 }
 
 /** Options of one process. */
@@ -67,7 +88,7 @@ export class Cluster {
     })
     this.options.opened?.child(child, `lockstep ${args[0]} (pid ${child.pid})`)
     let err = ''
-    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)))
+    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-256 * 1024)))
     const ready = new Promise<string>((resolve, reject) => {
       let out = ''
       child.stdout.on('data', (d: Buffer) => {
@@ -75,11 +96,13 @@ export class Cluster {
         const nl = out.indexOf('\n')
         if (nl >= 0) resolve(out.slice(0, nl))
       })
-      child.on('exit', (code) => reject(new Error(`lockstep ${args[0]} exited ${code}: ${err}`)))
+      child.on('exit', (code) =>
+        reject(new Error(`lockstep ${args[0]} exited ${code}: ${err.slice(-4000)}`)),
+      )
     })
     ready.catch(() => {})
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
-    const proc = { child, ready, exited }
+    const proc = { child, ready, exited, stderr: () => err }
     this.procs.add(proc)
     void exited.then(() => this.procs.delete(proc))
     return proc
@@ -96,7 +119,7 @@ export class Cluster {
       '--port',
       port,
       '--tokens',
-      TOKENS,
+      this.options.tokens ?? TOKENS,
       '--data-dir',
       join(this.dir, 'scheduler'),
       ...(allowDownload ? ['--allow-download'] : []),

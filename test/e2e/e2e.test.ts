@@ -15,26 +15,10 @@ import { checkLeaks } from '../leaks.ts'
 import { seeded } from '../seed.ts'
 import { backends } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
-import { BOB, Cluster, WORKBENCH } from './cluster.ts'
+import { BOB, Cluster, WORKBENCH, makeThenRead, sh } from './cluster.ts'
 
 const opened = checkLeaks()
 const random = seeded('e2e')
-
-const sh = (script: string) => ({ exec: ['sh', '-c', script] })
-
-/** w1 makes a file; w2 reads it as its input. */
-const makeThenRead = {
-  name: 'pass',
-  jobs: [
-    { name: 'make', op: sh('printf hello > "$LOCKSTEP_OUT/greeting"'), target: 'w1' },
-    {
-      name: 'read',
-      op: sh('cat "$LOCKSTEP_INPUTS/make/greeting"'),
-      after: ['make'],
-      target: 'w2',
-    },
-  ],
-}
 
 /** `makeThenRead` succeeded: w2 read what w1 made, and now holds w1's product too. */
 async function expectPassed(cluster: Cluster, order: { orderId: string }): Promise<void> {

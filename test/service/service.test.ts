@@ -218,7 +218,13 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     })
     expect(afterB.assignments.map((x) => x.name)).toEqual(['c'])
     expect(afterB.assignments[0]!.inputs).toEqual([
-      { jobId: b!.jobId, productId: b!.jobId, name: 'b', holders: ['w1'] },
+      {
+        jobId: b!.jobId,
+        productId: b!.jobId,
+        name: 'b',
+        holders: ['w1'],
+        capability: expect.stringMatching(/^[\w-]+\.[\w-]+$/) as unknown,
+      },
     ])
     clock.advance(LEASE / 2)
     await second.heartbeat('w1')

@@ -4,7 +4,12 @@
  * in the field call.
  */
 import { z } from 'zod'
-import { heartbeatReplySchema, targetSchema, targetStatusSchema } from '../../core/api.ts'
+import {
+  capabilityKeySchema,
+  heartbeatReplySchema,
+  targetSchema,
+  targetStatusSchema,
+} from '../../core/api.ts'
 import { heartbeatSchema, targetRegistrationSchema } from '../../core/protocol.ts'
 import type { HeartbeatInput } from '../../core/protocol.ts'
 import { addRoute } from '../route.ts'
@@ -71,6 +76,16 @@ export function targetRoutes(ctx: RouteContext): void {
       await service.removeTarget(params.id)
       return undefined
     },
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/capabilities/key',
+    summary:
+      'The public key that checks the capabilities on assignment inputs: a worker serves a product to a peer presenting one',
+    roles: ['worker'],
+    response: capabilityKeySchema,
+    handler: () => service.capabilityKey,
   })
 
   addRoute(app, callerOf, {
