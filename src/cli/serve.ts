@@ -72,7 +72,6 @@ export async function serve(options: {
     tokens: options.tokens,
     allowDownload: options.allowDownload,
     products: [initiator],
-    ...(workerToken === undefined ? {} : { relayToken: workerToken }),
     log: options.log,
     ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
   })

@@ -102,9 +102,10 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
  */
 export async function fetchInput(
   productId: string,
+  capability: string | undefined,
   o: ExecuteOptions,
 ): Promise<{ added: string[]; removed: string[] }> {
-  const fetched = await fetchOnce(productId, o)
+  const fetched = await fetchOnce(productId, capability, o)
   return { added: fetched.first ? [productId] : [], removed: fetched.evicted }
 }
 

@@ -184,8 +184,6 @@ export interface RouteContext {
   allowDownload: boolean
   /** The longest heartbeat long poll. */
   maxWaitMs: number
-  /** The worker token the relay fetches products from workers with. */
-  relayToken: string | undefined
   /** Ends every open event stream; the server calls them on close. */
   streams: Set<() => void>
   /** In-process targets whose products the API serves. */

@@ -47,8 +47,6 @@ export interface ServerOptions {
   log?: boolean
   /** In-process targets whose products the API serves at `/v1/targets/:id/products/:product`. */
   products?: readonly ProductSource[]
-  /** The worker token the relay fetches products from workers with. */
-  relayToken?: string
   /**
    * The URL clients reach the server at, when not a loopback one (e.g. behind a proxy): its host
    * is accepted in the Host header besides the loopback names.
@@ -182,7 +180,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     service,
     allowDownload: options.allowDownload === true,
     maxWaitMs: options.maxWaitMs ?? 30_000,
-    relayToken: options.relayToken,
     callerOf: (request, roles, actsAs) =>
       roles === 'public'
         ? publicCaller

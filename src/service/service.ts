@@ -111,6 +111,11 @@ export class SchedulerService {
     return this.engine.initiator
   }
 
+  /** A capability for `consumer` to fetch `productId` from the target holding it. */
+  capability(productId: string, consumer: string): string {
+    return this.capabilities.sign(productId, consumer)
+  }
+
   /** The public half of the key that signs capabilities: workers check them with it. */
   get capabilityKey(): CapabilityKey {
     return this.capabilities.key

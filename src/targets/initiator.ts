@@ -110,7 +110,8 @@ export class InitiatorDriver implements TargetDriver, ProductSource {
    * the cache gained and evicted, for the caller to report through the service.
    */
   fetch(productId: string): Promise<CacheChanges> {
-    return fetchInput(productId, this.runOptions())
+    // A peer serves it to the capability the scheduler signs for this fetch, as for any input.
+    return fetchInput(productId, this.service.capability(productId, this.id), this.runOptions())
   }
 
   /** How its attempts run and fetch: builtins with no data, its own cache and job directories. */

@@ -45,9 +45,7 @@ describe.each(backends)('downloads: %s', (_name, make) => {
     const initiator = new InitiatorDriver(service, { dir: join(dir, 'initiator'), token: WORKER })
     await initiator.open()
     push = new PushLoop(service, [initiator])
-    server = opened.server(
-      await startServer({ service, port: 0, tokens, products: [initiator], relayToken: WORKER }),
-    )
+    server = opened.server(await startServer({ service, port: 0, tokens, products: [initiator] }))
     await push.start()
     agent = await WorkerAgent.start({
       server: server.url,

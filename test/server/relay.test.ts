@@ -60,7 +60,7 @@ beforeEach(async () => {
   service = opened.service(
     await SchedulerService.start({ store: new SqliteStore({ path: join(dir, 'db') }) }),
   )
-  server = opened.server(await startServer({ service, port: 0, tokens, relayToken: RELAY }))
+  server = opened.server(await startServer({ service, port: 0, tokens }))
 })
 
 afterEach(async () => {
@@ -135,10 +135,10 @@ describe('the relay', () => {
     expect(JSON.parse(text)).toMatchObject({ error: { code: 'PRODUCT_NOT_FOUND' } })
     expect(text).toContain('w1: HTTP 500')
     expect(text).not.toMatch(/SECRET|hunter2|internal/)
-    // Fetched at the registered URL's path, with the relay token.
-    expect(u.seen.map((s) => [s.url, s.headers.authorization])).toEqual([
-      ['/base/products/p1', `Bearer ${RELAY}`],
-    ])
+    // Fetched at the registered URL's path, with a capability for that product, not a token.
+    expect(u.seen.map((s) => s.url)).toEqual(['/base/products/p1'])
+    expect(u.seen[0]!.headers.authorization).toMatch(/^Capability [\w-]+\.[\w-]+$/)
+    expect(u.seen[0]!.headers.authorization).not.toContain(RELAY)
   })
 
   it('follows no redirect: the token goes to the registered URL only', async () => {

@@ -160,7 +160,9 @@ export function productRoutes(ctx: RouteContext): void {
         try {
           upstream = await fetch(at, {
             headers:
-              ctx.relayToken === undefined ? {} : { authorization: `Bearer ${ctx.relayToken}` },
+              // The holder is shown a capability for this one product, signed for the scheduler:
+              // it holds whatever token its own is, and no token goes anywhere it was not given.
+              { authorization: `Capability ${service.capability(id, service.initiator)}` },
             redirect: 'manual',
             signal,
           })
