@@ -125,6 +125,7 @@ export const targetFulfilmentSchema = z.object({
   exitCode: z.number().optional(),
   message: z.string().optional(),
   product: z.string().optional(),
+  productHash: z.string().optional(),
 })
 
 export const targetSchema = z.object({
@@ -174,6 +175,7 @@ const jobInput = z.object({
   productId: z.string(),
   name: z.string(),
   holders: z.array(z.string()),
+  hash: z.string().optional(),
 })
 
 export const jobDetailSchema = z.object({

@@ -7,10 +7,11 @@
 import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import type { Assignment } from '../core/protocol.ts'
+import { LockstepError } from '../core/errors.ts'
+import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
-import { unpack } from './products.ts'
+import { productHash, unpack } from './products.ts'
 import { runJob } from './run-job.ts'
 import type { RunningJob } from './run-job.ts'
 
@@ -51,6 +52,7 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   if ('builtin' in a.op && a.op.builtin === 'noop' && a.inputs.length === 0) {
     // Nothing to run and nothing to keep: no directory, no disk.
     o.cache.addEmpty(a.productId)
+    out.result.productHash = await o.cache.hash(a.productId)
     return out
   }
   const dir = join(o.jobsDir, `${a.jobId}-${a.attempt}`)
@@ -62,7 +64,7 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     try {
       for (const input of a.inputs) {
         if (!o.cache.has(input.productId)) {
-          const fetched = await fetchOnce(input.productId, o)
+          const fetched = await fetchOnce(input, o)
           out.removed.push(...fetched.evicted)
           if (fetched.first) out.added.push(input.productId)
         }
@@ -86,6 +88,8 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
         )
       }
       out.removed.push(...(await o.cache.add(a.productId, product)))
+      // Hashed as it is kept, and so as it is served: what consumers will check their copy by.
+      out.result.productHash = await o.cache.hash(a.productId)
     }
     return out
   } finally {
@@ -98,9 +102,10 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
 const fetching = new WeakMap<ProductCache, Map<string, Promise<string[]>>>()
 
 async function fetchOnce(
-  productId: string,
+  input: JobInput,
   o: ExecuteOptions,
 ): Promise<{ evicted: string[]; first: boolean }> {
+  const productId = input.productId
   let inFlight = fetching.get(o.cache)
   if (inFlight === undefined)
     fetching.set(o.cache, (inFlight = new Map<string, Promise<string[]>>()))
@@ -109,7 +114,7 @@ async function fetchOnce(
     await pending
     return { evicted: [], first: false }
   }
-  const fetch = fetchProduct(productId, o)
+  const fetch = fetchProduct(productId, input.hash, o)
   inFlight.set(productId, fetch)
   try {
     return { evicted: await fetch, first: true }
@@ -118,8 +123,16 @@ async function fetchOnce(
   }
 }
 
-/** Fetches a product from a target that holds it into the cache; returns the ids evicted. */
-async function fetchProduct(productId: string, o: ExecuteOptions): Promise<string[]> {
+/**
+ * Fetches a product from a target that holds it into the cache; returns the ids evicted. A copy
+ * whose hash is not `hash` is refused (PRODUCT_CORRUPT) and the next source is tried: only a
+ * verified copy enters the cache, so only such a copy is ever served on or announced.
+ */
+async function fetchProduct(
+  productId: string,
+  hash: string | undefined,
+  o: ExecuteOptions,
+): Promise<string[]> {
   const errors: string[] = []
   const holders = (await o.locate(productId)).filter(
     (h) => h.url !== undefined && h.target !== o.self,
@@ -135,6 +148,7 @@ async function fetchProduct(productId: string, o: ExecuteOptions): Promise<strin
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
       const dir = await o.cache.scratch(productId)
       await unpack(Readable.fromWeb(res.body as never), dir)
+      await verify(productId, hash, dir)
       return await o.cache.add(productId, dir)
     } catch (e) {
       errors.push(`${source.name}: ${(e as Error).message}`)
@@ -142,5 +156,18 @@ async function fetchProduct(productId: string, o: ExecuteOptions): Promise<strin
   }
   throw new Error(
     `could not fetch product ${productId} (${errors.join('; ') || 'no holder serves it'})`,
+  )
+}
+
+/** Refuses (and removes) a fetched copy whose hash is not the one its maker reported. */
+async function verify(productId: string, hash: string | undefined, dir: string): Promise<void> {
+  if (hash === undefined) return
+  // The copy as it landed on disk, hashed as it would be served: what the job will read.
+  const got = await productHash(dir)
+  if (got === hash) return
+  await rm(dir, { recursive: true, force: true })
+  throw new LockstepError(
+    'PRODUCT_CORRUPT',
+    `PRODUCT_CORRUPT: product ${productId} has hash ${got}, not ${hash}`,
   )
 }

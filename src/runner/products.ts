@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { ServerResponse } from 'node:http'
-import type { Readable, Writable } from 'node:stream'
+import { Writable } from 'node:stream'
+import type { Readable } from 'node:stream'
 
 interface Entry {
   id: string
@@ -119,6 +120,15 @@ export class ProductCache {
     else this.pins.set(id, n)
   }
 
+  /**
+   * The SHA-256 of a product as {@link sendProduct} serves it: the archive of its directory. An
+   * empty product is hashed without making its directory.
+   */
+  async hash(id: string): Promise<string> {
+    if (this.entries.get(id)?.empty === true) return emptyProductHash(id)
+    return productHash(this.path(id))
+  }
+
   touch(id: string): void {
     const e = this.entries.get(id)
     if (e !== undefined) e.usedAt = Date.now()
@@ -146,9 +156,12 @@ async function sizeOf(dir: string): Promise<number> {
   return total
 }
 
+/** Files in name order at every level: the archive of a directory is the same wherever it is. */
 async function walk(dir: string): Promise<string[]> {
   const out: string[] = []
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
+  const entries = await readdir(dir, { withFileTypes: true })
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  for (const entry of entries) {
     const p = join(dir, entry.name)
     if (entry.isDirectory()) out.push(...(await walk(p)))
     else if (entry.isFile()) out.push(p)
@@ -156,15 +169,49 @@ async function walk(dir: string): Promise<string[]> {
   return out
 }
 
-/** Writes a directory as an archive: per file a JSON header line, then its bytes. */
+const fileHeader = (path: string, size: number) => `${JSON.stringify({ path, size })}\n`
+const END = `${JSON.stringify({ end: true })}\n`
+
+/**
+ * Writes a directory as an archive: per file a JSON header line, then its bytes. Deterministic
+ * (files in name order, nothing of the file system but paths and bytes), so that a product's hash
+ * is the hash of its archive on every target that holds a copy.
+ */
 export async function pack(dir: string, out: Writable): Promise<void> {
   for (const file of await walk(dir)) {
     const size = (await stat(file)).size
     const path = relative(dir, file).split(sep).join('/')
-    out.write(`${JSON.stringify({ path, size })}\n`)
+    out.write(fileHeader(path, size))
     for await (const chunk of createReadStream(file)) out.write(chunk as Buffer)
   }
-  out.end(`${JSON.stringify({ end: true })}\n`)
+  out.end(END)
+}
+
+/** The SHA-256 (hex) of a directory's archive, as {@link pack} writes it. */
+export async function productHash(dir: string): Promise<string> {
+  const hash = createHash('sha256')
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      hash.update(chunk)
+      done()
+    },
+  })
+  const finished = new Promise<void>((resolve, reject) => {
+    sink.on('finish', resolve)
+    sink.on('error', reject)
+  })
+  await pack(dir, sink)
+  await finished
+  return hash.digest('hex')
+}
+
+/** The hash of an empty product: its archive holds only the file that names it. */
+export function emptyProductHash(id: string): string {
+  return createHash('sha256')
+    .update(fileHeader(ID_FILE, Buffer.byteLength(id)))
+    .update(id)
+    .update(END)
+    .digest('hex')
 }
 
 /** Reads an archive into a directory; refuses paths that would leave it. */
