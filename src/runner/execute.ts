@@ -63,7 +63,7 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   try {
     try {
       for (const input of a.inputs) {
-        if (!o.cache.has(input.productId)) {
+        if (!o.cache.has(input.productId) || (await stale(input, o.cache))) {
           const fetched = await fetchOnce(input, o)
           out.removed.push(...fetched.evicted)
           if (fetched.first) out.added.push(input.productId)
@@ -157,6 +157,14 @@ async function fetchProduct(
   throw new Error(
     `could not fetch product ${productId} (${errors.join('; ') || 'no holder serves it'})`,
   )
+}
+
+/**
+ * A copy kept from before (a product made again under its cache key since) that is not the
+ * product the job reads now: it is fetched again.
+ */
+async function stale(input: JobInput, cache: ProductCache): Promise<boolean> {
+  return input.hash !== undefined && (await cache.hash(input.productId)) !== input.hash
 }
 
 /** Refuses (and removes) a fetched copy whose hash is not the one its maker reported. */

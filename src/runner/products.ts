@@ -17,6 +17,8 @@ interface Entry {
   usedAt: number
   /** An empty product (a no-op's) has no directory until someone asks for it. */
   empty: boolean
+  /** Its hash, once asked for: a kept product does not change. */
+  hash?: string
 }
 
 /** Product ids that can be directory names as they are; others are named by a digest. */
@@ -125,8 +127,12 @@ export class ProductCache {
    * empty product is hashed without making its directory.
    */
   async hash(id: string): Promise<string> {
-    if (this.entries.get(id)?.empty === true) return emptyProductHash(id)
-    return productHash(this.path(id))
+    const e = this.entries.get(id)
+    if (e?.hash !== undefined) return e.hash
+    const hash = e?.empty === true ? emptyProductHash(id) : await productHash(this.path(id))
+    // Kept only if the product was not replaced meanwhile.
+    if (e !== undefined && this.entries.get(id) === e) e.hash = hash
+    return hash
   }
 
   touch(id: string): void {

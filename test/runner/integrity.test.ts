@@ -222,3 +222,21 @@ describe('a consumer fetching an input', () => {
     expect(cache.has('p1')).toBe(false)
   })
 })
+
+describe('a consumer holding an input already', () => {
+  it('fetches it again when its kept copy is not the product the job reads now', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lockstep-integrity-'))
+    const now = await cacheWith('now', 'cache:lib', 'made again')
+    const hash = await now.hash('cache:lib')
+    // Its cache (reopened by consume()) keeps a copy made before.
+    await cacheWith('me', 'cache:lib', 'made long ago')
+    const holders = [await serving(now, 'now')]
+    const { cache: me, done } = await consume(
+      { jobId: 'j1', productId: 'cache:lib', name: 'in', holders: ['now'], hash },
+      holders,
+    )
+    expect(done.result).toMatchObject({ ok: true })
+    expect(done.added).toEqual(['cache:lib'])
+    expect(readFileSync(join(me.path('consumer'), 'out', 'copy'), 'utf8')).toBe('made again')
+  })
+})
