@@ -67,6 +67,10 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
           const fetched = await fetchOnce(input, o)
           out.removed.push(...fetched.evicted)
           if (fetched.first) out.added.push(input.productId)
+        } else if (input.hash !== undefined && !input.holders.includes(o.self)) {
+          // A kept copy, checked against the hash just above, that the scheduler does not count
+          // (it forgot this target's cache when it was lost): announced like a fetched one.
+          out.added.push(input.productId)
         }
         o.cache.touch(input.productId)
         const product = await o.cache.materialise(input.productId)

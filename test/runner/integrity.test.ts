@@ -240,3 +240,17 @@ describe('a consumer holding an input already', () => {
     expect(readFileSync(join(me.path('consumer'), 'out', 'copy'), 'utf8')).toBe('made again')
   })
 })
+
+describe('a consumer holding a good copy already', () => {
+  it.each([
+    ['the scheduler does not count it as a holder', [], ['p1']],
+    ['the scheduler counts it already', ['me'], []],
+  ])('announces it when %s', async (_why, holders: string[], added: string[]) => {
+    dir = mkdtempSync(join(tmpdir(), 'lockstep-integrity-'))
+    const me = await cacheWith('me', 'p1', 'kept')
+    const hash = await me.hash('p1')
+    const { done } = await consume({ jobId: 'j1', productId: 'p1', name: 'in', holders, hash }, [])
+    expect(done.result).toMatchObject({ ok: true })
+    expect(done.added).toEqual(added)
+  })
+})
