@@ -125,6 +125,7 @@ export const targetFulfilmentSchema = z.object({
   exitCode: z.number().optional(),
   message: z.string().optional(),
   product: z.string().optional(),
+  productHash: z.string().optional(),
 })
 
 export const targetSchema = z.object({
@@ -175,6 +176,7 @@ const jobInput = z.object({
   name: z.string(),
   holders: z.array(z.string()),
   capability: z.string().optional(),
+  hash: z.string().optional(),
 })
 
 export const jobDetailSchema = z.object({

@@ -38,6 +38,10 @@ export const errorCatalogue = {
     summary: 'No target is registered with this id, or it was lost.',
   },
   PRODUCT_NOT_FOUND: { status: 404, summary: 'No live target holds this product.' },
+  PRODUCT_CORRUPT: {
+    status: 502,
+    summary: 'A holder served a product whose content hash is not the one recorded for it.',
+  },
   NO_WORKER_FOR_PROJECT: {
     status: 422,
     summary: 'No live worker holds the artifact’s project data, so it cannot be bound.',

@@ -158,6 +158,11 @@ export interface JobResult {
   message?: string
   /** URLs of artefacts the job published beside its product. */
   artefacts?: string[]
+  /**
+   * For a success: the SHA-256 (64 lowercase hex digits) of the product as its target serves
+   * it, the archive of its directory. Consumers check what they fetch against it.
+   */
+  productHash?: string
 }
 
 /** Where a job stands. `waiting`: some lock into it is held; `ready`: queued for dispatch. */

@@ -27,6 +27,10 @@ export const jobResultSchema = z.strictObject({
   reason: z.string().max(200).optional(),
   message: z.string().max(10_000).optional(),
   artefacts: z.array(z.string()).optional(),
+  productHash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 in 64 lowercase hex digits')
+    .optional(),
 })
 
 /**
@@ -138,6 +142,11 @@ export interface JobInput {
    * assignment leaves the scheduler; the engine never holds one.
    */
   capability?: string
+  /**
+   * The SHA-256 of the product as its maker served it; a fetched copy with another hash is
+   * refused (`PRODUCT_CORRUPT`). Absent only for a product whose maker reported none.
+   */
+  hash?: string
 }
 
 /** A job handed to a target: everything it needs to run one attempt. */

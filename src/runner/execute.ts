@@ -8,10 +8,11 @@ import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { CAPABILITY_SCHEME } from '../core/capability.ts'
-import type { Assignment } from '../core/protocol.ts'
+import { LockstepError } from '../core/errors.ts'
+import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
-import { unpack } from './products.ts'
+import { productHash, unpack } from './products.ts'
 import { runJob } from './run-job.ts'
 import type { RunningJob } from './run-job.ts'
 
@@ -52,6 +53,7 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   if ('builtin' in a.op && a.op.builtin === 'noop' && a.inputs.length === 0) {
     // Nothing to run and nothing to keep: no directory, no disk.
     o.cache.addEmpty(a.productId)
+    out.result.productHash = await o.cache.hash(a.productId)
     return out
   }
   const dir = join(o.jobsDir, `${a.jobId}-${a.attempt}`)
@@ -62,10 +64,14 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
   try {
     try {
       for (const input of a.inputs) {
-        if (!o.cache.has(input.productId)) {
-          const fetched = await fetchOnce(input.productId, input.capability, o)
+        if (!o.cache.has(input.productId) || (await stale(input, o.cache))) {
+          const fetched = await fetchOnce(input, o)
           out.removed.push(...fetched.evicted)
           if (fetched.first) out.added.push(input.productId)
+        } else if (input.hash !== undefined && !input.holders.includes(o.self)) {
+          // A kept copy, checked against the hash just above, that the scheduler does not count
+          // (it forgot this target's cache when it was lost): announced like a fetched one.
+          out.added.push(input.productId)
         }
         o.cache.touch(input.productId)
         const product = await o.cache.materialise(input.productId)
@@ -87,6 +93,8 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
         )
       }
       out.removed.push(...(await o.cache.add(a.productId, product)))
+      // Hashed as it is kept, and so as it is served: what consumers will check their copy by.
+      out.result.productHash = await o.cache.hash(a.productId)
     }
     return out
   } finally {
@@ -104,19 +112,23 @@ export async function fetchInput(
   productId: string,
   capability: string | undefined,
   o: ExecuteOptions,
+  hash?: string,
 ): Promise<{ added: string[]; removed: string[] }> {
-  const fetched = await fetchOnce(productId, capability, o)
+  const fetched = await fetchOnce({ productId, capability, hash }, o)
   return { added: fetched.first ? [productId] : [], removed: fetched.evicted }
 }
 
 /** Fetches in flight, by cache and product: jobs that need one input at once fetch it once. */
 const fetching = new WeakMap<ProductCache, Map<string, Promise<string[]>>>()
 
+/** What a fetch needs of an input: its product, the capability to show, the hash to check. */
+type Wanted = Pick<JobInput, 'productId' | 'capability' | 'hash'>
+
 async function fetchOnce(
-  productId: string,
-  capability: string | undefined,
+  input: Wanted,
   o: ExecuteOptions,
 ): Promise<{ evicted: string[]; first: boolean }> {
+  const productId = input.productId
   let inFlight = fetching.get(o.cache)
   if (inFlight === undefined)
     fetching.set(o.cache, (inFlight = new Map<string, Promise<string[]>>()))
@@ -125,7 +137,7 @@ async function fetchOnce(
     await pending
     return { evicted: [], first: false }
   }
-  const fetch = fetchProduct(productId, capability, o)
+  const fetch = fetchProduct(input, o)
   inFlight.set(productId, fetch)
   try {
     return { evicted: await fetch, first: true }
@@ -137,13 +149,12 @@ async function fetchOnce(
 /**
  * Fetches a product from a target that holds it into the cache; returns the ids evicted. A peer
  * is shown the input's capability, the scheduler (its relay, and the targets it runs inside it)
- * the token: with a token per worker, a peer would refuse this worker's own.
+ * the token: with a token per worker, a peer would refuse this worker's own. A copy whose hash is
+ * not the input's is refused (PRODUCT_CORRUPT) and the next source is tried: only a verified copy
+ * enters the cache, so only such a copy is ever served on or announced.
  */
-async function fetchProduct(
-  productId: string,
-  capability: string | undefined,
-  o: ExecuteOptions,
-): Promise<string[]> {
+async function fetchProduct(input: Wanted, o: ExecuteOptions): Promise<string[]> {
+  const { productId, capability, hash } = input
   const errors: string[] = []
   const holders = (await o.locate(productId)).filter(
     (h) => h.url !== undefined && h.target !== o.self,
@@ -170,6 +181,7 @@ async function fetchProduct(
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
       const dir = await o.cache.scratch(productId)
       await unpack(Readable.fromWeb(res.body as never), dir)
+      await verify(productId, hash, dir)
       return await o.cache.add(productId, dir)
     } catch (e) {
       errors.push(`${source.name}: ${(e as Error).message}`)
@@ -186,4 +198,25 @@ function originOf(url: string): string | undefined {
   } catch {
     return undefined
   }
+}
+
+/**
+ * A copy kept from before (a product made again under its cache key since) that is not the
+ * product the job reads now: it is fetched again.
+ */
+async function stale(input: JobInput, cache: ProductCache): Promise<boolean> {
+  return input.hash !== undefined && (await cache.hash(input.productId)) !== input.hash
+}
+
+/** Refuses (and removes) a fetched copy whose hash is not the one its maker reported. */
+async function verify(productId: string, hash: string | undefined, dir: string): Promise<void> {
+  if (hash === undefined) return
+  // The copy as it landed on disk, hashed as it would be served: what the job will read.
+  const got = await productHash(dir)
+  if (got === hash) return
+  await rm(dir, { recursive: true, force: true })
+  throw new LockstepError(
+    'PRODUCT_CORRUPT',
+    `PRODUCT_CORRUPT: product ${productId} has hash ${got}, not ${hash}`,
+  )
 }

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, sep } from 'node:path'
 import type { ServerResponse } from 'node:http'
-import type { Readable, Writable } from 'node:stream'
+import { Writable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { capabilityOfHeader } from '../core/capability.ts'
 import type { CapabilityVerdict } from './capability-check.ts'
 
@@ -18,6 +19,8 @@ interface Entry {
   usedAt: number
   /** An empty product (a no-op's) has no directory until someone asks for it. */
   empty: boolean
+  /** Its hash, once asked for: a kept product does not change. */
+  hash?: string
 }
 
 /** Product ids that can be directory names as they are; others are named by a digest. */
@@ -121,6 +124,19 @@ export class ProductCache {
     else this.pins.set(id, n)
   }
 
+  /**
+   * The SHA-256 of a product as {@link sendProduct} serves it: the archive of its directory. An
+   * empty product is hashed without making its directory.
+   */
+  async hash(id: string): Promise<string> {
+    const e = this.entries.get(id)
+    if (e?.hash !== undefined) return e.hash
+    const hash = e?.empty === true ? emptyProductHash(id) : await productHash(this.path(id))
+    // Kept only if the product was not replaced meanwhile.
+    if (e !== undefined && this.entries.get(id) === e) e.hash = hash
+    return hash
+  }
+
   touch(id: string): void {
     const e = this.entries.get(id)
     if (e !== undefined) e.usedAt = Date.now()
@@ -148,9 +164,12 @@ async function sizeOf(dir: string): Promise<number> {
   return total
 }
 
+/** Files in name order at every level: the archive of a directory is the same wherever it is. */
 async function walk(dir: string): Promise<string[]> {
   const out: string[] = []
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
+  const entries = await readdir(dir, { withFileTypes: true })
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  for (const entry of entries) {
     const p = join(dir, entry.name)
     if (entry.isDirectory()) out.push(...(await walk(p)))
     else if (entry.isFile()) out.push(p)
@@ -158,15 +177,49 @@ async function walk(dir: string): Promise<string[]> {
   return out
 }
 
-/** Writes a directory as an archive: per file a JSON header line, then its bytes. */
+const fileHeader = (path: string, size: number) => `${JSON.stringify({ path, size })}\n`
+const END = `${JSON.stringify({ end: true })}\n`
+
+/**
+ * Writes a directory as an archive: per file a JSON header line, then its bytes. Deterministic
+ * (files in name order, nothing of the file system but paths and bytes), so that a product's hash
+ * is the hash of its archive on every target that holds a copy.
+ */
 export async function pack(dir: string, out: Writable): Promise<void> {
   for (const file of await walk(dir)) {
     const size = (await stat(file)).size
     const path = relative(dir, file).split(sep).join('/')
-    out.write(`${JSON.stringify({ path, size })}\n`)
+    out.write(fileHeader(path, size))
     for await (const chunk of createReadStream(file)) out.write(chunk as Buffer)
   }
-  out.end(`${JSON.stringify({ end: true })}\n`)
+  out.end(END)
+}
+
+/** The SHA-256 (hex) of a directory's archive, as {@link pack} writes it. */
+export async function productHash(dir: string): Promise<string> {
+  const hash = createHash('sha256')
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      hash.update(chunk)
+      done()
+    },
+  })
+  const finished = new Promise<void>((resolve, reject) => {
+    sink.on('finish', resolve)
+    sink.on('error', reject)
+  })
+  await pack(dir, sink)
+  await finished
+  return hash.digest('hex')
+}
+
+/** The hash of an empty product: its archive holds only the file that names it. */
+export function emptyProductHash(id: string): string {
+  return createHash('sha256')
+    .update(fileHeader(ID_FILE, Buffer.byteLength(id)))
+    .update(id)
+    .update(END)
+    .digest('hex')
 }
 
 /** Reads an archive into a directory; refuses paths that would leave it. */

@@ -11,7 +11,7 @@ import type { TargetFulfilment } from '../core/engine/fulfilment.ts'
 import type { Id } from '../core/ids.ts'
 import type { Job, Lock, Target } from '../core/model.ts'
 import { emptyBatch } from '../store/store.ts'
-import type { ArtifactRecord, Batch, EventRow } from '../store/store.ts'
+import type { ArtifactRecord, Batch, EventRow, ProductLocation } from '../store/store.ts'
 
 export class Journal {
   private packets: PacketRecord[] = []
@@ -106,6 +106,8 @@ export class Journal {
         for (const id of e.added) this.product(id, e.targetId, true)
         for (const id of e.removed) this.product(id, e.targetId, false)
         break
+      case 'cache:refused':
+        break
     }
     this.events.push(eventRow(e))
   }
@@ -165,7 +167,12 @@ export class Journal {
     batch.cachesDropped = [...this.cachesDropped]
     for (const [key, present] of this.products) {
       const tab = key.indexOf('\t')
-      const location = { productId: key.slice(0, tab), targetId: key.slice(tab + 1) }
+      const location: ProductLocation = {
+        productId: key.slice(0, tab),
+        targetId: key.slice(tab + 1),
+      }
+      const hash = engine.productHash(location.productId)
+      if (hash !== undefined) location.hash = hash
       if (present) batch.productsAdded.push(location)
       else batch.productsRemoved.push(location)
     }

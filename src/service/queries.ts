@@ -54,6 +54,8 @@ export interface ServiceStats {
   targets: number
   /** Attempts running now. */
   running: number
+  /** Cache announcements not believed (planted products), since the scheduler started. */
+  refusedAnnouncements: number
 }
 
 export class Queries {

@@ -111,6 +111,19 @@ export class SchedulerService {
     return this.engine.initiator
   }
 
+  /**
+   * Sends a target to fetch products outside an assignment: its report of them is believed, as
+   * an input's would be. Nothing to store: like an assignment's grant, it lives until reported.
+   */
+  sendToFetch(targetId: string, productIds: readonly string[]): void {
+    this.engine.sendToFetch(targetId, productIds)
+  }
+
+  /** The content hash of a product, when its maker reported one: what a fetched copy must match. */
+  productHash(productId: string): string | undefined {
+    return this.engine.productHash(productId)
+  }
+
   /** A capability for `consumer` to fetch `productId` from the target holding it. */
   capability(productId: string, consumer: string): string {
     return this.capabilities.sign(productId, consumer)

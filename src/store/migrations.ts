@@ -138,6 +138,16 @@ CREATE INDEX packets_owner_name ON packets (owner, name, created_at);
 ALTER TABLE targets ADD COLUMN runs TEXT;
 `,
   },
+  {
+    version: 4,
+    name: 'products: the content hash of each, with the attempt that made it',
+    // NULL: made before hashes, or by a target that reported none; such a product satisfies no
+    // cache key, and its consumers cannot check their copy.
+    sql: () => `
+ALTER TABLE target_fulfilments ADD COLUMN product_hash TEXT;
+ALTER TABLE products ADD COLUMN hash TEXT;
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

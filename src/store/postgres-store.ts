@@ -94,7 +94,7 @@ const jobTypes = [
   'bigint',
 ]
 const targetTypes = ['text', 'text', 'int', 'text', 'text', 'text', 'smallint', 'bigint', 'text']
-const attemptTypes = ['bytea', 'int', 'text', 'text', 'text', 'text', 'int', 'text', 'text']
+const attemptTypes = ['bytea', 'int', 'text', 'text', 'text', 'text', 'int', 'text', 'text', 'text']
 
 export class PostgresStore implements Store {
   readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: true }
@@ -225,7 +225,8 @@ export class PostgresStore implements Store {
         `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM {rows}
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
-           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product`,
+           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
+           product_hash = excluded.product_hash`,
         batch.attempts.map(attemptValues),
         attemptTypes,
       )
@@ -249,14 +250,16 @@ export class PostgresStore implements Store {
         ])
       }
       await q(
-        `INSERT INTO products (product_id, target_id) SELECT * FROM {rows} ON CONFLICT DO NOTHING`,
+        // A product made again where a copy was kept takes the new copy's hash.
+        `INSERT INTO products (product_id, target_id, hash) SELECT * FROM {rows}
+         ON CONFLICT (product_id, target_id) DO UPDATE SET hash = excluded.hash`,
         batch.productsAdded.map(rowValues.product),
-        ['text', 'text'],
+        ['text', 'text', 'text'],
       )
       await q(
         `DELETE FROM products p USING {rows} AS u(pid, tid)
          WHERE p.product_id = u.pid AND p.target_id = u.tid`,
-        batch.productsRemoved.map(rowValues.product),
+        batch.productsRemoved.map(rowValues.productKey),
         ['text', 'text'],
       )
       await q(

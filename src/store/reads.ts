@@ -34,7 +34,7 @@ import type {
   PacketRow,
   TargetRow,
 } from './rows.ts'
-import type { OrderWithCounts, Snapshot, Store, StoredEvent } from './store.ts'
+import type { OrderWithCounts, ProductLocation, Snapshot, Store, StoredEvent } from './store.ts'
 
 const prefixed = (columns: string, alias: string) => columns.replace(/(^|, )/g, `$1${alias}.`)
 
@@ -67,7 +67,7 @@ export const readSql = {
     JOIN jobs j ON j.id = f.job_id JOIN orders o ON o.id = j.order_id
     WHERE o.state = 'running' ORDER BY f.job_id, f.attempt`,
   targets: 'SELECT id, kind, slots, labels, projects, url, live, runs FROM targets ORDER BY id',
-  products: 'SELECT product_id, target_id FROM products',
+  products: 'SELECT product_id, target_id, hash FROM products',
   holders: 'SELECT key, holder FROM resources WHERE holder IS NOT NULL',
   order: countedOrders(`SELECT ${orderColumns} FROM orders WHERE id = ?`),
   listOrders: countedOrders(`SELECT ${orderColumns} FROM orders ORDER BY id DESC LIMIT ?`),
@@ -121,7 +121,7 @@ export interface SnapshotRows {
   locks: (LockRowDb & { order_id: Bin })[]
   attempts: (AttemptRow & { order_id: Bin })[]
   targets: TargetRow[]
-  products: { product_id: string; target_id: string }[]
+  products: { product_id: string; target_id: string; hash: string | null }[]
   holders: { key: string; holder: Bin }[]
 }
 
@@ -199,7 +199,11 @@ export function assembleSnapshot(rows: SnapshotRows): Snapshot {
     }),
     attempts: rows.attempts.map(decodeAttempt),
     targets: rows.targets.map(decodeTarget),
-    products: rows.products.map((r) => ({ productId: r.product_id, targetId: r.target_id })),
+    products: rows.products.map((r) => {
+      const p: ProductLocation = { productId: r.product_id, targetId: r.target_id }
+      if (r.hash !== null) p.hash = r.hash
+      return p
+    }),
     holders: rows.holders.map((r) => ({ key: r.key, holder: fromBin(r.holder) })),
   }
 }

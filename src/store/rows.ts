@@ -231,7 +231,8 @@ export const rowValues = {
     t.at,
     t.target.runs === undefined ? null : JSON.stringify(t.target.runs),
   ],
-  product: (p: ProductLocation): unknown[] => [p.productId, p.targetId],
+  product: (p: ProductLocation): unknown[] => [p.productId, p.targetId, p.hash ?? null],
+  productKey: (p: ProductLocation): unknown[] => [p.productId, p.targetId],
   holder: (h: Batch['holders'][number]): unknown[] => [
     h.key,
     h.holder === undefined ? null : toBin(h.holder),
@@ -255,10 +256,11 @@ export interface AttemptRow {
   exit_code: number | null
   message: string | null
   product: string | null
+  product_hash: string | null
 }
 
 export const attemptColumns =
-  'job_id, attempt, target, state, transitions, reason, exit_code, message, product'
+  'job_id, attempt, target, state, transitions, reason, exit_code, message, product, product_hash'
 
 export function attemptValues(a: TargetFulfilment): unknown[] {
   return [
@@ -271,6 +273,7 @@ export function attemptValues(a: TargetFulfilment): unknown[] {
     a.exitCode ?? null,
     a.message ?? null,
     a.product ?? null,
+    a.productHash ?? null,
   ]
 }
 
@@ -289,6 +292,7 @@ export function decodeAttempt(r: AttemptRow & { order_id: Bin }): TargetFulfilme
   if (r.exit_code !== null) a.exitCode = r.exit_code
   if (r.message !== null) a.message = r.message
   if (r.product !== null) a.product = r.product
+  if (r.product_hash !== null) a.productHash = r.product_hash
   return a
 }
 

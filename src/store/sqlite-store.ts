@@ -144,8 +144,9 @@ export class SqliteStore implements Store {
         `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM (VALUES {rows}) WHERE true
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
-           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product`,
-        9,
+           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
+           product_hash = excluded.product_hash`,
+        10,
       ),
       jobUpdates: new Bulk(
         db,
@@ -156,8 +157,10 @@ export class SqliteStore implements Store {
       ),
       productsAdd: new Bulk(
         db,
-        'INSERT INTO products (product_id, target_id) VALUES {rows} ON CONFLICT DO NOTHING',
-        2,
+        // A product made again where a copy was kept takes the new copy's hash.
+        `INSERT INTO products (product_id, target_id, hash) VALUES {rows}
+         ON CONFLICT (product_id, target_id) DO UPDATE SET hash = excluded.hash`,
+        3,
       ),
       events: new Bulk(
         db,
@@ -222,7 +225,7 @@ export class SqliteStore implements Store {
       each(s.target, batch.targets, rowValues.target)
       for (const id of batch.cachesDropped) s.cacheDrop.run(id)
       s.productsAdd.run(batch.productsAdded.map(rowValues.product))
-      each(s.productRemove, batch.productsRemoved, rowValues.product)
+      each(s.productRemove, batch.productsRemoved, rowValues.productKey)
       each(s.holderSet, batch.holders, rowValues.holder)
       s.events.run(batch.events.map(rowValues.event))
     })()

@@ -63,6 +63,8 @@ export interface JobUpdate {
 export interface ProductLocation {
   productId: string
   targetId: string
+  /** The product's content hash, when known (see `TargetFulfilment.productHash`). */
+  hash?: string
 }
 
 /** A row of the event log. */

@@ -142,6 +142,7 @@ export class FinalProducts {
     w.tries++
     try {
       // A product fetched before a report that failed is reported, not fetched again.
+      this.service.sendToFetch(this.home.id, [w.productId])
       const changes = this.home.holds(w.productId)
         ? { added: [w.productId] }
         : await this.home.fetch(w.productId)

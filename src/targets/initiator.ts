@@ -111,7 +111,12 @@ export class InitiatorDriver implements TargetDriver, ProductSource {
    */
   fetch(productId: string): Promise<CacheChanges> {
     // A peer serves it to the capability the scheduler signs for this fetch, as for any input.
-    return fetchInput(productId, this.service.capability(productId, this.id), this.runOptions())
+    return fetchInput(
+      productId,
+      this.service.capability(productId, this.id),
+      this.runOptions(),
+      this.service.productHash(productId),
+    )
   }
 
   /** How its attempts run and fetch: builtins with no data, its own cache and job directories. */

@@ -65,9 +65,12 @@ function one(w: World, target: string): Assignment {
   return picked[0]!
 }
 
+/** A success, with the product's hash as a worker reports it. */
 function ok(w: World, a: Assignment): void {
-  w.engine.complete(a.target, a.jobId, a.attempt, { ok: true })
+  w.engine.complete(a.target, a.jobId, a.attempt, { ok: true, productHash: HASH })
 }
+
+const HASH = 'c'.repeat(64)
 
 function packet(jobs: PacketOptions['jobs'], extra: Partial<PacketOptions> = {}): PacketOptions {
   return { name: 'p', jobs, ...extra }
@@ -672,6 +675,7 @@ describe('cache keys', () => {
         productId: 'cache:lib@1',
         name: 'build',
         holders: ['w2'],
+        hash: HASH,
       },
     ])
     expect(w.engine.fulfilment(first.orderId).state).toBe('succeeded')

@@ -14,6 +14,7 @@ import { backends } from './backends.ts'
 import type { Backend } from './backends.ts'
 
 const op = { builtin: 'noop' }
+const HASH = 'a'.repeat(64)
 
 describe.each(backends)('store contract: %s', (_name, make) => {
   let backend: Backend
@@ -269,21 +270,82 @@ describe.each(backends)('store contract: %s', (_name, make) => {
     expect(await s.events(logged[2]!.seq, 2)).toEqual(logged.slice(3, 5))
   })
 
+  it("keeps a product's hash with its attempt and its holder, for a restart", async () => {
+    backend = make('hashes')
+    const s = store()
+    await s.migrate()
+    const jobs = [
+      { name: 'lib', op, cache: 'lib@1' },
+      { name: 'use', op, after: ['lib'] },
+    ]
+    const { engine, commit } = recorded(s)
+    engine.registerTarget({ id: 'w1' })
+    const order = engine.submitPacket({ name: 'p', jobs }, {}, 'ana')
+    const [lib] = engine.pick('w1', 1)
+    engine.complete('w1', lib!.jobId, 1, { ok: true, productHash: HASH })
+    await commit()
+
+    const snap = await store().load()
+    expect(snap.attempts).toMatchObject([{ jobId: lib!.jobId, product: 'w1', productHash: HASH }])
+    expect(await s.attempts(lib!.jobId)).toEqual(engine.attempts(lib!.jobId))
+    expect(snap.products).toEqual([{ productId: 'cache:lib@1', targetId: 'w1', hash: HASH }])
+
+    const next = new Engine({ clock: new FakeClock(), leaseMs: 10_000 })
+    next.restore(snap)
+    const [use] = next.pick('w1', 1)
+    expect(use!.inputs).toEqual([
+      { jobId: lib!.jobId, productId: 'cache:lib@1', name: 'lib', holders: ['w1'], hash: HASH },
+    ])
+    // The key is satisfied after the restart too: its product's hash is known.
+    const again = next.submitPacket(
+      { name: 'q', jobs: [{ name: 'lib', op, cache: 'lib@1' }] },
+      {},
+      'bob',
+    )
+    expect(next.fulfilment(again.orderId).state).toBe('succeeded')
+    expect(next.fulfilment(order.orderId).state).toBe('running')
+    next.stop()
+    engine.stop()
+  })
+
   it('forgets the cache of a lost worker', async () => {
     backend = make('cache')
     const s = store()
     await s.migrate()
     const { engine, commit, clock } = recorded(s)
-    engine.registerTarget({ id: 'w1', cached: ['x', 'y'] })
-    engine.registerTarget({ id: 'w2', cached: ['x'] })
-    engine.reportCache('w1', ['z'], ['y'])
+    // Products are believed only where they were made or fetched (a planted `cached` was how
+    // this test once filled caches): w1 makes x, y and z; w2 fetches x as an input.
+    engine.registerTarget({ id: 'w1', slots: 3 })
+    engine.registerTarget({ id: 'w2' })
+    const order = engine.submitPacket(
+      {
+        name: 'p',
+        jobs: [
+          { name: 'x', op, target: 'w1' },
+          { name: 'y', op, target: 'w1' },
+          { name: 'z', op, target: 'w1' },
+          { name: 'use', op, after: ['x'], target: 'w2' },
+        ],
+      },
+      {},
+      'ana',
+    )
+    for (const a of engine.pick('w1', 3)) {
+      engine.complete('w1', a.jobId, 1, { ok: true, productHash: HASH })
+    }
+    const [x, y, z] = engine.jobs(order.orderId).map((j) => j.id)
+    const [use] = engine.pick('w2', 1)
+    expect(use!.inputs).toMatchObject([{ productId: x, holders: ['w1'], hash: HASH }])
+    engine.reportCache('w2', [x!])
+    engine.reportCache('w1', [], [y!])
     await commit()
+    const name = { [x!]: 'x', [y!]: 'y', [z!]: 'z' }
     const sorted = async () =>
-      (await s.load()).products.map((p) => `${p.productId}@${p.targetId}`).sort()
+      (await s.load()).products.map((p) => `${name[p.productId]}@${p.targetId}`).sort()
     expect(await sorted()).toEqual(['x@w1', 'x@w2', 'z@w1'])
-    engine.heartbeat('w2')
+    engine.heartbeat('w2', [{ jobId: use!.jobId, attempt: 1 }])
     clock.advance(6000)
-    engine.heartbeat('w2')
+    engine.heartbeat('w2', [{ jobId: use!.jobId, attempt: 1 }])
     clock.advance(6000)
     await commit()
     expect(await sorted()).toEqual(['x@w2'])

@@ -33,6 +33,8 @@ import type { JobWait, StoredOrder } from './orders-in-flight.ts'
 import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
 import { StoredPackets } from './stored-packets.ts'
 import type { PacketAccess, PacketRecord } from './stored-packets.ts'
+import { ProductLedger } from './product-ledger.ts'
+import type { AnnouncementRefusal } from './product-ledger.ts'
 import { TargetRegistry } from './target-registry.ts'
 import type { TargetRecord } from './target-registry.ts'
 
@@ -69,7 +71,7 @@ export interface EngineState {
   orders: StoredOrder[]
   attempts: TargetFulfilment[]
   targets: { target: Target; live: boolean }[]
-  products: { productId: string; targetId: string }[]
+  products: { productId: string; targetId: string; hash?: string | undefined }[]
 }
 
 /**
@@ -93,6 +95,7 @@ export class Engine {
   private readonly registry: TargetRegistry<JobRecord>
   private readonly orders: OrdersInFlight
   private readonly packets = new StoredPackets()
+  private readonly ledger = new ProductLedger()
   private stopped = false
 
   constructor(options: EngineOptions = {}) {
@@ -107,7 +110,8 @@ export class Engine {
     }))
     const events = (this.events = new EngineEvents(clock))
     const random = options.random ?? Math.random
-    const orders = (this.orders = new OrdersInFlight({ clock, random, dispatch, events }))
+    const ledger = this.ledger
+    const orders = (this.orders = new OrdersInFlight({ clock, random, dispatch, events, ledger }))
     this.registry = new TargetRegistry<JobRecord>(clock, {
       joined: (r) =>
         dispatch.registerWorker(r.target.id, {
@@ -117,6 +121,7 @@ export class Engine {
         }),
       gone: (r, event) => {
         dispatch.removeWorker(r.target.id)
+        ledger.dropTarget(r.target.id)
         events.emit(event, { targetId: r.target.id })
       },
       lost: (job, why) => orders.loseAttempt(job, why),
@@ -157,10 +162,11 @@ export class Engine {
       capabilitiesOf(target.kind, this.leaseMs, spec.runs),
     )
     this.events.emit('target:registered', { target })
+    // Only what the store says it holds: a target that was lost has had its cache dropped, and a
+    // new one holds nothing the scheduler knows of. Nothing is added, so nothing is recorded.
     const cached = spec.cached ?? []
-    for (const id of cached) this.dispatch.addCached(spec.id, id)
-    if (cached.length > 0)
-      this.events.emit('cache:changed', { targetId: spec.id, added: cached, removed: [] })
+    const refused = cached.filter((id) => !this.dispatch.holders(id).includes(spec.id))
+    this.refuse(spec.id, refused, 'registration')
     this.registry.restarted(record, spec.running ?? [])
     return target
   }
@@ -199,13 +205,48 @@ export class Engine {
     return this.registry.targets()
   }
 
-  /** Records products a target gained or lost from its cache. */
+  /**
+   * Records products a target gained or lost from its cache. A product is believed added only if
+   * the target made it (its attempt's success already recorded it), already holds it, or was sent
+   * to fetch it as an input of an attempt assigned to it and its hash is known; any other is
+   * ignored, counted and recorded as `cache:refused`, never an error: the rest of the heartbeat
+   * stands.
+   */
   reportCache(targetId: string, added: readonly string[], removed: readonly string[] = []): void {
     this.registry.live(targetId)
     if (added.length === 0 && removed.length === 0) return
-    for (const id of added) this.dispatch.addCached(targetId, id)
+    const believed: string[] = []
+    const refused: string[] = []
+    for (const id of added) {
+      const holders = this.dispatch.holders(id)
+      if (holders.includes(targetId)) continue
+      if (this.ledger.takeGrant(targetId, id)) believed.push(id)
+      else refused.push(id)
+    }
+    this.refuse(targetId, refused, 'heartbeat')
+    if (believed.length === 0 && removed.length === 0) return
+    for (const id of believed) this.dispatch.addCached(targetId, id)
     for (const id of removed) this.dispatch.removeCached(targetId, id)
-    this.events.emit('cache:changed', { targetId, added: [...added], removed: [...removed] })
+    this.events.emit('cache:changed', { targetId, added: believed, removed: [...removed] })
+  }
+
+  /**
+   * A target is sent to fetch products outside an assignment (the scheduler bringing an order's
+   * final products home): its announcement of them will be believed, as an input's would.
+   */
+  sendToFetch(targetId: string, productIds: readonly string[]): void {
+    this.ledger.grant(targetId, productIds, (id) => this.dispatch.holders(id).includes(targetId))
+  }
+
+  /** The content hash of a product, when its maker reported one. */
+  productHash(productId: string): string | undefined {
+    return this.ledger.hash(productId)
+  }
+
+  private refuse(targetId: string, productIds: string[], during: AnnouncementRefusal): void {
+    if (productIds.length === 0) return
+    this.ledger.refused += productIds.length
+    this.events.emit('cache:refused', { targetId, productIds, during })
   }
 
   // ---- submission ----
@@ -349,6 +390,7 @@ export class Engine {
     for (const p of state.products) {
       if (this.registry.isLive(p.targetId)) this.dispatch.addCached(p.targetId, p.productId)
     }
+    this.ledger.restore(state.products)
     this.orders.restore(state.orders, state.attempts, (id) => this.registry.get(id))
   }
 
@@ -383,7 +425,11 @@ export class Engine {
 
   /** The products a job reads and where they are. */
   inputs(jobId: Id): JobInput[] {
-    return inputsOf(this.orders.jobRecord(jobId), (productId) => this.dispatch.holders(productId))
+    return inputsOf(
+      this.orders.jobRecord(jobId),
+      (productId) => this.dispatch.holders(productId),
+      (productId) => this.ledger.hash(productId),
+    )
   }
 
   /** Every live target holding a product. */
@@ -392,10 +438,23 @@ export class Engine {
   }
 
   /** Counts for metrics: jobs by state over the orders in memory, and the dispatch queues. */
-  stats(): { jobs: JobCounts; queued: number; targets: number; running: number } {
+  stats(): {
+    jobs: JobCounts
+    queued: number
+    targets: number
+    running: number
+    /** Announced products that were not believed, since the engine started. */
+    refusedAnnouncements: number
+  } {
     const jobs = this.orders.counts()
     const d = this.dispatch.stats()
-    return { jobs, queued: d.waiting, targets: d.targets, running: d.running }
+    return {
+      jobs,
+      queued: d.waiting,
+      targets: d.targets,
+      running: d.running,
+      refusedAnnouncements: this.ledger.refused,
+    }
   }
 
   /** Any live target holding a job's product. */

@@ -7,6 +7,7 @@ import type { Id } from '../ids.ts'
 import type { Artifact, Job, Lock, Order, Target } from '../model.ts'
 import type { Packet } from '../packet.ts'
 import type { TargetFulfilment } from './fulfilment.ts'
+import type { AnnouncementRefusal } from './product-ledger.ts'
 
 /** Every event, by type. Each also carries `type` and `at` (Unix milliseconds). */
 export interface EngineEventMap {
@@ -57,6 +58,11 @@ export interface EngineEventMap {
   'target:left': { targetId: string }
   /** Products a target gained or lost from its cache. */
   'cache:changed': { targetId: string; added: string[]; removed: string[] }
+  /**
+   * Products a target announced but was not believed to hold (it neither made them, nor holds
+   * them by the store, nor was sent to fetch them): ignored, and recorded in the event log.
+   */
+  'cache:refused': { targetId: string; productIds: string[]; during: AnnouncementRefusal }
 }
 
 /** The name of an event. */

@@ -67,6 +67,8 @@ export interface TargetFulfilment {
   message?: string
   /** The target holding the product, for a succeeded attempt. */
   product?: string
+  /** The SHA-256 of the product the attempt made, as its target reported it. */
+  productHash?: string
 }
 
 /** What an {@link OrderFulfilment} is made of, whether the order is in memory or stored. */
@@ -119,7 +121,10 @@ export function endFulfilment(
   else if (!(result?.ok ?? true)) current.reason = failureReason(result!)
   if (result?.exitCode !== undefined) current.exitCode = result.exitCode
   if (result?.message !== undefined) current.message = result.message
-  if (state === 'succeeded') current.product = current.target
+  if (state === 'succeeded') {
+    current.product = current.target
+    if (result?.productHash !== undefined) current.productHash = result.productHash
+  }
 }
 
 /** A machine-readable reason for a failed result: `exit-code`, `timeout`, `worker-lost`, … */

@@ -18,6 +18,7 @@ import type { AttemptState, TargetFulfilment } from './fulfilment.ts'
 import { inputsOf } from './order-record.ts'
 import type { JobRecord, OrderRecord } from './order-record.ts'
 import type { ProductClaims } from './product-claims.ts'
+import type { ProductLedger } from './product-ledger.ts'
 import type { TargetRecord } from './target-registry.ts'
 
 const ORDER_NOT_FINAL: ReadonlySet<OrderState> = new Set(['running'])
@@ -29,7 +30,9 @@ export class JobLifecycle {
   private readonly dispatch: Scheduler
   private readonly claims: ProductClaims<JobRecord>
   private readonly events: EngineEvents
+  private readonly ledger: ProductLedger
   private readonly holders = (productId: string): string[] => this.dispatch.holders(productId)
+  private readonly hashOf = (productId: string): string | undefined => this.ledger.hash(productId)
 
   constructor(parts: {
     clock: Clock
@@ -38,12 +41,14 @@ export class JobLifecycle {
     dispatch: Scheduler
     claims: ProductClaims<JobRecord>
     events: EngineEvents
+    ledger: ProductLedger
   }) {
     this.clock = parts.clock
     this.random = parts.random
     this.dispatch = parts.dispatch
     this.claims = parts.claims
     this.events = parts.events
+    this.ledger = parts.ledger
   }
 
   // ---- orders ----
@@ -153,8 +158,15 @@ export class JobLifecycle {
       op: job.job.op,
       resources: job.resources,
       timeoutMs: job.job.timeoutMs,
-      inputs: inputsOf(job, this.holders),
+      inputs: inputsOf(job, this.holders, this.hashOf),
     }
+    // The target may announce the inputs it fetches (and checks) for this attempt.
+    const targetId = target.target.id
+    this.ledger.grant(
+      targetId,
+      out.inputs.map((i) => i.productId),
+      (id) => this.dispatch.holders(id).includes(targetId),
+    )
     if (job.job.step !== undefined) out.step = job.job.step
     if (job.job.iteration !== undefined) out.iteration = job.job.iteration
     if (job.job.project !== undefined) out.project = job.job.project
@@ -163,6 +175,7 @@ export class JobLifecycle {
 
   /** The current attempt succeeded on its target. */
   succeed(job: JobRecord, targetId: string, result: JobResult): void {
+    this.ledger.made(job.productId, result.productHash)
     this.endAttempt(job, 'succeeded', result)
     this.setState(job, 'succeeded')
     const orderId = job.order.order.id
@@ -173,7 +186,8 @@ export class JobLifecycle {
       target: targetId,
       productId: job.productId,
     })
-    this.stepDown(job, targetId)
+    // Jobs with its cache key take the product only if its hash is known; else one runs.
+    this.stepDown(job, result.productHash === undefined ? undefined : targetId)
     this.released(job)
   }
 

@@ -100,14 +100,23 @@ export function dispatchOptions(job: JobRecord): ScheduleJobOptions {
   }
 }
 
-/** The products a job reads and the live targets holding each. */
-export function inputsOf(job: JobRecord, holders: (productId: string) => string[]): JobInput[] {
-  return job.inputs.map((p) => ({
-    jobId: p.job.id,
-    name: p.job.name,
-    productId: p.productId,
-    holders: holders(p.productId),
-  }))
+/** The products a job reads, the live targets holding each, and its hash when known. */
+export function inputsOf(
+  job: JobRecord,
+  holders: (productId: string) => string[],
+  hashOf: (productId: string) => string | undefined,
+): JobInput[] {
+  return job.inputs.map((p) => {
+    const input: JobInput = {
+      jobId: p.job.id,
+      name: p.job.name,
+      productId: p.productId,
+      holders: holders(p.productId),
+    }
+    const hash = hashOf(p.productId)
+    if (hash !== undefined) input.hash = hash
+    return input
+  })
 }
 
 /** Where an order stands. */

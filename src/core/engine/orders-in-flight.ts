@@ -21,6 +21,7 @@ import { JobLifecycle } from './job-lifecycle.ts'
 import { dispatchOptions, linkJobs, OrderRecord } from './order-record.ts'
 import type { JobRecord } from './order-record.ts'
 import { ProductClaims } from './product-claims.ts'
+import type { ProductLedger } from './product-ledger.ts'
 import type { Submission } from './submission.ts'
 import type { TargetRecord } from './target-registry.ts'
 
@@ -58,16 +59,27 @@ export class OrdersInFlight {
     random: () => number
     dispatch: Scheduler
     events: EngineEvents
+    ledger: ProductLedger
   }) {
-    const { clock, dispatch, events } = parts
+    const { clock, dispatch, events, ledger } = parts
     this.clock = clock
     this.dispatch = dispatch
     this.events = events
     const claims = (this.claims = new ProductClaims<JobRecord>(
       (job) => dispatch.scheduleJob(dispatchOptions(job)),
-      (productId) => dispatch.locateArtifact(productId),
+      // A cache key is satisfied only by a product whose hash is known: a copy of any other
+      // could not be checked by the jobs that read it.
+      (productId) =>
+        ledger.hash(productId) === undefined ? undefined : dispatch.locateArtifact(productId),
     ))
-    this.lifecycle = new JobLifecycle({ clock, random: parts.random, dispatch, claims, events })
+    this.lifecycle = new JobLifecycle({
+      clock,
+      random: parts.random,
+      dispatch,
+      claims,
+      events,
+      ledger,
+    })
   }
 
   /** How many orders are in memory. */
