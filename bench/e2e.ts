@@ -51,7 +51,7 @@ async function run(bench: string, database: string, target: number): Promise<voi
         '--port',
         '0',
         '--tokens',
-        `admin:bench:${TOKEN},worker:fleet:${WORKER}`,
+        `admin:bench:${TOKEN},worker:bench:${WORKER}`,
         '--data-dir',
         dir,
       ],

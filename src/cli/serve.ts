@@ -77,16 +77,21 @@ export async function serve(options: {
   })
   await push.start()
   // Orders that succeed bring their final products home to the initiator's cache, so they can
-  // be downloaded from here once their workers are gone (seed 001).
-  const home = new FinalProducts(service, initiator, {
-    onError: (message) => process.stderr.write(`lockstep server: final products: ${message}\n`),
-  })
-  home.start()
+  // be downloaded from here once their workers are gone (seed 001: "if the node configuration
+  // allows it"). A server that allows no download fetches nothing: every job of a packet of
+  // independent jobs is a last job, and bringing thousands of products home that nobody may
+  // download would cost the scheduler a fetch and a capability each.
+  const home = options.allowDownload
+    ? new FinalProducts(service, initiator, {
+        onError: (message) => process.stderr.write(`lockstep server: final products: ${message}\n`),
+      })
+    : undefined
+  home?.start()
   return {
     url: server.url,
     async close() {
       await server.close()
-      await home.close()
+      await home?.close()
       await push.close()
       await service.close()
     },
