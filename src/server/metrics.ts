@@ -49,6 +49,18 @@ export class Metrics {
         this.set(service.stats().targets)
       },
     })
+    // The engine counts refused announcements; the counter catches up with it at each scrape.
+    let refusedSeen = 0
+    new Counter({
+      name: 'lockstep_announcements_refused_total',
+      help: 'Products targets announced without having made, held or been sent to fetch them.',
+      registers,
+      collect() {
+        const refused = service.stats().refusedAnnouncements
+        if (refused > refusedSeen) this.inc(refused - refusedSeen)
+        refusedSeen = refused
+      },
+    })
     this.heartbeats = new Histogram({
       name: 'lockstep_heartbeat_seconds',
       help: 'Time to answer a heartbeat, long polls included.',

@@ -125,6 +125,20 @@ describe('the HTTP layer', () => {
     expect(await service.listOrders(10)).toEqual([])
   })
 
+  it('counts a planted product in /metrics, and does not take it', async () => {
+    const post = (path: string, body: unknown) =>
+      fetch(`${server.url}${path}`, {
+        method: 'POST',
+        headers: { ...fleet, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    expect((await post('/v1/targets', { id: 'w1' })).status).toBe(201)
+    expect((await post('/v1/targets/w1/heartbeat', { added: ['never-made'] })).status).toBe(200)
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    expect(metrics).toMatch(/^lockstep_announcements_refused_total 1$/m)
+    expect(service.holders('never-made')).toEqual([])
+  })
+
   it('names the field of a bad query parameter', async () => {
     const res = await fetch(`${server.url}/v1/orders?limit=0`, { headers: ana })
     expect(res.status).toBe(400)
