@@ -96,7 +96,7 @@ describe('a capability', () => {
     ['no signature', `${payload}.`, 'p1'],
     [
       'a flipped signature byte',
-      `${payload}.${signature.slice(0, -2)}${signature.endsWith('A') ? 'B' : 'A'}${signature.slice(-1)}`,
+      `${payload}.${signature.slice(0, -2)}${signature.at(-2) === 'A' ? 'B' : 'A'}${signature.slice(-1)}`,
       'p1',
     ],
     ['not base64url', `${payload}!.${signature}`, 'p1'],
