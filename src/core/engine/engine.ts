@@ -34,7 +34,7 @@ import { artifactSubmission, compileArtifactOrder, packetSubmission } from './su
 import { StoredPackets } from './stored-packets.ts'
 import type { PacketAccess, PacketRecord } from './stored-packets.ts'
 import { ProductLedger } from './product-ledger.ts'
-import type { AnnouncementRefusal } from './product-ledger.ts'
+import { CacheReports } from './cache-reports.ts'
 import { TargetRegistry } from './target-registry.ts'
 import type { TargetRecord } from './target-registry.ts'
 
@@ -96,6 +96,7 @@ export class Engine {
   private readonly orders: OrdersInFlight
   private readonly packets = new StoredPackets()
   private readonly ledger = new ProductLedger()
+  private readonly cacheReports: CacheReports
   private stopped = false
 
   constructor(options: EngineOptions = {}) {
@@ -109,6 +110,7 @@ export class Engine {
       clock,
     }))
     const events = (this.events = new EngineEvents(clock))
+    this.cacheReports = new CacheReports(this.ledger, dispatch, events)
     const random = options.random ?? Math.random
     const ledger = this.ledger
     const orders = (this.orders = new OrdersInFlight({ clock, random, dispatch, events, ledger }))
@@ -162,11 +164,7 @@ export class Engine {
       capabilitiesOf(target.kind, this.leaseMs, spec.runs),
     )
     this.events.emit('target:registered', { target })
-    // Only what the store says it holds: a target that was lost has had its cache dropped, and a
-    // new one holds nothing the scheduler knows of. Nothing is added, so nothing is recorded.
-    const cached = spec.cached ?? []
-    const refused = cached.filter((id) => !this.dispatch.holders(id).includes(spec.id))
-    this.refuse(spec.id, refused, 'registration')
+    this.cacheReports.registered(spec.id, spec.cached ?? [])
     this.registry.restarted(record, spec.running ?? [])
     return target
   }
@@ -182,7 +180,6 @@ export class Engine {
     this.registry.remove(this.workerRecord(targetId))
   }
 
-  /** Says where a target serves its products (the initiator learns it once the server listens). */
   /**
    * The attempts a worker must stop (cancelled, timed out, or their order ended), each told
    * once. TARGET_NOT_FOUND for a target that is unknown or lost.
@@ -191,6 +188,7 @@ export class Engine {
     return this.registry.takeStops(this.workerRecord(targetId))
   }
 
+  /** Says where a target serves its products (the initiator learns it once the server listens). */
   setTargetUrl(targetId: string, url: string): void {
     this.registry.setTargetUrl(targetId, url)
   }
@@ -206,28 +204,12 @@ export class Engine {
   }
 
   /**
-   * Records products a target gained or lost from its cache. A product is believed added only if
-   * the target made it (its attempt's success already recorded it), already holds it, or was sent
-   * to fetch it as an input of an attempt assigned to it and its hash is known; any other is
-   * ignored, counted and recorded as `cache:refused`, never an error: the rest of the heartbeat
-   * stands.
+   * Records products a target gained or lost from its cache; an addition is believed only as
+   * `cache-reports.ts` says, any other is ignored and recorded as `cache:refused`.
    */
   reportCache(targetId: string, added: readonly string[], removed: readonly string[] = []): void {
     this.registry.live(targetId)
-    if (added.length === 0 && removed.length === 0) return
-    const believed: string[] = []
-    const refused: string[] = []
-    for (const id of added) {
-      const holders = this.dispatch.holders(id)
-      if (holders.includes(targetId)) continue
-      if (this.ledger.takeGrant(targetId, id)) believed.push(id)
-      else refused.push(id)
-    }
-    this.refuse(targetId, refused, 'heartbeat')
-    if (believed.length === 0 && removed.length === 0) return
-    for (const id of believed) this.dispatch.addCached(targetId, id)
-    for (const id of removed) this.dispatch.removeCached(targetId, id)
-    this.events.emit('cache:changed', { targetId, added: believed, removed: [...removed] })
+    this.cacheReports.reported(targetId, added, removed)
   }
 
   /**
@@ -235,18 +217,12 @@ export class Engine {
    * final products home): its announcement of them will be believed, as an input's would.
    */
   sendToFetch(targetId: string, productIds: readonly string[]): void {
-    this.ledger.grant(targetId, productIds, (id) => this.dispatch.holders(id).includes(targetId))
+    this.cacheReports.sendToFetch(targetId, productIds)
   }
 
   /** The content hash of a product, when its maker reported one. */
   productHash(productId: string): string | undefined {
     return this.ledger.hash(productId)
-  }
-
-  private refuse(targetId: string, productIds: string[], during: AnnouncementRefusal): void {
-    if (productIds.length === 0) return
-    this.ledger.refused += productIds.length
-    this.events.emit('cache:refused', { targetId, productIds, during })
   }
 
   // ---- submission ----
