@@ -15,9 +15,6 @@ import { LockstepError, ValidationError } from '../errors.ts'
 import { IdGenerator } from '../ids.ts'
 import type { Id } from '../ids.ts'
 import type { Job, JobResult, OperationKind, Order, Target } from '../model.ts'
-import { compileOrderOptions } from '../order.ts'
-import { compilePacket } from '../packet.ts'
-import type { Packet } from '../packet.ts'
 import { parseInput } from '../schema.ts'
 import { targetRegistrationSchema } from '../protocol.ts'
 import type { Assignment, JobInput, RunningAttempt, Stop, TargetRegistration } from '../protocol.ts'
@@ -30,11 +27,11 @@ import type { JobRecord } from './order-record.ts'
 import { capabilitiesOf, registeredTarget } from './registration.ts'
 import { OrdersInFlight } from './orders-in-flight.ts'
 import type { JobWait, StoredOrder } from './orders-in-flight.ts'
-import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
 import { StoredPackets } from './stored-packets.ts'
 import type { PacketAccess, PacketRecord } from './stored-packets.ts'
 import { ProductLedger } from './product-ledger.ts'
 import { CacheReports } from './cache-reports.ts'
+import { Submissions } from './submissions.ts'
 import { TargetRegistry } from './target-registry.ts'
 import type { TargetRecord } from './target-registry.ts'
 
@@ -97,6 +94,7 @@ export class Engine {
   private readonly packets = new StoredPackets()
   private readonly ledger = new ProductLedger()
   private readonly cacheReports: CacheReports
+  private readonly submissions: Submissions
   private stopped = false
 
   constructor(options: EngineOptions = {}) {
@@ -128,6 +126,15 @@ export class Engine {
       },
       lost: (job, why) => orders.loseAttempt(job, why),
       undelivered: (job, targetId) => orders.notDelivered(job, targetId),
+    })
+    this.submissions = new Submissions({
+      clock,
+      ids: this.ids,
+      events,
+      packets: this.packets,
+      orders,
+      initiator: this.initiator,
+      workersFor: (project) => this.workersFor(project),
     })
     const initiatorRuns = capabilitiesOf('initiator', this.leaseMs, options.initiatorRuns)
     if (!initiatorRuns.runs.includes('exec')) {
@@ -232,7 +239,7 @@ export class Engine {
    * a new id. Owners' names are apart: ana's `p` is not bob's `p`.
    */
   createPacket(input: unknown, owner: string): PacketRecord {
-    return this.storePacket(compilePacket(input), owner)
+    return this.submissions.createPacket(input, owner)
   }
 
   /** A stored packet by id, whoever owns it. */
@@ -241,9 +248,8 @@ export class Engine {
   }
 
   /**
-   * Orders a stored packet: by id, or by name among the submitter's own packets. With
-   * `every-owner` access (an admin's) any packet is reachable, by id or as `owner/name`. Another
-   * owner's packet is PACKET_NOT_FOUND, as one that does not exist.
+   * Orders a stored packet: by id, or by name among the submitter's own packets (`every-owner`
+   * access, an admin's, reaches any). Another owner's packet is PACKET_NOT_FOUND.
    */
   orderPacket(
     packetRef: string,
@@ -251,24 +257,12 @@ export class Engine {
     submitter: string,
     access: PacketAccess = 'own',
   ): OrderFulfilment {
-    const record = this.packets.resolve(packetRef, submitter, access)
-    if (record === undefined) {
-      throw new LockstepError('PACKET_NOT_FOUND', `no packet has the id or name '${packetRef}'`)
-    }
-    const packet = record.packet
-    const resolved = compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
-    const now = this.clock.now()
-    const submission = packetSubmission(record.id, packet, resolved, submitter, this.ids, now)
-    return fulfilmentOf(this.orders.start(submission))
+    return this.submissions.orderPacket(packetRef, options, submitter, access)
   }
 
-  /** Stores a packet and orders it once. */
+  /** Stores a packet and orders it once; a bad order leaves no packet behind. */
   submitPacket(input: unknown, options: unknown, submitter: string): OrderFulfilment {
-    // Both checked before anything is stored: a bad order leaves no packet behind.
-    const packet = compilePacket(input)
-    compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
-    const record = this.storePacket(packet, submitter)
-    return this.orderPacket(record.id, options, submitter)
+    return this.submissions.submitPacket(input, options, submitter)
   }
 
   /**
@@ -276,18 +270,7 @@ export class Engine {
    * initiator, and orders it. Throws NO_WORKER_FOR_PROJECT when no live worker holds the data.
    */
   submitArtifact(input: unknown, options: unknown, submitter: string): OrderFulfilment {
-    const { artifact, resolved } = compileArtifactOrder(input, options)
-    const workers = this.workersFor(artifact.project)
-    if (workers.length === 0) {
-      throw new LockstepError(
-        'NO_WORKER_FOR_PROJECT',
-        `no live worker holds the data of project '${artifact.project}'`,
-      )
-    }
-    const context = { initiator: this.initiator, workers }
-    const now = this.clock.now()
-    const submission = artifactSubmission(artifact, context, resolved, submitter, this.ids, now)
-    return fulfilmentOf(this.orders.start(submission, artifact))
+    return this.submissions.submitArtifact(input, options, submitter)
   }
 
   /** The live workers holding a project's data, in id order: an artifact's context. */
@@ -461,13 +444,6 @@ export class Engine {
   }
 
   // ---- internals ----
-
-  private storePacket(packet: Packet, owner: string): PacketRecord {
-    const now = this.clock.now()
-    const record = this.packets.add(packet, owner, this.ids.next(now), now)
-    this.events.emit('packet:created', { packetId: record.id, name: record.name, packet })
-    return record
-  }
 
   /**
    * A live target that speaks for itself (it holds a lease): never one the scheduler pushes to,

@@ -1,0 +1,111 @@
+/**
+ * Submission: packets stored and ordered, artifacts bound and ordered. It checks what users
+ * write (`compile…()`), builds the order's jobs and locks with the pure builders of
+ * `submission.ts`, and starts the order. A submission that fails its checks changes nothing: a
+ * bad order leaves no packet behind.
+ */
+import type { Clock } from '../clock.ts'
+import { LockstepError } from '../errors.ts'
+import type { IdGenerator } from '../ids.ts'
+import { compileOrderOptions } from '../order.ts'
+import { compilePacket } from '../packet.ts'
+import type { Packet } from '../packet.ts'
+import type { EngineEvents } from './events.ts'
+import type { OrderFulfilment } from './fulfilment.ts'
+import { fulfilmentOf } from './order-record.ts'
+import type { OrdersInFlight } from './orders-in-flight.ts'
+import { artifactSubmission, compileArtifactOrder, packetSubmission } from './submission.ts'
+import type { PacketAccess, PacketRecord, StoredPackets } from './stored-packets.ts'
+
+/** What submission needs of the engine. */
+export interface SubmissionParts {
+  clock: Clock
+  ids: IdGenerator
+  events: EngineEvents
+  packets: StoredPackets
+  orders: OrdersInFlight
+  /** The id of the target that runs an artifact's initiator jobs. */
+  initiator: string
+  /** The live workers holding a project's data, in id order. */
+  workersFor(project: string): string[]
+}
+
+export class Submissions {
+  private readonly parts: SubmissionParts
+
+  constructor(parts: SubmissionParts) {
+    this.parts = parts
+  }
+
+  /**
+   * Checks and stores a packet of `owner`; a name the owner used before gets a new version under
+   * a new id. Owners' names are apart: ana's `p` is not bob's `p`.
+   */
+  createPacket(input: unknown, owner: string): PacketRecord {
+    return this.storePacket(compilePacket(input), owner)
+  }
+
+  /**
+   * Orders a stored packet: by id, or by name among the submitter's own packets. With
+   * `every-owner` access (an admin's) any packet is reachable, by id or as `owner/name`. Another
+   * owner's packet is PACKET_NOT_FOUND, as one that does not exist.
+   */
+  orderPacket(
+    packetRef: string,
+    options: unknown,
+    submitter: string,
+    access: PacketAccess = 'own',
+  ): OrderFulfilment {
+    const record = this.parts.packets.resolve(packetRef, submitter, access)
+    if (record === undefined) {
+      throw new LockstepError('PACKET_NOT_FOUND', `no packet has the id or name '${packetRef}'`)
+    }
+    const packet = record.packet
+    const resolved = compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
+    const now = this.parts.clock.now()
+    const submission = packetSubmission(record.id, packet, resolved, submitter, this.parts.ids, now)
+    return fulfilmentOf(this.parts.orders.start(submission))
+  }
+
+  /** Stores a packet and orders it once. */
+  submitPacket(input: unknown, options: unknown, submitter: string): OrderFulfilment {
+    // Both checked before anything is stored: a bad order leaves no packet behind.
+    const packet = compilePacket(input)
+    compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
+    const record = this.storePacket(packet, submitter)
+    return this.orderPacket(record.id, options, submitter)
+  }
+
+  /**
+   * Binds an artifact over the live workers that hold its project's data (in id order) and the
+   * initiator, and orders it. Throws NO_WORKER_FOR_PROJECT when no live worker holds the data.
+   */
+  submitArtifact(input: unknown, options: unknown, submitter: string): OrderFulfilment {
+    const { artifact, resolved } = compileArtifactOrder(input, options)
+    const workers = this.parts.workersFor(artifact.project)
+    if (workers.length === 0) {
+      throw new LockstepError(
+        'NO_WORKER_FOR_PROJECT',
+        `no live worker holds the data of project '${artifact.project}'`,
+      )
+    }
+    const context = { initiator: this.parts.initiator, workers }
+    const now = this.parts.clock.now()
+    const submission = artifactSubmission(
+      artifact,
+      context,
+      resolved,
+      submitter,
+      this.parts.ids,
+      now,
+    )
+    return fulfilmentOf(this.parts.orders.start(submission, artifact))
+  }
+
+  private storePacket(packet: Packet, owner: string): PacketRecord {
+    const now = this.parts.clock.now()
+    const record = this.parts.packets.add(packet, owner, this.parts.ids.next(now), now)
+    this.parts.events.emit('packet:created', { packetId: record.id, name: record.name, packet })
+    return record
+  }
+}
