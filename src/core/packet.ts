@@ -8,6 +8,7 @@ import { CycleError, ValidationError } from './errors.ts'
 import type { Issue } from './errors.ts'
 import { failurePolicySchema } from './failure-policy.ts'
 import type { FailurePolicyOptions } from './failure-policy.ts'
+import { resourceVariable } from './job-variables.ts'
 import type { Operation, Resource, TargetPolicy } from './model.ts'
 import { nameSchema, operationSchema, parseInput } from './schema.ts'
 
@@ -124,10 +125,20 @@ export function compilePacket(input: unknown, limits: PacketLimits = defaultPack
 
   const resources: Resource[] = []
   const resourceKeys = new Set<string>()
+  // Each resource reaches its jobs as one environment variable; two keys may not share one.
+  const variables = new Map<string, string>()
   ;(raw.resources ?? []).forEach((r, i) => {
+    const variable = resourceVariable(r.key)
+    const other = variables.get(variable)
     if (resourceKeys.has(r.key)) {
       issues.push({ path: `resources[${i}].key`, message: `resource '${r.key}' is declared twice` })
+    } else if (other !== undefined) {
+      issues.push({
+        path: `resources[${i}].key`,
+        message: `resource '${r.key}' and '${other}' would both be ${variable} in a job's environment`,
+      })
     }
+    variables.set(variable, r.key)
     resourceKeys.add(r.key)
     resources.push({ key: r.key, value: r.value, unique: r.unique ?? false })
   })

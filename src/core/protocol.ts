@@ -7,6 +7,7 @@
 import { z } from 'zod'
 import type { ErrorCode } from './errors.ts'
 import type { Id } from './ids.ts'
+import { isArtefactUrl, MAX_ARTEFACT_LENGTH, MAX_ARTEFACTS } from './job-variables.ts'
 import { operationKinds } from './model.ts'
 import type { Operation, Resource } from './model.ts'
 import { nameSchema } from './schema.ts'
@@ -26,7 +27,14 @@ export const jobResultSchema = z.strictObject({
   exitCode: z.number().int().optional(),
   reason: z.string().max(200).optional(),
   message: z.string().max(10_000).optional(),
-  artefacts: z.array(z.string()).optional(),
+  artefacts: z
+    .array(
+      z
+        .string()
+        .refine(isArtefactUrl, `must be a URL of at most ${MAX_ARTEFACT_LENGTH} characters`),
+    )
+    .max(MAX_ARTEFACTS)
+    .optional(),
   productHash: z
     .string()
     .regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 in 64 lowercase hex digits')

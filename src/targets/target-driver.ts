@@ -7,7 +7,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { JobResult } from '../core/model.ts'
-import type { Assignment, Stop, TargetRegistration } from '../core/protocol.ts'
+import type { Assignment, RunningAttempt, Stop, TargetRegistration } from '../core/protocol.ts'
 
 /** How an attempt ended on a push target, and what its cache gained and lost. */
 export interface AttemptOutcome {
@@ -33,6 +33,26 @@ export interface TargetDriver {
   stop(stop: Stop): void
   /** Ends what it runs (their outcomes still come) and releases what it holds. */
   close(): Promise<void>
+  /**
+   * After a scheduler restart: the attempts the store says run on this target. Answers the
+   * promise of each one's outcome, in the same order: the driver adopts those it still runs and
+   * ends the others with a reason (a Pod that is gone fails as `pod-deleted`). A driver without
+   * it keeps nothing across a restart, and such attempts are lost.
+   */
+  resume?(attempts: readonly RunningAttempt[]): Promise<AttemptOutcome>[]
+  /**
+   * What runs an attempt on the target and where it stands there, for a person to read (a Pod's
+   * name and phase); undefined for an attempt it does not know.
+   */
+  unit?(attempt: RunningAttempt): AttemptUnit | undefined
+}
+
+/** What runs one attempt on a push target: a Pod on a cluster. */
+export interface AttemptUnit {
+  /** Its name on the target, e.g. the Pod's name. */
+  name: string
+  /** Where it stands there, e.g. the Pod's phase: `Pending`, `Running`, `Succeeded`, … */
+  phase: string
 }
 
 /** A driver whose target keeps products in this process and serves them over the API. */
