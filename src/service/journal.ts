@@ -67,7 +67,7 @@ export class Journal {
       case 'job:succeeded':
         this.jobs.add(e.jobId)
         this.released.push(e.jobId)
-        this.product(e.productId, e.target, true)
+        if (e.kept !== false) this.product(e.productId, e.target, true)
         break
       case 'attempt:started': {
         this.jobs.add(e.jobId)

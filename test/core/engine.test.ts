@@ -709,3 +709,33 @@ describe('cache keys', () => {
     expect(w.engine.fulfilment(z!.orderId).state).toBe('succeeded')
   })
 })
+
+describe('image jobs on a cluster', () => {
+  it('leave no product: the jobs after them wait for their success and read no input from them', () => {
+    const w = world()
+    w.engine.registerTarget({ id: 'k1', kind: 'kubernetes', slots: 2 })
+    w.engine.submitPacket(
+      packet([
+        { name: 'build', op: { image: 'alpine:3', command: ['true'] } },
+        { name: 'report', op: { builtin: 'noop' }, after: ['build'] },
+      ]),
+      {},
+      'ana',
+    )
+    // A worker runs no image, and the report waits for the build.
+    expect(w.engine.pick('w1', 4)).toEqual([])
+    const [build] = w.engine.cycle(new Map([['k1', 2]]))
+    expect(build).toMatchObject({ name: 'build', target: 'k1' })
+    w.engine.complete('k1', build!.jobId, 1, {
+      ok: true,
+      artefacts: ['https://files.example/build.log'],
+    })
+    expect(w.engine.attempts(build!.jobId)[0]!.product).toBeUndefined()
+    expect(w.engine.holders(build!.productId)).toEqual([])
+    const report = one(w, 'w1')
+    expect(report.name).toBe('report')
+    expect(report.inputs).toEqual([])
+    const succeeded = w.events.find((e) => e.type === 'job:succeeded' && e.jobId === build!.jobId)
+    expect(succeeded).toMatchObject({ kept: false })
+  })
+})

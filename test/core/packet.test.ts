@@ -97,6 +97,19 @@ describe('compilePacket', () => {
       error: "resources[1].key: resource 'gpu' is declared twice",
     },
     {
+      name: 'two resources that would share one environment variable',
+      input: {
+        name: 'p',
+        resources: [
+          { key: 'gpu.model', value: 'a100' },
+          { key: 'GPU_model', value: 'h100' },
+        ],
+        jobs: [job('a')],
+      },
+      error:
+        "resources[1].key: resource 'GPU_model' and 'gpu.model' would both be LOCKSTEP_RESOURCE_GPU_MODEL in a job's environment",
+    },
+    {
       name: 'a job without an operation',
       input: { name: 'p', jobs: [{ name: 'a' }] },
       error: 'jobs[0].op: is required',

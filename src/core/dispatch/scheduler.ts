@@ -169,15 +169,17 @@ export class Scheduler {
 
   /**
    * Records that `workerId` completed `jobId`. A successful result puts the product in the
-   * worker's cache, also for a job nobody scheduled. Returns true if a pending job was finished;
+   * worker's cache, also for a job nobody scheduled, unless `keep` is false (a job that leaves
+   * no product). Returns true if a pending job was finished;
    * its `result` is set before this returns and its `finished` resolves with it.
    */
-  onJobComplete(workerId: string, jobId: string, result: JobResult): boolean {
-    const entry = result.ok ? this.entries.entry(jobId) : this.entries.get(jobId)
+  onJobComplete(workerId: string, jobId: string, result: JobResult, keep = true): boolean {
+    const kept = result.ok && keep
+    const entry = kept ? this.entries.entry(jobId) : this.entries.get(jobId)
     if (entry === undefined) return false
     const ranOn = entry.pending?.runningOn
     const finished = this.finish(entry, result)
-    if (result.ok) this.cached(entry, ranOn?.id === workerId ? ranOn : this.queues.target(workerId))
+    if (kept) this.cached(entry, ranOn?.id === workerId ? ranOn : this.queues.target(workerId))
     else this.entries.collect(entry)
     return finished
   }

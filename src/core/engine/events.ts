@@ -41,6 +41,8 @@ export interface EngineEventMap {
     target: string
     productId: string
     cached?: boolean
+    /** False when the job leaves no product (an `image` job: its Pod keeps nothing). */
+    kept?: false
   }
   'job:failed': { orderId: Id; jobId: Id; attempt: number; reason: string }
   /** A job that can no longer run because a job it waits for failed or was cancelled. */

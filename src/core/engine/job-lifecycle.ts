@@ -175,8 +175,9 @@ export class JobLifecycle {
 
   /** The current attempt succeeded on its target. */
   succeed(job: JobRecord, targetId: string, result: JobResult): void {
-    this.ledger.made(job.productId, result.productHash)
+    if (job.makesProduct) this.ledger.made(job.productId, result.productHash)
     this.endAttempt(job, 'succeeded', result)
+    if (!job.makesProduct) delete job.current!.product
     this.setState(job, 'succeeded')
     const orderId = job.order.order.id
     this.events.emit('job:succeeded', {
@@ -185,9 +186,11 @@ export class JobLifecycle {
       attempt: job.job.attempt,
       target: targetId,
       productId: job.productId,
+      ...(job.makesProduct ? {} : { kept: false }),
     })
     // Jobs with its cache key take the product only if its hash is known; else one runs.
-    this.stepDown(job, result.productHash === undefined ? undefined : targetId)
+    const kept = job.makesProduct && result.productHash !== undefined
+    this.stepDown(job, kept ? targetId : undefined)
     this.released(job)
   }
 

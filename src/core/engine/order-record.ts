@@ -52,11 +52,18 @@ export class JobRecord {
   runningOn: TargetRecord<JobRecord> | undefined = undefined
   /** The product it makes; also its id in the dispatch core. */
   readonly productId: string
+  /**
+   * Whether it leaves a product for the jobs after it. An `image` job runs in a Pod, which keeps
+   * nothing once it is gone: it publishes artefacts instead, and the jobs after it wait for its
+   * success but read no input from it.
+   */
+  readonly makesProduct: boolean
 
   constructor(job: Job, order: OrderRecord, resources: Resource[]) {
     this.job = job
     this.order = order
     this.productId = productOf(job)
+    this.makesProduct = operationKind(job.op) !== 'image'
     this.resources = resources
     this.uses =
       resources.length === 0 ? NO_KEYS : resources.filter((r) => r.unique).map((r) => r.key)
@@ -91,7 +98,7 @@ export function dispatchOptions(job: JobRecord): ScheduleJobOptions {
   const policy = job.job.policy
   return {
     id: job.productId,
-    deps: job.inputs.length > 0 ? job.inputs.map((p) => p.productId) : undefined,
+    deps: depsOf(job),
     priority: job.order.order.priority,
     target: policy.kind === 'strict' ? policy.target : undefined,
     uses: job.uses.length > 0 ? job.uses : undefined,
@@ -100,13 +107,23 @@ export function dispatchOptions(job: JobRecord): ScheduleJobOptions {
   }
 }
 
+/** The products a job reads, for locality: those of the jobs before it that make one. */
+function depsOf(job: JobRecord): string[] | undefined {
+  let deps: string[] | undefined
+  for (const p of job.inputs) if (p.makesProduct) (deps ??= []).push(p.productId)
+  return deps
+}
+
 /** The products a job reads, the live targets holding each, and its hash when known. */
 export function inputsOf(
   job: JobRecord,
   holders: (productId: string) => string[],
   hashOf: (productId: string) => string | undefined,
 ): JobInput[] {
-  return job.inputs.map((p) => {
+  const inputs = job.inputs.every((p) => p.makesProduct)
+    ? job.inputs
+    : job.inputs.filter((p) => p.makesProduct)
+  return inputs.map((p) => {
     const input: JobInput = {
       jobId: p.job.id,
       name: p.job.name,

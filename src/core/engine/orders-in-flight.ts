@@ -191,7 +191,7 @@ export class OrdersInFlight {
             : ` (the job is ${job.job.state}; its latest attempt is ${current.attempt} on ${current.target})`),
       )
     }
-    this.dispatch.onJobComplete(targetId, job.productId, result)
+    this.dispatch.onJobComplete(targetId, job.productId, result, job.makesProduct)
     if (result.ok) this.lifecycle.succeed(job, targetId, result)
     else this.lifecycle.attemptFailed(job, result)
   }
