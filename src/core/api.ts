@@ -142,6 +142,7 @@ export const targetStatusSchema = z.object({
   target: targetSchema,
   live: z.boolean(),
   running: z.number(),
+  problem: z.string().optional(),
 })
 
 /** Why a job has not started, as data: the API, the CLI and the dashboard put it into words. */

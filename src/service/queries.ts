@@ -34,6 +34,11 @@ export interface TargetStatus {
   live: boolean
   /** Attempts it runs now. */
   running: number
+  /**
+   * Why it takes no work now, when its driver knows (a cluster that does not answer, a
+   * kubeconfig that cannot be read). Absent while it is healthy.
+   */
+  problem?: string
 }
 
 /** Who holds a product, with the URL each serves it from when it has one. */

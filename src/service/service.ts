@@ -22,6 +22,7 @@ import type {
   Assignment,
   HeartbeatInput,
   HeartbeatReply,
+  RunningAttempt,
   TargetRegistration,
 } from '../core/protocol.ts'
 import type { Batch, Store } from '../store/store.ts'
@@ -70,6 +71,8 @@ export class SchedulerService {
   private readonly queries: Queries
   private readonly onFatal: ((error: unknown) => void) | undefined
   private listeners: ((e: EngineEvent) => void)[] = []
+  /** What push targets' drivers say keeps them from work, by target id. */
+  private readonly problems = new Map<string, string>()
   /** Events waiting for their commit, kept only while someone listens. */
   private unstored: EngineEvent[] = []
   private delivering: EngineEvent[] = []
@@ -292,8 +295,28 @@ export class SchedulerService {
     return isId(jobId) ? this.queries.explain(jobId) : undefined
   }
 
+  /** The attempts the engine takes to be running on a target: after a restart, the store's. */
+  runningOn(targetId: string): RunningAttempt[] {
+    return this.engine.runningOn(targetId)
+  }
+
+  /** Every registered target, with whether it is live and any problem its driver reported. */
   targets(): TargetStatus[] {
-    return this.queries.targets()
+    const targets = this.queries.targets()
+    if (this.problems.size === 0) return targets
+    return targets.map((t) => {
+      const problem = this.problems.get(t.target.id)
+      return problem === undefined ? t : { ...t, problem }
+    })
+  }
+
+  /**
+   * Says why a push target takes no work now (its driver cannot reach it), or, with undefined,
+   * that it is healthy again. Kept in memory: a restarted driver says it again.
+   */
+  reportProblem(targetId: string, problem: string | undefined): void {
+    if (problem === undefined) this.problems.delete(targetId)
+    else this.problems.set(targetId, problem)
   }
 
   target(targetId: string): Target | undefined {

@@ -9,7 +9,7 @@
  * and a refusal (the attempt was cancelled or lost meanwhile) is dropped, as a worker drops it.
  */
 import { LockstepError } from '../core/errors.ts'
-import type { Assignment } from '../core/protocol.ts'
+import type { RunningAttempt } from '../core/protocol.ts'
 import type { SchedulerService } from '../service/service.ts'
 import type { AttemptOutcome, TargetDriver } from './target-driver.ts'
 
@@ -47,10 +47,20 @@ export class PushLoop {
     this.onError = options.onError ?? (() => {})
   }
 
-  /** Registers the drivers' targets and runs the first cycle. */
+  /**
+   * Registers the drivers' targets and runs the first cycle. A driver that can resume is handed
+   * the attempts the store says it runs, and their outcomes are awaited as a started one's are;
+   * for any other driver, those attempts are lost as it registers.
+   */
   async start(): Promise<void> {
     for (const driver of this.drivers.values()) {
-      if (driver.registration !== undefined) await this.service.registerTarget(driver.registration)
+      if (driver.registration === undefined) continue
+      const running = driver.resume === undefined ? [] : this.service.runningOn(driver.id)
+      await this.service.registerTarget({ ...driver.registration, running })
+      if (running.length > 0) {
+        const outcomes = driver.resume!(running)
+        running.forEach((a, i) => this.follow(driver, a, outcomes[i]!))
+      }
     }
     this.off = this.service.on((e) => {
       if (e.type === 'job:ready') this.wake()
@@ -108,12 +118,15 @@ export class PushLoop {
     }
     if (availability.size === 0) return
     const started = await this.service.cycle(availability)
-    for (const a of started) this.run(this.drivers.get(a.target)!, a)
+    for (const a of started) {
+      const driver = this.drivers.get(a.target)!
+      this.follow(driver, a, driver.start(a))
+    }
   }
 
-  private run(driver: TargetDriver, a: Assignment): void {
-    const run = driver
-      .start(a)
+  /** Reports an attempt's outcome once it comes, then looks for more work. */
+  private follow(driver: TargetDriver, a: RunningAttempt, outcome: Promise<AttemptOutcome>): void {
+    const run = outcome
       .then((outcome: AttemptOutcome) => {
         if (this.closed) return
         return this.service.complete(driver.id, a, outcome.result, outcome)

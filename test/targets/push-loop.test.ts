@@ -134,3 +134,71 @@ describe('the push loop', () => {
     expect((await service.fulfilment(order.orderId)).state).toBe('cancelled')
   })
 })
+
+/** A held driver that, after a restart, still runs the attempts of `kept` and no other. */
+class ResumingDriver extends HeldDriver {
+  readonly resumed: { jobId: string; attempt: number }[] = []
+
+  constructor(private readonly kept: ReadonlySet<string>) {
+    super()
+  }
+
+  resume(attempts: readonly { jobId: string; attempt: number }[]): Promise<AttemptOutcome>[] {
+    this.resumed.push(...attempts)
+    return attempts.map((a) =>
+      this.kept.has(a.jobId)
+        ? this.start({ jobId: a.jobId, attempt: a.attempt } as Assignment)
+        : Promise.resolve({ result: { ok: false, reason: 'pod-deleted' } }),
+    )
+  }
+}
+
+describe('the push loop after a restart', () => {
+  it('hands a resuming driver the attempts it ran, and follows their outcomes without running them again', async () => {
+    const order = await service.submitPacket(
+      {
+        name: 'p',
+        failure: { attempts: 2, backoffMs: 0 },
+        jobs: [
+          { name: 'kept', op },
+          { name: 'gone', op },
+        ],
+      },
+      {},
+      'ana',
+    )
+    await until(() => driver.runningIds.length === 2)
+    const byName = new Map(driver.started.map((a) => [a.name, a.jobId]))
+    // The scheduler dies with both attempts running; the cluster keeps one Pod of the two.
+    await loop.close()
+    service.abandon()
+    service = await SchedulerService.start({
+      store: new SqliteStore({ path: join(dir, 'db') }),
+      engine: { cacheTimeoutMs: 0, depsTimeoutMs: 0 },
+    })
+    const resuming = new ResumingDriver(new Set([byName.get('kept')!]))
+    driver = resuming
+    loop = new PushLoop(service, [resuming], { idleMs: 20 })
+    await loop.start()
+    expect(resuming.resumed.map((a) => a.jobId).sort()).toEqual([...byName.values()].sort())
+    // The lost one is tried again (attempt 2); the kept one is not started again.
+    await until(() => resuming.started.some((a) => a.jobId === byName.get('gone')))
+    expect(resuming.started.filter((a) => a.name !== undefined)).toEqual([
+      expect.objectContaining({ jobId: byName.get('gone'), attempt: 2 }),
+    ])
+    for (const id of [...byName.values()]) {
+      await until(() => resuming.runningIds.includes(id))
+      resuming.finish(id)
+    }
+    await until(() => resuming.runningIds.length === 0)
+    await service.durable()
+    expect((await service.fulfilment(order.orderId)).counts.succeeded).toBe(2)
+    const kept = await service.attempts(byName.get('kept')!)
+    expect(kept.map((a) => [a.attempt, a.state])).toEqual([[1, 'succeeded']])
+    const gone = await service.attempts(byName.get('gone')!)
+    expect(gone.map((a) => [a.attempt, a.state, a.reason])).toEqual([
+      [1, 'failed', 'pod-deleted'],
+      [2, 'succeeded', undefined],
+    ])
+  })
+})

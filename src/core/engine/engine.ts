@@ -205,6 +205,12 @@ export class Engine {
     return this.registry.target(targetId)
   }
 
+  /** The attempts running on a target, as `{ jobId, attempt }`; none for an unknown one. */
+  runningOn(targetId: string): RunningAttempt[] {
+    const running = this.registry.get(targetId)?.running.values() ?? []
+    return [...running].map((j) => ({ jobId: j.job.id, attempt: j.job.attempt }))
+  }
+
   /** Every registered target, with whether it is live. */
   targets(): { target: Target; live: boolean; running: number }[] {
     return this.registry.targets()
