@@ -139,6 +139,35 @@ describe('the HTTP layer', () => {
     expect(service.holders('never-made')).toEqual([])
   })
 
+  it('lets no worker register a cluster, speak for one, or claim to run images', async () => {
+    const post = (body: unknown) =>
+      fetch(`${server.url}/v1/targets`, {
+        method: 'POST',
+        headers: { ...fleet, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    const refused = async (body: unknown) => {
+      const res = await post(body)
+      expect(res.status).toBe(400)
+      const { error } = (await res.json()) as {
+        error: { issues: { path: string; message: string }[] }
+      }
+      return error.issues[0]!
+    }
+    expect(await refused({ id: 'k1', kind: 'kubernetes' })).toMatchObject({
+      path: 'kind',
+      message: expect.stringMatching(/targets file/),
+    })
+    expect(await refused({ id: 'w1', runs: ['exec', 'image'] })).toMatchObject({
+      path: 'runs',
+      message: expect.stringMatching(/runs no image/),
+    })
+    // A cluster the server drives keeps its id.
+    await service.registerTarget({ id: 'cluster-a', kind: 'kubernetes', slots: 2 })
+    expect(await refused({ id: 'cluster-a' })).toMatchObject({ path: 'id' })
+    expect(service.target('cluster-a')?.kind).toBe('kubernetes')
+  })
+
   it('names the field of a bad query parameter', async () => {
     const res = await fetch(`${server.url}/v1/orders?limit=0`, { headers: ana })
     expect(res.status).toBe(400)

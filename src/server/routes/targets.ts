@@ -10,6 +10,7 @@ import {
   targetSchema,
   targetStatusSchema,
 } from '../../core/api.ts'
+import { ValidationError } from '../../core/errors.ts'
 import { heartbeatSchema, targetRegistrationSchema } from '../../core/protocol.ts'
 import type { HeartbeatInput } from '../../core/protocol.ts'
 import { addRoute } from '../route.ts'
@@ -38,7 +39,29 @@ export function targetRoutes(ctx: RouteContext): void {
     body: targetRegistrationSchema,
     status: 201,
     response: targetSchema,
-    handler: ({ body }) => service.registerTarget(body),
+    handler: ({ body }) => {
+      // Clusters are the server's own, declared in its targets file: no worker speaks for one.
+      const id = registeredId({ body })
+      const kind = (body as { kind?: unknown } | null)?.kind
+      if (
+        kind === 'kubernetes' ||
+        (id !== undefined && service.target(id)?.kind === 'kubernetes')
+      ) {
+        throw new ValidationError([
+          kind === 'kubernetes'
+            ? {
+                path: 'kind',
+                message:
+                  "kubernetes targets are declared in the server's targets file (--targets), not registered",
+              }
+            : {
+                path: 'id',
+                message: `'${id}' is a Kubernetes target of this server; choose another id`,
+              },
+        ])
+      }
+      return service.registerTarget(body)
+    },
   })
 
   addRoute(app, callerOf, {
