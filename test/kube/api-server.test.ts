@@ -660,16 +660,20 @@ describe('with kubectl', () => {
     ])
   })
 
-  it.each([
-    ['at once', 0, []],
-    ['gracefully, waiting for it to go', 150, ['--wait=true']],
-  ])('deletes a pod %s', async (_how, deleteGraceMs, flags) => {
+  it.each<[string, number, string[], string, boolean]>([
+    ['at once', 0, [], 'deleted', false],
+    ['gracefully, waiting for it to go', 150, [], 'deleted', false],
+    ['gracefully, without waiting', 60_000, ['--wait=false'], 'deleted', true],
+    ['by force', 60_000, ['--grace-period=0', '--force'], 'force deleted', false],
+  ])('deletes a pod %s', async (_how, deleteGraceMs, flags, said, lingers) => {
     const kube = await start({ deleteGraceMs })
     const { api } = client(kube)
     await api.createNamespacedPod({ namespace: NS, body: pod('p1') })
     kube.run(NS, 'p1')
-    expect(await kubectl(kube, 'delete', 'pod', 'p1', ...flags)).toBe('pod "p1" deleted\n')
-    expect(kube.pods()).toEqual([])
+    expect(await kubectl(kube, 'delete', 'pod', 'p1', ...flags)).toBe(`pod "p1" ${said}\n`)
+    const left = kube.pod(NS, 'p1')
+    expect(left !== undefined).toBe(lingers)
+    if (left) expect(left.metadata.deletionTimestamp).toBeDefined()
   })
 
   it('watches: prints a pod created after it started', async () => {
