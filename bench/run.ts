@@ -5,6 +5,7 @@
 import { runBind } from './bind.ts'
 import { runCore } from './core.ts'
 import { runE2ePostgres, runE2eSqlite } from './e2e.ts'
+import { runKube } from './kube.ts'
 import { printTable } from './report.ts'
 import { runRestart, runStorePostgres, runStoreSqlite } from './store.ts'
 
@@ -16,6 +17,7 @@ const benches: Record<string, () => void | Promise<void>> = {
   restart: runRestart,
   'e2e-sqlite': runE2eSqlite,
   'e2e-postgres': runE2ePostgres,
+  kube: runKube,
 }
 
 const wanted = process.argv.slice(2)

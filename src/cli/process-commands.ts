@@ -18,6 +18,8 @@ import { runExamples, sampleData } from './demo.ts'
 import type { Out } from './output.ts'
 import { operationKinds } from '../core/model.ts'
 import type { OperationKind } from '../core/model.ts'
+import { readTargetsFile, TargetsFileError } from '../targets/kubernetes/targets-file.ts'
+import type { ResolvedTarget } from '../targets/kubernetes/targets-file.ts'
 import { serve } from './serve.ts'
 import type { Serving } from './serve.ts'
 
@@ -37,8 +39,20 @@ export async function server(args: string[], out: Out): Promise<number> {
       'lease-ms': { type: 'string', default: '30000' },
       'initiator-exec': { type: 'boolean', default: false },
       'capability-ttl-ms': { type: 'string', default: '600000' },
+      targets: { type: 'string', default: process.env.LOCKSTEP_TARGETS_FILE },
     },
   })
+  // A bad targets file stops the server before it opens anything, naming the file and field.
+  let targets: ResolvedTarget[] = []
+  if (values.targets !== undefined && values.targets !== '') {
+    try {
+      targets = readTargetsFile(values.targets).targets
+    } catch (e) {
+      if (!(e instanceof TargetsFileError)) throw e
+      process.stderr.write(`lockstep server: ${e.message}\n`)
+      return 2
+    }
+  }
   const tokens = [
     ...parseTokens(values.tokens),
     ...(values['tokens-file'] === undefined ? [] : readTokensFile(values['tokens-file'])),
@@ -79,6 +93,7 @@ export async function server(args: string[], out: Out): Promise<number> {
     ...(publicUrl === undefined ? {} : { publicUrl }),
     initiatorExec: values['initiator-exec'],
     capabilityTtlMs,
+    targets,
   })
   const note = !open
     ? ''

@@ -1,6 +1,7 @@
 /**
  * The scheduler process's wiring: the store, the SchedulerService, the push targets (the
- * initiator) with their push loop, and the HTTP server, started together and closed together. `lockstep server` and `lockstep up` run it.
+ * initiator, and the clusters of the targets file) with their push loop, and the HTTP server,
+ * started together and closed together. `lockstep server` and `lockstep up` run it.
  */
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -11,6 +12,8 @@ import { startServer } from '../server/server.ts'
 import { openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
 import { FinalProducts } from '../targets/final-products.ts'
 import { InitiatorDriver, initiatorRuns } from '../targets/initiator.ts'
+import { KubernetesDriver } from '../targets/kubernetes/driver.ts'
+import type { ResolvedTarget } from '../targets/kubernetes/targets-file.ts'
 import { PushLoop } from '../targets/push-loop.ts'
 import { describe } from './output.ts'
 
@@ -35,6 +38,8 @@ export async function serve(options: {
   initiatorExec?: boolean
   /** How long the capabilities on assignment inputs last. @default 10 minutes */
   capabilityTtlMs?: number
+  /** Push targets from the targets file (`--targets`): Kubernetes clusters. @default none */
+  targets?: readonly ResolvedTarget[]
 }): Promise<Serving> {
   const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
   const store = openStore(url)
@@ -62,7 +67,24 @@ export async function serve(options: {
     exec: options.initiatorExec,
   })
   await initiator.open()
-  const push = new PushLoop(service, [initiator], {
+  // Clusters: a kubeconfig that cannot be read or a cluster that does not answer is said here
+  // and in `lockstep targets`; such a target gets no work until it answers.
+  const clusters = (options.targets ?? []).map(
+    (target) =>
+      new KubernetesDriver(target, {
+        onProblem: (problem) => {
+          service.reportProblem(target.name, problem)
+          process.stderr.write(
+            `lockstep server: target ${target.name}: ${problem ?? 'the cluster answers'}\n`,
+          )
+        },
+        onError: (e) =>
+          process.stderr.write(`lockstep server: target ${target.name}: ${describe(e)}\n`),
+        ownerOf: (a) => service.orderOwner(a.orderId),
+      }),
+  )
+  await Promise.all(clusters.map((c) => c.open()))
+  const push = new PushLoop(service, [initiator, ...clusters], {
     onError: (e) => process.stderr.write(`lockstep server: push loop: ${describe(e)}\n`),
   })
   const server = await startServer({

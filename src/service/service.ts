@@ -295,6 +295,11 @@ export class SchedulerService {
     return isId(jobId) ? this.queries.explain(jobId) : undefined
   }
 
+  /** Who owns an order in flight; undefined once it has ended and left memory. */
+  orderOwner(orderId: Id): string | undefined {
+    return this.engine.order(orderId)?.owner
+  }
+
   /** The attempts the engine takes to be running on a target: after a restart, the store's. */
   runningOn(targetId: string): RunningAttempt[] {
     return this.engine.runningOn(targetId)
