@@ -96,6 +96,7 @@ export class KubernetesDriver implements TargetDriver {
   private listSent = 0
   /** Pods no attempt owns are deleted: `resume()` has said which attempts run here. */
   private collecting = false
+  private opening: Promise<void> | undefined
   private closed = false
 
   constructor(target: ResolvedKubernetesTarget, options: KubernetesDriverOptions = {}) {
@@ -147,7 +148,8 @@ export class KubernetesDriver implements TargetDriver {
    * the driver keeps trying with a backoff.
    */
   open(): Promise<void> {
-    return this.watch.open()
+    this.opening ??= this.watch.open()
+    return this.opening
   }
 
   /** Whether the driver sees the cluster now: it listed and watches the target's Pods. */
