@@ -57,8 +57,9 @@ export class PushLoop {
       if (driver.registration === undefined) continue
       const running = driver.resume === undefined ? [] : this.service.runningOn(driver.id)
       await this.service.registerTarget({ ...driver.registration, running })
-      if (running.length > 0) {
-        const outcomes = driver.resume!(running)
+      // Told even when nothing runs: until then, a driver keeps what it finds on its target.
+      if (driver.resume !== undefined) {
+        const outcomes = driver.resume(running)
         running.forEach((a, i) => this.follow(driver, a, outcomes[i]!))
       }
     }

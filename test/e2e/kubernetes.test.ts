@@ -58,8 +58,8 @@ async function clusterTarget(
 
 const podsCreated = () => kube!.requests.filter((r) => r.method === 'POST').length
 const nameOf = (pod: Pod) => pod.metadata.name
-const jobOf = (pod: Pod) => pod.metadata.labels['lockstep.dev/job']!
-const attemptOf = (pod: Pod) => Number(pod.metadata.labels['lockstep.dev/attempt'])
+const jobOf = (pod: Pod) => pod.metadata.labels?.['lockstep.dev/job']
+const attemptOf = (pod: Pod) => Number(pod.metadata.labels?.['lockstep.dev/attempt'])
 
 /** Every Pod of the namespace, once `check` holds for them. */
 async function podsWhen(check: (pods: Pod[]) => boolean, timeoutMs = 20_000): Promise<Pod[]> {
@@ -218,13 +218,15 @@ describe('Kubernetes targets, end to end', () => {
     // an attempt the scheduler never made appears with its labels.
     kube!.succeed(NS, nameOf(podOf('done')))
     kube!.remove(NS, nameOf(podOf('gone')))
-    const stray = structuredClone(podOf('runs')) as Partial<Pod> & { metadata: Pod['metadata'] }
-    stray.metadata = {
-      name: `${nameOf(podOf('runs'))}-stray`,
-      namespace: NS,
-      labels: { ...podOf('runs').metadata.labels, 'lockstep.dev/attempt': '9' },
+    const runs = podOf('runs')
+    const stray = {
+      metadata: {
+        name: `${nameOf(runs)}-stray`,
+        namespace: NS,
+        labels: { ...runs.metadata.labels, 'lockstep.dev/attempt': '9' },
+      },
+      spec: runs.spec,
     }
-    delete stray.status
     const created = await fetch(`${kube!.url}/api/v1/namespaces/${NS}/pods`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: 'Bearer cluster-a-token' },
