@@ -126,6 +126,7 @@ export const targetFulfilmentSchema = z.object({
   message: z.string().optional(),
   product: z.string().optional(),
   productHash: z.string().optional(),
+  artefacts: z.array(z.string()).optional(),
 })
 
 export const targetSchema = z.object({

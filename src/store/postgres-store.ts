@@ -94,7 +94,20 @@ const jobTypes = [
   'bigint',
 ]
 const targetTypes = ['text', 'text', 'int', 'text', 'text', 'text', 'smallint', 'bigint', 'text']
-const attemptTypes = ['bytea', 'int', 'text', 'text', 'text', 'text', 'int', 'text', 'text', 'text']
+const attemptTypes = [
+  'bytea',
+  'int',
+  'text',
+  'text',
+  'text',
+  'text',
+  'int',
+  'text',
+  'text',
+  'text',
+  'text',
+  'bigint',
+]
 
 export class PostgresStore implements Store {
   readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: true }
@@ -226,7 +239,7 @@ export class PostgresStore implements Store {
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
            exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
-           product_hash = excluded.product_hash`,
+           product_hash = excluded.product_hash, artefacts = excluded.artefacts`,
         batch.attempts.map(attemptValues),
         attemptTypes,
       )

@@ -145,8 +145,8 @@ export class SqliteStore implements Store {
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
            exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
-           product_hash = excluded.product_hash`,
-        10,
+           product_hash = excluded.product_hash, artefacts = excluded.artefacts`,
+        12,
       ),
       jobUpdates: new Bulk(
         db,
