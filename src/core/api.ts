@@ -129,6 +129,14 @@ export const targetFulfilmentSchema = z.object({
   artefacts: z.array(z.string()).optional(),
 })
 
+/**
+ * One attempt on a target, as `GET /v1/targets/:id/fulfilments` lists it: its TargetFulfilment,
+ * and for a push target whose driver knows it, what runs it there (a Pod's name and phase).
+ */
+export const targetAttemptSchema = targetFulfilmentSchema.extend({
+  unit: z.object({ name: z.string(), phase: z.string() }).optional(),
+})
+
 export const targetSchema = z.object({
   id: z.string(),
   kind: z.enum(['worker', 'kubernetes', 'initiator']),

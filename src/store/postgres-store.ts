@@ -320,6 +320,8 @@ export class PostgresStore implements Store {
   jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
   job: Reads['job'] = (jobId) => this.reads.job(jobId)
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)
+  attemptsOnTarget: Reads['attemptsOnTarget'] = (targetId, which) =>
+    this.reads.attemptsOnTarget(targetId, which)
   locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
   events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
 

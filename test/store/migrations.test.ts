@@ -99,5 +99,13 @@ describe.each(backends)('migrations over an older store: %s', (_name, make) => {
       'SELECT attempt, started_at FROM target_fulfilments ORDER BY attempt',
     )
     expect(started.map((r) => Number(r.started_at))).toEqual([1000, 2000])
+    // So the old rows are found by their target, newest first, as the new ones are.
+    const onTarget = async (which: Parameters<Store['attemptsOnTarget']>[1]) =>
+      (await s.attemptsOnTarget('w1', which)).map((a) => a.attempt)
+    expect(await onTarget({ limit: 10 })).toEqual([2, 1])
+    expect(await onTarget({ limit: 1 })).toEqual([2])
+    expect(await onTarget({ limit: 10, state: 'failed' })).toEqual([1])
+    expect(await onTarget({ limit: 10, owner: 'ana' })).toEqual([2, 1])
+    expect(await onTarget({ limit: 10, owner: 'bob' })).toEqual([])
   })
 })

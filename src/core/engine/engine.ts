@@ -210,6 +210,12 @@ export class Engine {
     return this.registry.targets()
   }
 
+  /** The records of the attempts running on a target now; none for a target it does not know. */
+  runningOn(targetId: string): TargetFulfilment[] {
+    const running = this.registry.get(targetId)?.running
+    return running === undefined ? [] : [...running.values()].map((job) => job.current!)
+  }
+
   /**
    * Records products a target gained or lost from its cache; an addition is believed only as
    * `cache-reports.ts` says, any other is ignored and recorded as `cache:refused`.
