@@ -163,6 +163,7 @@ export async function status(args: string[], out: Out): Promise<number> {
     out(
       `  ${j.name.padEnd(16)} ${j.state.padEnd(10)} attempt ${j.attempt}${why === '' ? '' : `  ${why}`}`,
     )
+    for (const url of j.artefacts ?? []) out(`    artefact ${url}`)
   }
   return 0
 }
@@ -284,6 +285,7 @@ export async function logs(args: string[], out: Out): Promise<number> {
       .join(', ')
     out(`attempt ${a.attempt} on ${a.target}: ${a.state}${why === '' ? '' : ` (${why})`}`)
     if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
+    for (const url of a.artefacts ?? []) out(`  artefact ${url}`)
   }
   if (detail.job.state === 'succeeded') {
     await readProduct(c, productOf(detail.job), async (dir) => {

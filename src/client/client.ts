@@ -102,7 +102,8 @@ export class LockstepClient {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}`)
   }
 
-  jobs(orderId: string): Promise<(Job & { wait?: unknown })[]> {
+  /** An order's jobs: why each waits, and the artefacts each one's latest attempt reported. */
+  jobs(orderId: string): Promise<(Job & { wait?: unknown; artefacts?: string[] })[]> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/jobs`)
   }
 

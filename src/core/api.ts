@@ -177,7 +177,11 @@ export const jobWaitSchema = z.union([
   }),
 ])
 
-export const listedJobSchema = jobSchema.extend({ wait: jobWaitSchema.optional() })
+export const listedJobSchema = jobSchema.extend({
+  wait: jobWaitSchema.optional(),
+  /** The artefacts the job's latest attempt reported. */
+  artefacts: z.array(z.string()).optional(),
+})
 
 const jobInput = z.object({
   jobId: z.string(),

@@ -17,8 +17,11 @@ import type { Job, Lock, Order, Target } from '../core/model.ts'
 import type { JobInput, RunningAttempt } from '../core/protocol.ts'
 import type { AttemptsOnTarget, OrderWithCounts, Store } from '../store/store.ts'
 
-/** A job as listed with its order: why it waits, while it waits. */
-export type ListedJob = Job & { wait?: JobWait | undefined }
+/**
+ * A job as listed with its order: why it waits, while it waits, and the artefacts its latest
+ * attempt reported, when it reported any.
+ */
+export type ListedJob = Job & { wait?: JobWait | undefined; artefacts?: string[] }
 
 /** One job in full: its attempts, its inputs and where they are, and why it waits. */
 export interface JobDetail {
@@ -89,19 +92,30 @@ export class Queries {
     )
   }
 
-  /** An order's jobs in their order, each waiting one with why it waits. */
+  /**
+   * An order's jobs in their order, each waiting one with why it waits, each with the artefacts
+   * its latest attempt reported.
+   */
   async jobs(orderId: Id): Promise<ListedJob[]> {
     if (this.engine.order(orderId) === undefined) {
       await this.storedOrder(orderId)
-      return this.store.jobs(orderId)
+      const jobs: ListedJob[] = await this.store.jobs(orderId)
+      const reported = new Map(
+        (await this.store.artefacts(orderId)).map((r) => [r.jobId, r.artefacts]),
+      )
+      return jobs.map((job) => {
+        const artefacts = reported.get(job.id)
+        return artefacts === undefined ? job : { ...job, artefacts }
+      })
     }
-    return this.engine
-      .jobs(orderId)
-      .map((job) =>
+    return this.engine.jobs(orderId).map((job) => {
+      const listed: ListedJob =
         finalJobStates.has(job.state) || job.state === 'running'
           ? job
-          : { ...job, wait: this.engine.explain(job.id) },
-      )
+          : { ...job, wait: this.engine.explain(job.id) }
+      const artefacts = this.engine.attempts(job.id).at(-1)?.artefacts
+      return artefacts === undefined ? listed : { ...listed, artefacts }
+    })
   }
 
   /**

@@ -322,6 +322,7 @@ export class PostgresStore implements Store {
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)
   attemptsOnTarget: Reads['attemptsOnTarget'] = (targetId, which) =>
     this.reads.attemptsOnTarget(targetId, which)
+  artefacts: Reads['artefacts'] = (orderId) => this.reads.artefacts(orderId)
   locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
   events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
 

@@ -95,6 +95,10 @@ export const readSql = {
   specOfJob: 'SELECT id, body FROM job_specs WHERE id = (SELECT spec FROM jobs WHERE id = ?)',
   attempts: `SELECT ${prefixed(attemptColumns, 'f')}, j.order_id FROM target_fulfilments f
     JOIN jobs j ON j.id = f.job_id WHERE f.job_id = ? ORDER BY f.attempt`,
+  // One index lookup per job of the order, its latest attempt by the primary key.
+  artefacts: `SELECT f.job_id, f.artefacts FROM jobs j
+    JOIN target_fulfilments f ON f.job_id = j.id AND f.attempt = j.attempt
+    WHERE j.order_id = ? AND f.artefacts IS NOT NULL ORDER BY j.idx`,
   // Served by the index target_fulfilments_target (target, started_at, job_id, attempt), read
   // backwards: the newest first, stopping at the limit, the filters checked row by row.
   attemptsOnTarget: onTarget(''),
@@ -250,7 +254,15 @@ export async function readSnapshot(query: Query): Promise<Snapshot> {
 /** The read methods of a {@link Store}, the same on every backend. */
 export type Reads = Pick<
   Store,
-  'order' | 'listOrders' | 'jobs' | 'job' | 'attempts' | 'attemptsOnTarget' | 'locks' | 'events'
+  | 'order'
+  | 'listOrders'
+  | 'jobs'
+  | 'job'
+  | 'attempts'
+  | 'attemptsOnTarget'
+  | 'artefacts'
+  | 'locks'
+  | 'events'
 >
 
 /**
@@ -311,6 +323,16 @@ export class StoreReads implements Reads {
           ? [readSql.attemptsOnTargetInState, [targetId, state, limit]]
           : [readSql.ownAttemptsOnTargetInState, [targetId, state, owner, limit]]
     return (await this.query<AttemptRow & { order_id: Bin }>(sql, params)).map(decodeAttempt)
+  }
+
+  async artefacts(orderId: Id): Promise<{ jobId: Id; artefacts: string[] }[]> {
+    const rows = await this.query<{ job_id: Bin; artefacts: string }>(readSql.artefacts, [
+      toBin(orderId),
+    ])
+    return rows.map((r) => ({
+      jobId: fromBin(r.job_id),
+      artefacts: JSON.parse(r.artefacts) as string[],
+    }))
   }
 
   async locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {

@@ -174,6 +174,8 @@ export interface Store {
    * read through an index on the target, so one target's history costs what it returns.
    */
   attemptsOnTarget(targetId: string, which: AttemptsOnTarget): Promise<TargetFulfilment[]>
+  /** The artefacts each job of an order reported in its latest attempt, for the jobs that did. */
+  artefacts(orderId: Id): Promise<{ jobId: Id; artefacts: string[] }[]>
   /** Where each lock stands, for audits. */
   locks(orderId: Id): Promise<(Lock & { released: boolean })[]>
   /** Events after `afterSeq`, oldest first. */

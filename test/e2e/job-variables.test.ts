@@ -10,7 +10,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { checkLeaks } from '../leaks.ts'
 import { sqliteBackend } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
-import { Cluster, sh } from './cluster.ts'
+import { main } from '../../src/cli/main.ts'
+import { Cluster, sh, WORKBENCH } from './cluster.ts'
 
 const opened = checkLeaks()
 
@@ -83,5 +84,25 @@ describe('job variables on a real worker', () => {
     expect(bad.attempts).toMatchObject([{ state: 'failed', reason: 'artefacts' }])
     expect(bad.attempts[0]!.message).toMatch(/^artefact 1 is not a URL/)
     expect(bad.job.reason).toMatch(/^artefacts: artefact 1 is not a URL/)
+
+    // The CLI prints them: under the job's line in `status`, with the attempt in `logs`.
+    const lines: string[] = []
+    const cli = (...args: string[]) =>
+      main([...args, '--server', cluster.url, '--token', WORKBENCH], (l) => lines.push(l))
+    expect(await cli('status', order.orderId)).toBe(0)
+    const at = lines.findIndex((l) => /^ {2}train +succeeded/.test(l))
+    expect(lines.slice(at + 1, at + 3)).toEqual([`    artefact ${REPORT}`, `    artefact ${MODEL}`])
+    expect(lines.filter((l) => l.startsWith('    artefact '))).toHaveLength(2)
+    lines.length = 0
+    expect(await cli('logs', train.job.id)).toBe(0)
+    expect(lines.slice(0, 3)).toEqual([
+      'attempt 1 on w1: succeeded (exit code 0)',
+      `  artefact ${REPORT}`,
+      `  artefact ${MODEL}`,
+    ])
+    lines.length = 0
+    expect(await cli('logs', bad.job.id)).toBe(0)
+    expect(lines[0]).toBe('attempt 1 on w1: failed (artefacts)')
+    expect(lines[1]).toMatch(/^ {2}artefact 1 is not a URL/)
   }, 60_000)
 })
