@@ -27,7 +27,8 @@ const usage = `lockstep — a distributed job scheduler
   lockstep submit FILE [--priority N] [--follow]
   lockstep status [ORDER]
   lockstep cancel ORDER | --job JOB
-  lockstep workers | targets
+  lockstep workers | targets [NAME]            every target; or one, with its attempts
+                  [--state S] [--limit N]      (newest first; running, failed, …)
   lockstep logs JOB                            its output, or why its attempts failed
   lockstep download ORDER [--to DIR]           its products (when the server allows it)
 

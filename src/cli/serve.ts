@@ -94,6 +94,7 @@ export async function serve(options: {
     tokens: options.tokens,
     allowDownload: options.allowDownload,
     products: [initiator],
+    drivers: [initiator, ...clusters],
     log: options.log,
     ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
   })

@@ -1,7 +1,8 @@
 /**
- * The workbench commands: `submit` (with `--follow`), `status`, `cancel`, `workers`/`targets`,
- * `logs` and `download`. Each talks to a scheduler through a {@link LockstepClient} found in its
- * flags, the environment or the credentials `lockstep up` saved, and prints lines or `--json`.
+ * The workbench commands: `submit` (with `--follow`), `status`, `cancel`, `workers`/`targets`
+ * (with one target's attempts), `logs` and `download`. Each talks to a scheduler through a
+ * {@link LockstepClient} found in its flags, the environment or the credentials `lockstep up`
+ * saved, and prints lines or `--json`.
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -10,9 +11,10 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { LockstepClient } from '../client/client.ts'
 import type { StreamEvent } from '../client/client.ts'
-import type { OrderFulfilment } from '../core/engine/fulfilment.ts'
+import type { AttemptState, OrderFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import { productOf } from '../core/model.ts'
+import type { Target } from '../core/model.ts'
 import { unpack } from '../runner/products.ts'
 import { credentialsPath, readCredentials } from './credentials.ts'
 import type { Out } from './output.ts'
@@ -161,6 +163,7 @@ export async function status(args: string[], out: Out): Promise<number> {
     out(
       `  ${j.name.padEnd(16)} ${j.state.padEnd(10)} attempt ${j.attempt}${why === '' ? '' : `  ${why}`}`,
     )
+    for (const url of j.artefacts ?? []) out(`    artefact ${url}`)
   }
   return 0
 }
@@ -185,20 +188,87 @@ export async function cancel(args: string[], out: Out): Promise<number> {
   return 0
 }
 
-/** `lockstep workers | targets`: each target, whether it is live, and its load. */
+/**
+ * `lockstep workers | targets [NAME] [--state S] [--limit N]`: each target, whether it is live,
+ * and its load; given a name, that target and its attempts, newest first.
+ */
 export async function workers(args: string[], out: Out): Promise<number> {
-  const { values } = parseArgs({ args, options: clientOptions })
-  const list = await client(values).workers()
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...clientOptions, state: { type: 'string' }, limit: { type: 'string' } },
+  })
+  if (positionals.length > 1) throw new Error('give at most one target: lockstep targets [NAME]')
+  const c = client(values)
+  if (positionals.length === 1) return target(c, positionals[0]!, values, out)
+  const list = await c.workers()
   if (values.json) out(JSON.stringify(list))
-  else {
-    for (const w of list) {
-      const t = w.target
-      out(
-        `${t.id.padEnd(12)} ${t.kind.padEnd(10)} ${w.live ? 'live' : 'lost'}  ${w.running}/${t.availability} running  projects: ${t.projects.join(', ') || '-'}`,
-      )
-    }
+  else for (const w of list) out(targetLine(w))
+  return 0
+}
+
+/** One target, as `lockstep targets` lists it. */
+function targetLine(w: {
+  target: Target
+  live: boolean
+  running: number
+  problem?: string
+}): string {
+  const t = w.target
+  const line = `${t.id.padEnd(12)} ${t.kind.padEnd(10)} ${w.live ? 'live' : 'lost'}  ${w.running}/${t.availability} running  projects: ${t.projects.join(', ') || '-'}`
+  return w.problem === undefined ? line : `${line}\n${''.padEnd(13)}problem: ${w.problem}`
+}
+
+const attemptStates: readonly AttemptState[] = ['running', 'succeeded', 'failed', 'cancelled']
+
+/** `lockstep targets NAME`: the target's line, then one line per attempt on it, newest first. */
+async function target(
+  c: LockstepClient,
+  id: string,
+  values: { json: boolean; state?: string | undefined; limit?: string | undefined },
+  out: Out,
+): Promise<number> {
+  const state = values.state as AttemptState | undefined
+  if (state !== undefined && !attemptStates.includes(state)) {
+    throw new Error(`--state is one of ${attemptStates.join(', ')}`)
+  }
+  const limit = values.limit === undefined ? undefined : Number(values.limit)
+  // The attempts first: an unknown target is TARGET_NOT_FOUND, said by the server.
+  const attempts = await c.fulfilments(id, {
+    ...(limit === undefined ? {} : { limit }),
+    ...(state === undefined ? {} : { state }),
+  })
+  const status = (await c.workers()).find((w) => w.target.id === id)
+  if (values.json) {
+    out(JSON.stringify({ target: status, attempts }))
+    return 0
+  }
+  if (status !== undefined) out(targetLine(status))
+  if (attempts.length === 0) {
+    out(state === undefined ? '  no attempts yet' : `  no ${state} attempts`)
+    return 0
+  }
+  const now = Date.now()
+  for (const a of attempts) {
+    const unit = a.unit === undefined ? '-' : `${a.unit.name} ${a.unit.phase}`
+    const started = a.transitions[0]?.at ?? now
+    const why = [a.reason, a.exitCode === undefined ? undefined : `exit code ${a.exitCode}`]
+      .filter((x) => x !== undefined)
+      .join(', ')
+    out(
+      `  ${a.state.padEnd(10)} ${a.jobId}  attempt ${a.attempt}  ${unit.padEnd(24)} ${age(now - started).padStart(4)}${why === '' ? '' : `  ${why}`}`,
+    )
   }
   return 0
+}
+
+/** A duration for people, in its largest unit: `42s`, `7m`, `3h`, `12d`. */
+function age(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000))
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m`
+  if (s < 86_400) return `${Math.floor(s / 3600)}h`
+  return `${Math.floor(s / 86_400)}d`
 }
 
 /** `lockstep logs JOB`: its output, or why its attempts failed. */
@@ -221,6 +291,7 @@ export async function logs(args: string[], out: Out): Promise<number> {
       .join(', ')
     out(`attempt ${a.attempt} on ${a.target}: ${a.state}${why === '' ? '' : ` (${why})`}`)
     if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
+    for (const url of a.artefacts ?? []) out(`  artefact ${url}`)
   }
   if (detail.job.state === 'succeeded') {
     await readProduct(c, productOf(detail.job), async (dir) => {

@@ -4,7 +4,7 @@
  * a server that cannot be reached is an error that says so.
  */
 import type { HeartbeatInput, HeartbeatReply, TargetRegistration } from '../core/protocol.ts'
-import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import type { AttemptState, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import type { ErrorCode, Issue } from '../core/errors.ts'
 import type { Job, Order, Target } from '../core/model.ts'
@@ -23,6 +23,9 @@ export interface ProductHolders {
   productId: string
   holders: { target: string; url?: string }[]
 }
+
+/** An attempt on a target, with what runs it there when its driver says (a Pod and its phase). */
+export type TargetAttempt = TargetFulfilment & { unit?: { name: string; phase: string } }
 
 /** One server-sent event. */
 export interface StreamEvent {
@@ -99,7 +102,8 @@ export class LockstepClient {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}`)
   }
 
-  jobs(orderId: string): Promise<(Job & { wait?: unknown })[]> {
+  /** An order's jobs: why each waits, and the artefacts each one's latest attempt reported. */
+  jobs(orderId: string): Promise<(Job & { wait?: unknown; artefacts?: string[] })[]> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/jobs`)
   }
 
@@ -125,8 +129,23 @@ export class LockstepClient {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/products`)
   }
 
-  workers(): Promise<{ target: Target; live: boolean; running: number }[]> {
+  workers(): Promise<{ target: Target; live: boolean; running: number; problem?: string }[]> {
     return this.request('GET', '/v1/targets')
+  }
+
+  /**
+   * The attempts on a target, newest first: at most `limit` (100 unless given, 1000 at most),
+   * only those in `state` when given. A workbench gets its own orders' attempts only.
+   */
+  fulfilments(
+    targetId: string,
+    options: { limit?: number; state?: AttemptState } = {},
+  ): Promise<TargetAttempt[]> {
+    const query = new URLSearchParams()
+    if (options.limit !== undefined) query.set('limit', String(options.limit))
+    if (options.state !== undefined) query.set('state', options.state)
+    const q = query.size === 0 ? '' : `?${query.toString()}`
+    return this.request('GET', `/v1/targets/${encodeURIComponent(targetId)}/fulfilments${q}`)
   }
 
   register(registration: TargetRegistration): Promise<Target> {

@@ -126,6 +126,15 @@ export const targetFulfilmentSchema = z.object({
   message: z.string().optional(),
   product: z.string().optional(),
   productHash: z.string().optional(),
+  artefacts: z.array(z.string()).optional(),
+})
+
+/**
+ * One attempt on a target, as `GET /v1/targets/:id/fulfilments` lists it: its TargetFulfilment,
+ * and for a push target whose driver knows it, what runs it there (a Pod's name and phase).
+ */
+export const targetAttemptSchema = targetFulfilmentSchema.extend({
+  unit: z.object({ name: z.string(), phase: z.string() }).optional(),
 })
 
 export const targetSchema = z.object({
@@ -169,7 +178,11 @@ export const jobWaitSchema = z.union([
   }),
 ])
 
-export const listedJobSchema = jobSchema.extend({ wait: jobWaitSchema.optional() })
+export const listedJobSchema = jobSchema.extend({
+  wait: jobWaitSchema.optional(),
+  /** The artefacts the job's latest attempt reported. */
+  artefacts: z.array(z.string()).optional(),
+})
 
 const jobInput = z.object({
   jobId: z.string(),

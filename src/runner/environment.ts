@@ -11,6 +11,7 @@
  * worker holds.
  */
 import { join } from 'node:path'
+import { resourceVariables } from '../core/job-variables.ts'
 import type { Assignment } from '../core/protocol.ts'
 
 /** The host variables a job inherits when they are set: enough to find programs and print. */
@@ -37,11 +38,14 @@ export function dataVariable(project: string): string {
   return `LOCKSTEP_DATA_${project.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`
 }
 
+/** The file in a job directory where an `exec` job lists its artefacts (`LOCKSTEP_ARTEFACTS`). */
+export const ARTEFACTS_FILE = 'artefacts'
+
 /**
  * The environment of an `exec` job run in `dir`: the allowed host variables, `HOME` (the job
- * directory), the operation's `env`, then Lockstep's variables, which the operation cannot
- * override. `host` is the environment of the process that runs the job; only
- * {@link INHERITED_VARIABLES} are read from it.
+ * directory), the operation's `env`, its resources (`LOCKSTEP_RESOURCE_<KEY>`), then Lockstep's
+ * variables, which neither the operation nor a resource can override. `host` is the environment
+ * of the process that runs the job; only {@link INHERITED_VARIABLES} are read from it.
  */
 export function jobEnvironment(
   a: Assignment,
@@ -57,12 +61,15 @@ export function jobEnvironment(
   env.PATH ??= DEFAULT_PATH
   env.HOME = dir
   if ('exec' in a.op || 'image' in a.op) Object.assign(env, a.op.env)
+  Object.assign(env, resourceVariables(a.resources))
   env.LOCKSTEP_JOB_ID = a.jobId
   env.LOCKSTEP_ORDER_ID = a.orderId
   env.LOCKSTEP_JOB_NAME = a.name
   env.LOCKSTEP_ATTEMPT = String(a.attempt)
   env.LOCKSTEP_INPUTS = join(dir, 'inputs')
   env.LOCKSTEP_OUT = join(dir, 'out')
+  // Beside `out/`, not in it: the list of artefacts is the attempt's, not part of its product.
+  env.LOCKSTEP_ARTEFACTS = join(dir, ARTEFACTS_FILE)
   for (const [project, path] of Object.entries(data)) {
     env[dataVariable(project)] = path
     env.LOCKSTEP_DATA = path

@@ -6,15 +6,16 @@
 import { spawn } from 'node:child_process'
 import { open } from 'node:fs/promises'
 import { randomInt } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { constants, readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Assignment } from '../core/protocol.ts'
 import { aggregate, isAnalytic, local, parseCsv } from '../core/analytics.ts'
 import type { AnalyticsArgs, Result, Table } from '../core/analytics.ts'
 import { ValidationError } from '../core/errors.ts'
+import { parseArtefacts } from '../core/job-variables.ts'
 import type { JobResult } from '../core/model.ts'
-import { dataFor, jobEnvironment } from './environment.ts'
+import { ARTEFACTS_FILE, dataFor, jobEnvironment } from './environment.ts'
 
 /** What a running job can be asked to do from outside. */
 export interface RunningJob {
@@ -48,7 +49,7 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
       const stdout = await open(join(ctx.dir, 'stdout'), 'w')
       const stderr = await open(join(ctx.dir, 'stderr'), 'w')
       try {
-        return await new Promise<JobResult>((resolve) => {
+        const ended = await new Promise<JobResult>((resolve) => {
           const child = spawn(op.exec[0]!, op.exec.slice(1), {
             cwd: ctx.dir,
             env,
@@ -89,6 +90,7 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
             else resolve({ ok: false, reason: 'signal', message: `killed by ${signal}` })
           })
         })
+        return await withArtefacts(ended, ctx.dir)
       } finally {
         await stdout.close()
         await stderr.close()
@@ -104,6 +106,63 @@ export function runJob(a: Assignment, ctx: RunContext): RunningJob {
   return {
     cancel: (reason) => cancel(reason),
     result,
+  }
+}
+
+/** The largest artefacts file read: 100 URLs of 2 KiB fit in it many times over. */
+const MAX_ARTEFACTS_FILE = 1024 * 1024
+
+/**
+ * Adds the artefacts an `exec` job listed in `$LOCKSTEP_ARTEFACTS` to how it ended. A list that
+ * cannot be read or does not parse fails the attempt with reason `artefacts`, even after exit
+ * code 0: the job said it published something, and what it said cannot be kept. A job that
+ * failed anyway keeps its own failure; one stopped from outside (cancelled, timed out, killed)
+ * or never started is not read.
+ */
+async function withArtefacts(ended: JobResult, dir: string): Promise<JobResult> {
+  if (ended.reason !== undefined) return ended
+  const read = await readArtefactsFile(join(dir, ARTEFACTS_FILE))
+  if (read === undefined) return ended
+  const parsed = 'problem' in read ? read : parseArtefacts(read.text)
+  if ('problem' in parsed) {
+    return ended.ok ? { ok: false, reason: 'artefacts', message: parsed.problem } : ended
+  }
+  return parsed.artefacts.length === 0 ? ended : { ...ended, artefacts: parsed.artefacts }
+}
+
+/**
+ * The text of the artefacts file; undefined when the job wrote none. The job owns its directory,
+ * so the file is opened as the job might have left it: a link is refused (it would read a file
+ * of the agent's into the attempt's message) and so is anything but a plain file (a FIFO would
+ * hang the read).
+ */
+async function readArtefactsFile(
+  path: string,
+): Promise<{ text: string } | { problem: string } | undefined> {
+  let file
+  try {
+    file = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return undefined
+    return {
+      problem:
+        code === 'ELOOP'
+          ? '$LOCKSTEP_ARTEFACTS must be a file, not a link'
+          : `cannot read $LOCKSTEP_ARTEFACTS: ${(e as Error).message}`,
+    }
+  }
+  try {
+    const stat = await file.stat()
+    if (!stat.isFile()) return { problem: '$LOCKSTEP_ARTEFACTS must be a plain file' }
+    if (stat.size > MAX_ARTEFACTS_FILE) {
+      return { problem: `$LOCKSTEP_ARTEFACTS is larger than ${MAX_ARTEFACTS_FILE} bytes` }
+    }
+    const buffer = Buffer.alloc(stat.size)
+    const { bytesRead } = await file.read(buffer, 0, stat.size, 0)
+    return { text: buffer.subarray(0, bytesRead).toString('utf8') }
+  } finally {
+    await file.close()
   }
 }
 

@@ -24,7 +24,7 @@ import { packetSchema } from '../core/packet.ts'
 import { heartbeatSchema, targetRegistrationSchema } from '../core/protocol.ts'
 import { artifactSchema, toIssues } from '../core/schema.ts'
 import type { SchedulerService } from '../service/service.ts'
-import type { ProductSource } from '../targets/target-driver.ts'
+import type { AttemptUnit, ProductSource } from '../targets/target-driver.ts'
 import type { Caller, Role } from './auth.ts'
 import type { Metrics } from './metrics.ts'
 
@@ -36,7 +36,10 @@ const checkedByService = new WeakSet<z.ZodType>([
   targetRegistrationSchema,
 ])
 
-/** Marks a schema as checked by the service rather than by the route. */
+/**
+ * Marks a schema as checked by the service (or by the route's handler, after a check that must
+ * come first) rather than by the route's validation.
+ */
 export function checkedByTheService<T extends z.ZodType>(schema: T): T {
   checkedByService.add(schema)
   return schema
@@ -188,6 +191,8 @@ export interface RouteContext {
   streams: Set<() => void>
   /** In-process targets whose products the API serves. */
   sources: ReadonlyMap<string, ProductSource>
+  /** What runs an attempt on a push target, when its driver says (a Pod and its phase). */
+  unitOf: (targetId: string, attempt: { jobId: string; attempt: number }) => AttemptUnit | undefined
 }
 
 /** What a handler sees of a request. */

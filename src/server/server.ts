@@ -16,7 +16,7 @@ import type { FastifyError, FastifyReply } from 'fastify'
 import { readDocument } from '../core/document.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import type { SchedulerService } from '../service/service.ts'
-import type { ProductSource } from '../targets/target-driver.ts'
+import type { ProductSource, TargetDriver } from '../targets/target-driver.ts'
 import { Auth, publicCaller } from './auth.ts'
 import type { TokenEntry } from './auth.ts'
 import { Metrics } from './metrics.ts'
@@ -47,6 +47,11 @@ export interface ServerOptions {
   log?: boolean
   /** In-process targets whose products the API serves at `/v1/targets/:id/products/:product`. */
   products?: readonly ProductSource[]
+  /**
+   * The push targets' drivers: `GET /v1/targets/:id/fulfilments` shows what runs each attempt
+   * there when its driver says (`TargetDriver.unit`, a Pod's name and phase).
+   */
+  drivers?: readonly TargetDriver[]
   /**
    * The URL clients reach the server at, when not a loopback one (e.g. behind a proxy): its host
    * is accepted in the Host header besides the loopback names.
@@ -175,6 +180,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   })
 
   const metrics = new Metrics(service)
+  const drivers = new Map((options.drivers ?? []).map((d) => [d.id, d]))
   const ctx: RouteContext = {
     app,
     service,
@@ -191,6 +197,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     metrics,
     streams: new Set(),
     sources: new Map((options.products ?? []).map((p) => [p.id, p])),
+    unitOf: (targetId, attempt) => drivers.get(targetId)?.unit?.(attempt),
   }
   metaRoutes(ctx)
   orderRoutes(ctx)

@@ -14,11 +14,14 @@ import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
 import { finalJobStates } from '../core/model.ts'
 import type { Job, Lock, Order, Target } from '../core/model.ts'
-import type { JobInput } from '../core/protocol.ts'
-import type { OrderWithCounts, Store } from '../store/store.ts'
+import type { JobInput, RunningAttempt } from '../core/protocol.ts'
+import type { AttemptsOnTarget, OrderWithCounts, Store } from '../store/store.ts'
 
-/** A job as listed with its order: why it waits, while it waits. */
-export type ListedJob = Job & { wait?: JobWait | undefined }
+/**
+ * A job as listed with its order: why it waits, while it waits, and the artefacts its latest
+ * attempt reported, when it reported any.
+ */
+export type ListedJob = Job & { wait?: JobWait | undefined; artefacts?: string[] }
 
 /** One job in full: its attempts, its inputs and where they are, and why it waits. */
 export interface JobDetail {
@@ -94,19 +97,30 @@ export class Queries {
     )
   }
 
-  /** An order's jobs in their order, each waiting one with why it waits. */
+  /**
+   * An order's jobs in their order, each waiting one with why it waits, each with the artefacts
+   * its latest attempt reported.
+   */
   async jobs(orderId: Id): Promise<ListedJob[]> {
     if (this.engine.order(orderId) === undefined) {
       await this.storedOrder(orderId)
-      return this.store.jobs(orderId)
+      const jobs: ListedJob[] = await this.store.jobs(orderId)
+      const reported = new Map(
+        (await this.store.artefacts(orderId)).map((r) => [r.jobId, r.artefacts]),
+      )
+      return jobs.map((job) => {
+        const artefacts = reported.get(job.id)
+        return artefacts === undefined ? job : { ...job, artefacts }
+      })
     }
-    return this.engine
-      .jobs(orderId)
-      .map((job) =>
+    return this.engine.jobs(orderId).map((job) => {
+      const listed: ListedJob =
         finalJobStates.has(job.state) || job.state === 'running'
           ? job
-          : { ...job, wait: this.engine.explain(job.id) },
-      )
+          : { ...job, wait: this.engine.explain(job.id) }
+      const artefacts = this.engine.attempts(job.id).at(-1)?.artefacts
+      return artefacts === undefined ? listed : { ...listed, artefacts }
+    })
   }
 
   /**
@@ -161,6 +175,43 @@ export class Queries {
     return this.engine.target(targetId)
   }
 
+  /** The attempts running on a target now, as the engine holds them. */
+  runningOn(targetId: string): RunningAttempt[] {
+    return this.engine.runningOn(targetId).map(({ jobId, attempt }) => ({ jobId, attempt }))
+  }
+
+  /**
+   * The attempts on a registered target, newest first; given an `owner`, only those of that
+   * owner's orders. The engine answers for the attempts of orders in flight (a running attempt
+   * is in memory before its start is stored, and its end before that is), the store for the
+   * rest. TARGET_NOT_FOUND for a target never registered.
+   */
+  async attemptsOnTarget(targetId: string, which: AttemptsOnTarget): Promise<TargetFulfilment[]> {
+    if (this.engine.target(targetId) === undefined) {
+      throw new LockstepError('TARGET_NOT_FOUND', `no target is registered as '${targetId}'`)
+    }
+    const { limit, state, owner } = which
+    const running = this.engine
+      .runningOn(targetId)
+      .filter((f) => owner === undefined || this.engine.order(f.orderId)?.owner === owner)
+    if (state === 'running') return newestFirst(running).slice(0, limit)
+    // The stored rows of the running attempts may be among the newest: read as many more.
+    const stored = await this.store.attemptsOnTarget(targetId, {
+      limit: limit + running.length,
+      state,
+      owner,
+    })
+    const found = new Map<string, TargetFulfilment>()
+    for (const f of stored) {
+      const current =
+        this.engine.job(f.jobId) === undefined ? f : this.engine.attempts(f.jobId)[f.attempt - 1]
+      found.set(`${f.jobId}#${f.attempt}`, current ?? f)
+    }
+    if (state === undefined) for (const f of running) found.set(`${f.jobId}#${f.attempt}`, f)
+    const all = [...found.values()].filter((f) => state === undefined || f.state === state)
+    return newestFirst(all).slice(0, limit)
+  }
+
   /** Every live target holding a product, with the URL each serves it from. */
   holders(productId: string): ProductHolder[] {
     return this.engine.holders(productId).map((id) => {
@@ -179,6 +230,16 @@ export class Queries {
     if (stored === undefined) throw orderNotFound(orderId)
     return stored
   }
+}
+
+/** Attempts newest first, as the store orders them: by start, then job id, then attempt. */
+function newestFirst(attempts: TargetFulfilment[]): TargetFulfilment[] {
+  const started = (f: TargetFulfilment) => f.transitions[0]?.at ?? 0
+  return attempts.sort(
+    (a, b) =>
+      started(b) - started(a) ||
+      (a.jobId === b.jobId ? b.attempt - a.attempt : a.jobId < b.jobId ? 1 : -1),
+  )
 }
 
 function orderNotFound(orderId: string): LockstepError {

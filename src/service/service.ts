@@ -25,7 +25,7 @@ import type {
   RunningAttempt,
   TargetRegistration,
 } from '../core/protocol.ts'
-import type { Batch, Store } from '../store/store.ts'
+import type { AttemptsOnTarget, Batch, Store } from '../store/store.ts'
 import { CapabilitySigner } from './capabilities.ts'
 import type { CapabilityKey, CapabilityOptions } from './capabilities.ts'
 import { GroupCommit } from './group-commit.ts'
@@ -300,11 +300,6 @@ export class SchedulerService {
     return this.engine.order(orderId)?.owner
   }
 
-  /** The attempts the engine takes to be running on a target: after a restart, the store's. */
-  runningOn(targetId: string): RunningAttempt[] {
-    return this.engine.runningOn(targetId)
-  }
-
   /** Every registered target, with whether it is live and any problem its driver reported. */
   targets(): TargetStatus[] {
     const targets = this.queries.targets()
@@ -326,6 +321,23 @@ export class SchedulerService {
 
   target(targetId: string): Target | undefined {
     return this.queries.target(targetId)
+  }
+
+  /**
+   * The attempts the scheduler considers running on a target: what a push target's driver
+   * adopts when it starts again. None for a target not registered.
+   */
+  runningOn(targetId: string): RunningAttempt[] {
+    return this.queries.runningOn(targetId)
+  }
+
+  /**
+   * The attempts on a target (its TargetFulfilments), newest first: at most `limit`, only in
+   * `state` when given, only of `owner`'s orders when given. TARGET_NOT_FOUND for a target never
+   * registered.
+   */
+  attemptsOnTarget(targetId: string, which: AttemptsOnTarget): Promise<TargetFulfilment[]> {
+    return this.queries.attemptsOnTarget(targetId, which)
   }
 
   holders(productId: string): ProductHolder[] {

@@ -148,6 +148,24 @@ ALTER TABLE target_fulfilments ADD COLUMN product_hash TEXT;
 ALTER TABLE products ADD COLUMN hash TEXT;
 `,
   },
+  {
+    version: 5,
+    name: "attempts: their artefacts, and each target's attempts newest first",
+    // `artefacts`: a JSON array of URLs, NULL when the attempt reported none. `started_at`: when
+    // the attempt started (its first transition), so that one target's attempts are read newest
+    // first through the index; older rows take it from their transitions.
+    sql: (d) => `
+ALTER TABLE target_fulfilments ADD COLUMN artefacts TEXT;
+ALTER TABLE target_fulfilments ADD COLUMN started_at BIGINT;
+UPDATE target_fulfilments SET started_at = ${
+      d === 'sqlite'
+        ? "json_extract(transitions, '$[0].at')"
+        : "(transitions::jsonb -> 0 ->> 'at')::bigint"
+    };
+CREATE INDEX target_fulfilments_target
+  ON target_fulfilments (target, started_at, job_id, attempt);
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -94,7 +94,20 @@ const jobTypes = [
   'bigint',
 ]
 const targetTypes = ['text', 'text', 'int', 'text', 'text', 'text', 'smallint', 'bigint', 'text']
-const attemptTypes = ['bytea', 'int', 'text', 'text', 'text', 'text', 'int', 'text', 'text', 'text']
+const attemptTypes = [
+  'bytea',
+  'int',
+  'text',
+  'text',
+  'text',
+  'text',
+  'int',
+  'text',
+  'text',
+  'text',
+  'text',
+  'bigint',
+]
 
 export class PostgresStore implements Store {
   readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: true }
@@ -226,7 +239,7 @@ export class PostgresStore implements Store {
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
            exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
-           product_hash = excluded.product_hash`,
+           product_hash = excluded.product_hash, artefacts = excluded.artefacts`,
         batch.attempts.map(attemptValues),
         attemptTypes,
       )
@@ -307,6 +320,9 @@ export class PostgresStore implements Store {
   jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
   job: Reads['job'] = (jobId) => this.reads.job(jobId)
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)
+  attemptsOnTarget: Reads['attemptsOnTarget'] = (targetId, which) =>
+    this.reads.attemptsOnTarget(targetId, which)
+  artefacts: Reads['artefacts'] = (orderId) => this.reads.artefacts(orderId)
   locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
   events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
 

@@ -34,7 +34,14 @@ import type {
   PacketRow,
   TargetRow,
 } from './rows.ts'
-import type { OrderWithCounts, ProductLocation, Snapshot, Store, StoredEvent } from './store.ts'
+import type {
+  AttemptsOnTarget,
+  OrderWithCounts,
+  ProductLocation,
+  Snapshot,
+  Store,
+  StoredEvent,
+} from './store.ts'
 
 const prefixed = (columns: string, alias: string) => columns.replace(/(^|, )/g, `$1${alias}.`)
 
@@ -49,6 +56,14 @@ const countedOrders = (listed: string) => `WITH listed AS (${listed})
   LEFT JOIN (SELECT k.id, j.state, count(*) AS n FROM listed k JOIN jobs j ON j.order_id = k.id
     GROUP BY k.id, j.state) c ON c.id = l.id
   ORDER BY l.id DESC`
+
+/** One target's attempts with their order ids, newest first; `where` adds to the filter. */
+function onTarget(where: string): string {
+  const owners = where.includes('o.owner') ? ' JOIN orders o ON o.id = j.order_id' : ''
+  return `SELECT ${prefixed(attemptColumns, 'f')}, j.order_id FROM target_fulfilments f
+    JOIN jobs j ON j.id = f.job_id${owners} WHERE f.target = ?${where}
+    ORDER BY f.started_at DESC, f.job_id DESC, f.attempt DESC LIMIT ?`
+}
 
 /** The read queries, written with `?` placeholders; a backend whose driver numbers them converts. */
 export const readSql = {
@@ -80,6 +95,16 @@ export const readSql = {
   specOfJob: 'SELECT id, body FROM job_specs WHERE id = (SELECT spec FROM jobs WHERE id = ?)',
   attempts: `SELECT ${prefixed(attemptColumns, 'f')}, j.order_id FROM target_fulfilments f
     JOIN jobs j ON j.id = f.job_id WHERE f.job_id = ? ORDER BY f.attempt`,
+  // One index lookup per job of the order, its latest attempt by the primary key.
+  artefacts: `SELECT f.job_id, f.artefacts FROM jobs j
+    JOIN target_fulfilments f ON f.job_id = j.id AND f.attempt = j.attempt
+    WHERE j.order_id = ? AND f.artefacts IS NOT NULL ORDER BY j.idx`,
+  // Served by the index target_fulfilments_target (target, started_at, job_id, attempt), read
+  // backwards: the newest first, stopping at the limit, the filters checked row by row.
+  attemptsOnTarget: onTarget(''),
+  attemptsOnTargetInState: onTarget(' AND f.state = ?'),
+  ownAttemptsOnTarget: onTarget(' AND o.owner = ?'),
+  ownAttemptsOnTargetInState: onTarget(' AND f.state = ? AND o.owner = ?'),
   locks: `SELECT l.job_id, l.next_id, l.released FROM locks l JOIN jobs j ON j.id = l.job_id
     WHERE j.order_id = ? ORDER BY j.idx, l.next_id`,
   events:
@@ -229,7 +254,15 @@ export async function readSnapshot(query: Query): Promise<Snapshot> {
 /** The read methods of a {@link Store}, the same on every backend. */
 export type Reads = Pick<
   Store,
-  'order' | 'listOrders' | 'jobs' | 'job' | 'attempts' | 'locks' | 'events'
+  | 'order'
+  | 'listOrders'
+  | 'jobs'
+  | 'job'
+  | 'attempts'
+  | 'attemptsOnTarget'
+  | 'artefacts'
+  | 'locks'
+  | 'events'
 >
 
 /**
@@ -277,6 +310,29 @@ export class StoreReads implements Reads {
   async attempts(jobId: Id): Promise<TargetFulfilment[]> {
     const rows = await this.query<AttemptRow & { order_id: Bin }>(readSql.attempts, [toBin(jobId)])
     return rows.map(decodeAttempt)
+  }
+
+  async attemptsOnTarget(targetId: string, which: AttemptsOnTarget): Promise<TargetFulfilment[]> {
+    const { limit, state, owner } = which
+    const [sql, params] =
+      state === undefined
+        ? owner === undefined
+          ? [readSql.attemptsOnTarget, [targetId, limit]]
+          : [readSql.ownAttemptsOnTarget, [targetId, owner, limit]]
+        : owner === undefined
+          ? [readSql.attemptsOnTargetInState, [targetId, state, limit]]
+          : [readSql.ownAttemptsOnTargetInState, [targetId, state, owner, limit]]
+    return (await this.query<AttemptRow & { order_id: Bin }>(sql, params)).map(decodeAttempt)
+  }
+
+  async artefacts(orderId: Id): Promise<{ jobId: Id; artefacts: string[] }[]> {
+    const rows = await this.query<{ job_id: Bin; artefacts: string }>(readSql.artefacts, [
+      toBin(orderId),
+    ])
+    return rows.map((r) => ({
+      jobId: fromBin(r.job_id),
+      artefacts: JSON.parse(r.artefacts) as string[],
+    }))
   }
 
   async locks(orderId: Id): Promise<(Lock & { released: boolean })[]> {

@@ -257,10 +257,13 @@ export interface AttemptRow {
   message: string | null
   product: string | null
   product_hash: string | null
+  /** A JSON array of URLs. */
+  artefacts: string | null
+  started_at: number | string | null
 }
 
 export const attemptColumns =
-  'job_id, attempt, target, state, transitions, reason, exit_code, message, product, product_hash'
+  'job_id, attempt, target, state, transitions, reason, exit_code, message, product, product_hash, artefacts, started_at'
 
 export function attemptValues(a: TargetFulfilment): unknown[] {
   return [
@@ -274,6 +277,8 @@ export function attemptValues(a: TargetFulfilment): unknown[] {
     a.message ?? null,
     a.product ?? null,
     a.productHash ?? null,
+    a.artefacts === undefined ? null : JSON.stringify(a.artefacts),
+    a.transitions[0]?.at ?? null,
   ]
 }
 
@@ -293,6 +298,7 @@ export function decodeAttempt(r: AttemptRow & { order_id: Bin }): TargetFulfilme
   if (r.message !== null) a.message = r.message
   if (r.product !== null) a.product = r.product
   if (r.product_hash !== null) a.productHash = r.product_hash
+  if (r.artefacts !== null) a.artefacts = JSON.parse(r.artefacts) as string[]
   return a
 }
 

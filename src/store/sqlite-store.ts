@@ -145,8 +145,8 @@ export class SqliteStore implements Store {
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
            exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
-           product_hash = excluded.product_hash`,
-        10,
+           product_hash = excluded.product_hash, artefacts = excluded.artefacts`,
+        12,
       ),
       jobUpdates: new Bulk(
         db,
@@ -292,6 +292,9 @@ export class SqliteStore implements Store {
   jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
   job: Reads['job'] = (jobId) => this.reads.job(jobId)
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)
+  attemptsOnTarget: Reads['attemptsOnTarget'] = (targetId, which) =>
+    this.reads.attemptsOnTarget(targetId, which)
+  artefacts: Reads['artefacts'] = (orderId) => this.reads.artefacts(orderId)
   locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
   events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
 

@@ -6,7 +6,7 @@
 import type { Id } from '../core/ids.ts'
 import type { Artifact, Job, Lock, Order, OrderState, Target } from '../core/model.ts'
 import type { PacketRecord } from '../core/engine/engine.ts'
-import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import type { AttemptState, JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
 
 /** What a backend can do; tests and the service ask this, never the backend's name. */
 export interface StoreCapabilities {
@@ -65,6 +65,16 @@ export interface ProductLocation {
   targetId: string
   /** The product's content hash, when known (see `TargetFulfilment.productHash`). */
   hash?: string
+}
+
+/** Which of a target's attempts to read (see {@link Store.attemptsOnTarget}). */
+export interface AttemptsOnTarget {
+  /** The most attempts to read. */
+  limit: number
+  /** Only attempts in this state. */
+  state?: AttemptState | undefined
+  /** Only attempts of this owner's orders. */
+  owner?: string | undefined
 }
 
 /** A row of the event log. */
@@ -159,6 +169,13 @@ export interface Store {
   job(jobId: Id): Promise<Job | undefined>
   /** Every attempt of a job, first first. */
   attempts(jobId: Id): Promise<TargetFulfilment[]>
+  /**
+   * The attempts on one target, newest first (by when each started), as many as `limit` says;
+   * read through an index on the target, so one target's history costs what it returns.
+   */
+  attemptsOnTarget(targetId: string, which: AttemptsOnTarget): Promise<TargetFulfilment[]>
+  /** The artefacts each job of an order reported in its latest attempt, for the jobs that did. */
+  artefacts(orderId: Id): Promise<{ jobId: Id; artefacts: string[] }[]>
   /** Where each lock stands, for audits. */
   locks(orderId: Id): Promise<(Lock & { released: boolean })[]>
   /** Events after `afterSeq`, oldest first. */

@@ -52,8 +52,25 @@ describe('a job environment', () => {
     { name: 'LOCKSTEP_ATTEMPT', expected: '2' },
     { name: 'LOCKSTEP_INPUTS', expected: '/jobs/j1-2/inputs' },
     { name: 'LOCKSTEP_OUT', expected: '/jobs/j1-2/out' },
+    { name: 'LOCKSTEP_ARTEFACTS', expected: '/jobs/j1-2/artefacts' },
+    { name: 'LOCKSTEP_RESOURCE_GPU_MODEL', expected: 'a100' },
+    { name: 'LOCKSTEP_RESOURCE_LICENCE', expected: 'seat-3' },
   ])('$name is $expected', ({ name, expected }) => {
-    expect(jobEnvironment(assignment(), '/jobs/j1-2', {}, host)[name]).toBe(expected)
+    const resources = [
+      { key: 'gpu.model', value: 'a100', unique: false },
+      { key: 'licence', value: 'seat-3', unique: true },
+    ]
+    expect(jobEnvironment(assignment({ resources }), '/jobs/j1-2', {}, host)[name]).toBe(expected)
+  })
+
+  it("lets a resource override the operation's env, and neither override Lockstep's", () => {
+    const a = assignment({
+      op: { exec: ['true'], env: { LOCKSTEP_RESOURCE_ZONE: 'op', LOCKSTEP_JOB_ID: 'forged' } },
+      resources: [{ key: 'zone', value: 'eu-west', unique: false }],
+    })
+    const env = jobEnvironment(a, '/jobs/j1-2', {}, {})
+    expect(env.LOCKSTEP_RESOURCE_ZONE).toBe('eu-west')
+    expect(env.LOCKSTEP_JOB_ID).toBe('j1')
   })
 
   it('gives a PATH when the host has none, and lets no operation override Lockstep variables', () => {

@@ -207,4 +207,50 @@ describe.each(backends)('HTTP API: %s', (_name, make) => {
     expect(detail.attempts.map((x) => x.state)).toEqual(['succeeded'])
     expect((await refusal(ana.cancelJob(a!.jobId))).code).toBe('ALREADY_FINAL')
   })
+
+  it('shows the artefacts a worker reported with the attempt and the job, and refuses one that is no URL', async () => {
+    await worker.register({ id: 'w1' })
+    const packet = {
+      name: 'p',
+      jobs: [
+        { name: 'a', op },
+        { name: 'b', op, after: ['a'] },
+      ],
+    }
+    const order = await ana.submit({ packet })
+    const [a] = (await worker.heartbeat('w1', { free: 1 })).assignments
+    const bad = await refusal(
+      worker.heartbeat('w1', {
+        results: [{ jobId: a!.jobId, attempt: 1, result: { ok: true, artefacts: ['report'] } }],
+      }),
+    )
+    expect([bad.status, bad.code]).toEqual([400, 'VALIDATION_FAILED'])
+    expect((await ana.job(a!.jobId)).attempts.map((x) => x.state)).toEqual(['running'])
+    const artefacts = ['https://example.com/runs/1/report.html', 's3://bucket/runs/1/model.pt']
+    const [b] = (
+      await worker.heartbeat('w1', {
+        results: [{ jobId: a!.jobId, attempt: 1, result: { ok: true, artefacts } }],
+        free: 1,
+      })
+    ).assignments
+    const listed = async () =>
+      (await ana.jobs(order.orderId)).map((j) => [j.name, j.state, j.artefacts])
+    // In flight, the engine answers.
+    expect(await listed()).toEqual([
+      ['a', 'succeeded', artefacts],
+      ['b', 'running', undefined],
+    ])
+    await worker.heartbeat('w1', {
+      results: [{ jobId: b!.jobId, attempt: 1, result: { ok: true } }],
+    })
+    await service.durable()
+    // The order has ended and left memory: the store answers, with the artefacts.
+    expect((await ana.order(order.orderId)).fulfilment.state).toBe('succeeded')
+    expect(service.stats().orders).toBe(0)
+    expect((await ana.job(a!.jobId)).attempts).toMatchObject([{ state: 'succeeded', artefacts }])
+    expect(await listed()).toEqual([
+      ['a', 'succeeded', artefacts],
+      ['b', 'succeeded', undefined],
+    ])
+  })
 })

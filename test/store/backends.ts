@@ -22,6 +22,8 @@ export interface Backend {
   open(): Store
   /** Runs SQL on the database directly, for what no store method does (audits, sabotage). */
   query<T>(sql: string): Promise<T[]>
+  /** Runs statements separated by `;` (a schema an older Lockstep made, say); answers nothing. */
+  script(sql: string): Promise<void>
   /** Removes the database. */
   destroy(): Promise<void>
 }
@@ -42,6 +44,15 @@ export function sqliteBackend(): Backend {
       } finally {
         db.close()
       }
+    },
+    script(sql: string): Promise<void> {
+      const db = new Database(path)
+      try {
+        db.exec(sql)
+      } finally {
+        db.close()
+      }
+      return Promise.resolve()
     },
     destroy() {
       rmSync(dir, { recursive: true, force: true })
@@ -70,6 +81,10 @@ export function postgresBackend(label: string): Backend {
     url,
     open: () => new PostgresStore({ url: pgUrl, schema }),
     query: run,
+    async script(sql: string) {
+      // A multi-statement text goes as one simple query; the schema is made first, as a store would.
+      await run(`CREATE SCHEMA IF NOT EXISTS ${schema}; ${sql}`)
+    },
     async destroy() {
       await run(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
     },

@@ -308,6 +308,48 @@ describe.each(backends)('store contract: %s', (_name, make) => {
     engine.stop()
   })
 
+  it("keeps an attempt's artefacts, failed or succeeded, and none as none", async () => {
+    backend = make('artefacts')
+    const s = store()
+    await s.migrate()
+    const { engine, commit } = recorded(s)
+    engine.registerTarget({ id: 'w1', slots: 3 })
+    const order = engine.submitPacket(
+      {
+        name: 'p',
+        jobs: [
+          { name: 'ok', op },
+          { name: 'bad', op, failure: { attempts: 2, backoffMs: 1000 } },
+          { name: 'bare', op },
+        ],
+      },
+      {},
+      'ana',
+    )
+    const [ok, bad, bare] = engine.pick('w1', 3)
+    const report = ['https://example.com/report.html', 's3://bucket/model.pt']
+    engine.complete('w1', ok!.jobId, 1, { ok: true, artefacts: report, productHash: HASH })
+    engine.complete('w1', bad!.jobId, 1, {
+      ok: false,
+      exitCode: 3,
+      artefacts: ['https://logs.example.com/core'],
+    })
+    engine.complete('w1', bare!.jobId, 1, { ok: true, artefacts: [] })
+    await commit()
+
+    expect((await s.attempts(ok!.jobId)).map((a) => a.artefacts)).toEqual([report])
+    expect((await s.attempts(bad!.jobId)).map((a) => [a.state, a.artefacts])).toEqual([
+      ['failed', ['https://logs.example.com/core']],
+    ])
+    expect(await s.attempts(bare!.jobId)).toEqual(engine.attempts(bare!.jobId))
+    expect((await s.attempts(bare!.jobId))[0]).not.toHaveProperty('artefacts')
+    // In flight (the bad job backs off before its retry), a restart reads them back too.
+    const snap = await store().load()
+    expect(snap.attempts.find((a) => a.jobId === ok!.jobId)!.artefacts).toEqual(report)
+    expect(engine.fulfilment(order.orderId).state).toBe('running')
+    engine.stop()
+  })
+
   it('forgets the cache of a lost worker', async () => {
     backend = make('cache')
     const s = store()

@@ -217,15 +217,15 @@ export class Engine {
     return this.registry.target(targetId)
   }
 
-  /** The attempts running on a target, as `{ jobId, attempt }`; none for an unknown one. */
-  runningOn(targetId: string): RunningAttempt[] {
-    const running = this.registry.get(targetId)?.running.values() ?? []
-    return [...running].map((j) => ({ jobId: j.job.id, attempt: j.job.attempt }))
-  }
-
   /** Every registered target, with whether it is live. */
   targets(): { target: Target; live: boolean; running: number }[] {
     return this.registry.targets()
+  }
+
+  /** The records of the attempts running on a target now; none for a target it does not know. */
+  runningOn(targetId: string): TargetFulfilment[] {
+    const running = this.registry.get(targetId)?.running
+    return running === undefined ? [] : [...running.values()].map((job) => job.current!)
   }
 
   /**

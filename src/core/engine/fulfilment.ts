@@ -69,6 +69,8 @@ export interface TargetFulfilment {
   product?: string
   /** The SHA-256 of the product the attempt made, as its target reported it. */
   productHash?: string
+  /** URLs of artefacts the job reported (seed 002's Result), when it reported any. */
+  artefacts?: string[]
 }
 
 /** What an {@link OrderFulfilment} is made of, whether the order is in memory or stored. */
@@ -121,6 +123,10 @@ export function endFulfilment(
   else if (!(result?.ok ?? true)) current.reason = failureReason(result!)
   if (result?.exitCode !== undefined) current.exitCode = result.exitCode
   if (result?.message !== undefined) current.message = result.message
+  // Kept whatever the state: a failed job's artefacts (its logs, a core dump) are what explains it.
+  if (result?.artefacts !== undefined && result.artefacts.length > 0) {
+    current.artefacts = [...result.artefacts]
+  }
   if (state === 'succeeded') {
     current.product = current.target
     if (result?.productHash !== undefined) current.productHash = result.productHash

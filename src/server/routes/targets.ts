@@ -7,16 +7,31 @@ import { z } from 'zod'
 import {
   capabilityKeySchema,
   heartbeatReplySchema,
+  targetAttemptSchema,
   targetSchema,
   targetStatusSchema,
 } from '../../core/api.ts'
-import { ValidationError } from '../../core/errors.ts'
+import { LockstepError, ValidationError } from '../../core/errors.ts'
 import { heartbeatSchema, targetRegistrationSchema } from '../../core/protocol.ts'
 import type { HeartbeatInput } from '../../core/protocol.ts'
-import { addRoute } from '../route.ts'
+import { coversId } from '../auth.ts'
+import { parseInput } from '../../core/schema.ts'
+import { addRoute, checkedByTheService } from '../route.ts'
 import type { RouteContext } from '../route.ts'
+import { ownerScope } from './orders.ts'
 
 const byId = z.strictObject({ id: z.string().min(1) })
+
+/**
+ * The query of `GET /v1/targets/:id/fulfilments`, checked by the handler once it knows the caller
+ * may read the target: a worker reading another's target is refused whatever its query says.
+ */
+const fulfilmentsQuery = z.strictObject({
+  /** The most attempts to list. @default 100 */
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  /** Only the attempts in this state. */
+  state: z.enum(['running', 'succeeded', 'failed', 'cancelled']).optional(),
+})
 
 /** The id a registration body names, when it names one; the service checks the rest. */
 function registeredId({ body }: { body: unknown }): string | undefined {
@@ -28,7 +43,7 @@ function registeredId({ body }: { body: unknown }): string | undefined {
 const pathId = ({ params }: { params: { id: string } }): string => params.id
 
 export function targetRoutes(ctx: RouteContext): void {
-  const { app, callerOf, service, metrics, maxWaitMs } = ctx
+  const { app, callerOf, service, metrics, maxWaitMs, unitOf } = ctx
 
   addRoute(app, callerOf, {
     method: 'POST',
@@ -109,6 +124,37 @@ export function targetRoutes(ctx: RouteContext): void {
     roles: ['worker'],
     response: capabilityKeySchema,
     handler: () => service.capabilityKey,
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/targets/:id/fulfilments',
+    summary:
+      "The attempts on a target (its TargetFulfilments), newest first, with what runs each on a push target; a workbench sees its own orders' only, a worker its own target's",
+    roles: ['workbench', 'viewer', 'worker'],
+    params: byId,
+    querystring: checkedByTheService(fulfilmentsQuery),
+    response: z.array(targetAttemptSchema),
+    handler: async ({ params, query: raw, caller }) => {
+      // A worker reads its own target's attempts, all of them: it ran them. Refused before the
+      // target is looked up, so another's id tells it nothing, not even whether it exists.
+      if (caller.role === 'worker' && !coversId(caller.name, params.id)) {
+        throw new LockstepError(
+          'FORBIDDEN',
+          `the worker token '${caller.name}' may read the attempts of its own target only, not '${params.id}'`,
+        )
+      }
+      const query = parseInput(fulfilmentsQuery, raw, 'query')
+      const attempts = await service.attemptsOnTarget(params.id, {
+        limit: query.limit ?? 100,
+        state: query.state,
+        owner: caller.role === 'worker' ? undefined : ownerScope(caller),
+      })
+      return attempts.map((f) => {
+        const unit = unitOf(params.id, f)
+        return unit === undefined ? f : { ...f, unit: { name: unit.name, phase: unit.phase } }
+      })
+    },
   })
 
   addRoute(app, callerOf, {
