@@ -293,7 +293,12 @@ export async function logs(args: string[], out: Out): Promise<number> {
     if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
     for (const url of a.artefacts ?? []) out(`  artefact ${url}`)
   }
-  if (detail.job.state === 'succeeded') {
+  if (detail.job.state === 'succeeded' && 'image' in detail.job.op) {
+    // A Pod keeps no product: what it made is in its artefacts, its output in the cluster's logs.
+    out(
+      `(an image job leaves no product; its output is in the logs of its Pod on ${detail.attempts.at(-1)?.target ?? 'its cluster'})`,
+    )
+  } else if (detail.job.state === 'succeeded') {
     await readProduct(c, productOf(detail.job), async (dir) => {
       out(await readFile(join(dir, 'stdout'), 'utf8').catch(() => ''))
       const stderr = await readFile(join(dir, 'stderr'), 'utf8').catch(() => '')

@@ -118,7 +118,7 @@ export class FinalProducts {
       this.service.locks(orderId),
     ])
     for (const job of lastJobs(jobs, locks)) {
-      if (job.state !== 'succeeded') continue
+      if (job.state !== 'succeeded' || 'image' in job.op) continue
       const productId = productOf(job)
       if (this.closed || this.wanted.has(productId) || this.home.holds(productId)) continue
       this.wanted.add(productId)

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { parseAllDocuments } from 'yaml'
+import { parse, parseAllDocuments } from 'yaml'
+import { compileTargetsFile } from '../../src/targets/kubernetes/targets-file.ts'
 
 interface Manifest {
   apiVersion: string
@@ -108,7 +109,14 @@ describe('deploy/lockstep.yaml', () => {
     const targets = arg('targets')!
     const config = one<{ data: Record<string, string> }>('ConfigMap')
     expect(volumeOf(targets)?.configMap?.name).toBe(config.metadata.name)
-    expect(Object.keys(config.data)).toContain(targets.split('/').pop())
+    const file = targets.split('/').pop()!
+    expect(Object.keys(config.data)).toContain(file)
+    // The scheduler reads it: the cluster it runs in, in the namespace its Role covers.
+    const read = compileTargetsFile(parse(config.data[file]!), file)
+    expect(read.targets).toEqual([
+      expect.objectContaining({ kind: 'kubernetes', namespace: one('Role').metadata.namespace }),
+    ])
+    expect(read.targets[0]!.kubeconfig).toBeUndefined()
     expect(container!.readinessProbe.httpGet.path).toBe('/healthz')
   })
 })

@@ -189,7 +189,24 @@ describe('Kubernetes targets, end to end', () => {
     const order = await c.submit({
       packet: { name: 'long', jobs: [{ name: 'a', op: image('sleep 600') }] },
     })
-    await podsWhen((pods) => pods.some((p) => p.status.phase === 'Running'))
+    const [running] = await podsWhen((pods) => pods.some((p) => p.status.phase === 'Running'))
+    // The target's fulfilments name the Pod of each attempt and its phase.
+    let listed = await c.fulfilments('cluster-a', { state: 'running' })
+    for (let i = 0; i < 100 && listed[0]?.unit?.phase !== 'Running'; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+      listed = await c.fulfilments('cluster-a', { state: 'running' })
+    }
+    expect(listed).toEqual([
+      expect.objectContaining({
+        state: 'running',
+        attempt: 1,
+        unit: { name: nameOf(running!), phase: 'Running' },
+      }),
+    ])
+    const cli = await run(process.execPath, ['bin/lockstep.js', 'targets', 'cluster-a'], {
+      env: { ...process.env, LOCKSTEP_URL: cluster.url, LOCKSTEP_TOKEN: WORKBENCH },
+    })
+    expect(cli.stdout).toContain(nameOf(running!))
     await c.cancelOrder(order.orderId)
     await podsWhen((pods) => pods.length === 0)
     const [job] = await c.jobs(order.orderId)

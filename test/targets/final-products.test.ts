@@ -52,10 +52,13 @@ describe('lastJobs', () => {
   })
 })
 
-/** A push target that runs every attempt at once, keeping its product. */
+/**
+ * A push target that runs every attempt at once, keeping its product as a worker would (a
+ * cluster keeps none: its jobs' products never come home).
+ */
 class InstantDriver implements TargetDriver {
-  readonly id = 'cluster-a'
-  readonly registration = { id: 'cluster-a', kind: 'kubernetes' as const, slots: 16 }
+  readonly id = 'push-a'
+  readonly registration = { id: 'push-a', slots: 16, runs: ['builtin' as const] }
   availability(): number {
     return 16
   }
@@ -142,7 +145,7 @@ async function succeeded(jobs: { name: string; after?: string[] }[]): Promise<st
     })
   })
   await service.submitPacket(
-    { name: 'p', jobs: jobs.map((j) => ({ ...j, op: { image: 'busybox', command: ['true'] } })) },
+    { name: 'p', jobs: jobs.map((j) => ({ ...j, op: { builtin: 'noop' } })) },
     {},
     'ana',
   )
@@ -175,7 +178,7 @@ describe('FinalProducts', () => {
     for (const job of [b!, c!]) {
       expect(service.holders(job.id).map((h) => h.target)).toContain(service.initiator)
     }
-    expect(service.holders(a!.id).map((h) => h.target)).toEqual(['cluster-a'])
+    expect(service.holders(a!.id).map((h) => h.target)).toEqual(['push-a'])
   })
 
   it('fetches a few at a time', async () => {

@@ -74,14 +74,17 @@ export function productRoutes(ctx: RouteContext): void {
       mayList(caller)
       const order = await service.order(params.id, ownerScope(caller))
       const jobs = await service.jobs(order.id)
-      return jobs
-        .filter((j) => j.state === 'succeeded')
-        .map((j) => ({
-          jobId: j.id,
-          productId: productOf(j),
-          name: j.name,
-          holders: service.holders(productOf(j)),
-        }))
+      return (
+        jobs
+          // An image job's Pod keeps no product: it has artefacts instead.
+          .filter((j) => j.state === 'succeeded' && !('image' in j.op))
+          .map((j) => ({
+            jobId: j.id,
+            productId: productOf(j),
+            name: j.name,
+            holders: service.holders(productOf(j)),
+          }))
+      )
     },
   })
 

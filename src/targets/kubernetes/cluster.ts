@@ -32,10 +32,15 @@ export interface Cluster {
  * the signal that ends it. Throws an error whose message names the kubeconfig and the problem.
  */
 export function loadCluster(target: ResolvedKubernetesTarget, signal: () => AbortSignal): Cluster {
-  const file = target.kubeconfig
+  const file = target.kubeconfig ?? 'of the cluster the scheduler runs in'
   const kubeconfig = new KubeConfig()
   try {
-    kubeconfig.loadFromFile(file)
+    if (target.kubeconfig !== undefined) kubeconfig.loadFromFile(target.kubeconfig)
+    else if (process.env.KUBERNETES_SERVICE_HOST === undefined) {
+      throw new Error(
+        'the target names no kubeconfig, and the scheduler does not run in a cluster (KUBERNETES_SERVICE_HOST is not set)',
+      )
+    } else kubeconfig.loadFromCluster()
   } catch (e) {
     throw new Error(`cannot read the kubeconfig ${file}: ${(e as Error).message}`)
   }

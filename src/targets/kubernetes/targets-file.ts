@@ -35,7 +35,8 @@ const kubernetesTargetSchema = z.strictObject({
       'must be 1–63 letters, digits, or - _ . (starting and ending with a letter or digit): it labels every Pod',
     ),
   kind: z.literal('kubernetes'),
-  kubeconfig: z.string().min(1, 'must name a kubeconfig file'),
+  /** Absent: the cluster the scheduler runs in, with its ServiceAccount (in-cluster). */
+  kubeconfig: z.string().min(1, 'must name a kubeconfig file').optional(),
   context: z.string().min(1).optional(),
   namespace: z
     .string()
@@ -76,8 +77,11 @@ export interface ResolvedKubernetesTarget {
   kind: 'kubernetes'
   /** The target's id; labels its Pods as `lockstep.dev/target`. */
   name: string
-  /** The kubeconfig file, an absolute path. */
-  kubeconfig: string
+  /**
+   * The kubeconfig file, an absolute path; absent for the cluster the scheduler runs in, reached
+   * with its Pod's ServiceAccount (in-cluster configuration).
+   */
+  kubeconfig?: string
   /** The kubeconfig's context to use. @default the kubeconfig's current context */
   context?: string
   /** The namespace Pods run in. @default the context's namespace, else `default` */
@@ -142,7 +146,7 @@ export function compileTargetsFile(data: unknown, file: string): TargetsFile {
     targets: parsed.data.targets.map((t) => ({
       kind: t.kind,
       name: t.name,
-      kubeconfig: resolve(dir, t.kubeconfig),
+      ...(t.kubeconfig === undefined ? {} : { kubeconfig: resolve(dir, t.kubeconfig) }),
       ...(t.context === undefined ? {} : { context: t.context }),
       ...(t.namespace === undefined ? {} : { namespace: t.namespace }),
       availability: t.availability,
