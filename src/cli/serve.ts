@@ -12,9 +12,9 @@ import { startServer } from '../server/server.ts'
 import { openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
 import { FinalProducts } from '../targets/final-products.ts'
 import { InitiatorDriver, initiatorRuns } from '../targets/initiator.ts'
-import { KubernetesDriver } from '../targets/kubernetes/driver.ts'
 import type { ResolvedTarget } from '../targets/kubernetes/targets-file.ts'
 import { PushLoop } from '../targets/push-loop.ts'
+import type { TargetDriver } from '../targets/target-driver.ts'
 import { describe } from './output.ts'
 
 /** A running scheduler: its URL, and how to stop it. */
@@ -60,30 +60,14 @@ export async function serve(options: {
       process.exit(3)
     },
   })
-  // Push targets: the initiator, in this process.
+  // Push targets: the initiator in this process, and the clusters of the targets file.
   const initiator = new InitiatorDriver(service, {
     dir: resolve(options.dataDir, 'initiator'),
     token: workerToken,
     exec: options.initiatorExec,
   })
   await initiator.open()
-  // Clusters: a kubeconfig that cannot be read or a cluster that does not answer is said here
-  // and in `lockstep targets`; such a target gets no work until it answers.
-  const clusters = (options.targets ?? []).map(
-    (target) =>
-      new KubernetesDriver(target, {
-        onProblem: (problem) => {
-          service.reportProblem(target.name, problem)
-          process.stderr.write(
-            `lockstep server: target ${target.name}: ${problem ?? 'the cluster answers'}\n`,
-          )
-        },
-        onError: (e) =>
-          process.stderr.write(`lockstep server: target ${target.name}: ${describe(e)}\n`),
-        ownerOf: (a) => service.orderOwner(a.orderId),
-      }),
-  )
-  await Promise.all(clusters.map((c) => c.open()))
+  const clusters = await openClusters(service, options.targets ?? [])
   const push = new PushLoop(service, [initiator, ...clusters], {
     onError: (e) => process.stderr.write(`lockstep server: push loop: ${describe(e)}\n`),
   })
@@ -119,4 +103,34 @@ export async function serve(options: {
       await service.close()
     },
   }
+}
+
+/**
+ * The drivers of the targets file's clusters, open. A kubeconfig that cannot be read or a
+ * cluster that does not answer is said on standard error and in `lockstep targets`; such a
+ * target gets no work until it answers. The client is loaded only when there are clusters: it
+ * would cost every other start of the command a second.
+ */
+async function openClusters(
+  service: SchedulerService,
+  targets: readonly ResolvedTarget[],
+): Promise<TargetDriver[]> {
+  if (targets.length === 0) return []
+  const { KubernetesDriver } = await import('../targets/kubernetes/driver.ts')
+  const clusters = targets.map(
+    (target) =>
+      new KubernetesDriver(target, {
+        onProblem: (problem) => {
+          service.reportProblem(target.name, problem)
+          process.stderr.write(
+            `lockstep server: target ${target.name}: ${problem ?? 'the cluster answers'}\n`,
+          )
+        },
+        onError: (e) =>
+          process.stderr.write(`lockstep server: target ${target.name}: ${describe(e)}\n`),
+        ownerOf: (a) => service.orderOwner(a.orderId),
+      }),
+  )
+  await Promise.all(clusters.map((c) => c.open()))
+  return clusters
 }
