@@ -128,12 +128,17 @@ export class PushLoop {
   /** Reports an attempt's outcome once it comes, then looks for more work. */
   private follow(driver: TargetDriver, a: RunningAttempt, outcome: Promise<AttemptOutcome>): void {
     const run = outcome
-      .then((outcome: AttemptOutcome) => {
+      .then(async (outcome: AttemptOutcome) => {
         if (this.closed) return
-        return this.service.complete(driver.id, a, outcome.result, outcome)
+        try {
+          await this.service.complete(driver.id, a, outcome.result, outcome)
+        } catch (e) {
+          // A stale attempt (cancelled or lost meanwhile) is dropped, as a worker drops it.
+          if (!(e instanceof LockstepError && e.code === 'STALE_ATTEMPT')) throw e
+        }
+        driver.recorded?.(a)
       })
       .catch((e: unknown) => {
-        // A stale attempt (cancelled or lost meanwhile) is dropped, as a worker drops it.
         if (!(e instanceof LockstepError)) this.onError(e)
       })
       .finally(() => {

@@ -45,6 +45,12 @@ export interface TargetDriver {
    * name and phase); undefined for an attempt it does not know.
    */
   unit?(attempt: RunningAttempt): AttemptUnit | undefined
+  /**
+   * The attempt's outcome is stored (or the attempt is no longer current): what the target
+   * keeps of it may go. Until then a driver keeps it, so that a scheduler that dies before the
+   * outcome is stored finds it again on restart (a Pod is deleted only after this).
+   */
+  recorded?(attempt: RunningAttempt): void
 }
 
 /** What runs one attempt on a push target: a Pod on a cluster. */

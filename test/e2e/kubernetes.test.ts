@@ -213,6 +213,32 @@ describe('Kubernetes targets, end to end', () => {
     expect(job!.state).toBe('cancelled')
   })
 
+  it('deletes the other running Pods of an order that fails', async () => {
+    const targets = await clusterTarget(2, (pod, k) => {
+      setTimeout(() => k.run(pod.metadata.namespace, pod.metadata.name), 5)
+    })
+    await cluster.server(['--targets', targets])
+    const c = cluster.client()
+    const order = await c.submit({
+      packet: {
+        name: 'pair',
+        jobs: [
+          { name: 'breaks', op: image('exit 3') },
+          { name: 'long', op: image('sleep 600') },
+        ],
+      },
+    })
+    const pods = await podsWhen((p) => p.filter((x) => x.status.phase === 'Running').length === 2)
+    const jobs = new Map((await c.jobs(order.orderId)).map((j) => [j.name, j.id]))
+    const breaks = pods.find((p) => jobOf(p) === jobs.get('breaks'))!
+    kube!.fail(NS, nameOf(breaks), { exitCode: 3, message: 'no input' })
+    const ended = await cluster.finished(order.orderId)
+    expect(ended.state).toBe('failed')
+    expect(ended.reason).toMatch(/breaks failed: exit-code 3: no input/)
+    await podsWhen((p) => p.length === 0)
+    expect((await c.job(jobs.get('long')!)).attempts.map((a) => a.state)).toEqual(['cancelled'])
+  })
+
   it('after a SIGKILL, adopts the Pods it ran, ends the ones that are gone, and creates no duplicate', async () => {
     const targets = await clusterTarget(3, (pod, k) => {
       setTimeout(() => k.run(pod.metadata.namespace, pod.metadata.name), 5)

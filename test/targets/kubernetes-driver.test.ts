@@ -113,6 +113,19 @@ function gone(a: Assignment): Promise<void> {
   return kube.waitFor((pods) => !pods.some((p) => p.metadata.name === nameOf(a)))
 }
 
+/**
+ * An ended attempt's Pod stays until its outcome is stored (the push loop says so with
+ * `recorded`), so that a scheduler that dies first reads the outcome from the Pod again; then
+ * it goes.
+ */
+async function keptUntilRecorded(d: KubernetesDriver, a: Assignment): Promise<void> {
+  await new Promise((r) => setTimeout(r, 50))
+  expect(kube.pod(NS, nameOf(a))).toBeDefined()
+  expect(kube.requests.filter((r) => r.method === 'DELETE')).toEqual([])
+  d.recorded({ jobId: a.jobId, attempt: a.attempt })
+  await gone(a)
+}
+
 /** Resolves once `check` holds, looking every few milliseconds (for what only the driver knows). */
 async function eventually(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -186,7 +199,7 @@ describe('the Kubernetes driver', () => {
         artefacts: ['s3://results/model.bin', 'https://example.org/report.html'],
       },
     })
-    await gone(a)
+    await keptUntilRecorded(d, a)
     await eventually(() => d.availability() === 3, 'the slot to free')
     expect(creates()).toBe(1)
     expect(errors).toEqual([])
@@ -241,7 +254,7 @@ describe('the Kubernetes driver', () => {
     kube.run(NS, nameOf(a))
     act(nameOf(a))
     expect(await outcome).toEqual({ result })
-    await gone(a)
+    await keptUntilRecorded(d, a)
   })
 
   it('fails an invalid image name at once as image-pull', async () => {
@@ -258,7 +271,7 @@ describe('the Kubernetes driver', () => {
           'cannot pull registry.example/train:1: InvalidImageName: couldn\'t parse image name "UPPER"',
       },
     })
-    await gone(a)
+    await keptUntilRecorded(d, a)
   })
 
   it('waits out an image pull back-off up to the pull timeout, then fails as image-pull', async () => {
@@ -282,7 +295,7 @@ describe('the Kubernetes driver', () => {
           'cannot pull registry.example/train:1: ImagePullBackOff: Back-off pulling image (for 300 s)',
       },
     })
-    await gone(a)
+    await keptUntilRecorded(d, a)
   })
 
   it('lets a pull that recovers go on', async () => {
@@ -661,6 +674,8 @@ describe('the Kubernetes driver after a restart', () => {
       message: `the Pod ${nameOf(lost)} is gone: it was deleted while the scheduler was away`,
     })
     await gone(unknown)
+    expect(kube.pod(NS, nameOf(finished))).toBeDefined()
+    d.recorded({ jobId: finished.jobId, attempt: 1 })
     await gone(finished)
     expect(await settledYet(outcomes[0]!)).toBe('pending')
     expect(d.unit(running)).toEqual({ name: nameOf(running), phase: 'Running' })
@@ -690,6 +705,7 @@ describe('the Kubernetes driver after a restart', () => {
     await gone(unknown)
     kube.succeed(NS, nameOf(running))
     expect((await outcome!).result.ok).toBe(true)
+    d.recorded({ jobId: running.jobId, attempt: 1 })
     await gone(running)
     expect(creates()).toBe(2)
   })

@@ -20,6 +20,8 @@ class HeldDriver implements TargetDriver {
   readonly registration = { id: 'cluster-a', kind: 'kubernetes' as const, slots: 2 }
   readonly started: Assignment[] = []
   readonly stopped: Stop[] = []
+  /** The attempts whose outcomes the loop said were stored, as `jobId#attempt`. */
+  readonly recordedKeys: string[] = []
   most = 0
   /** Called after every change the driver sees. */
   onChange: () => void = () => {}
@@ -54,6 +56,11 @@ class HeldDriver implements TargetDriver {
     if (this.running.has(stop.jobId)) {
       this.finish(stop.jobId, { ok: false, reason: 'cancelled' })
     }
+  }
+
+  recorded(a: { jobId: string; attempt: number }): void {
+    this.recordedKeys.push(`${a.jobId}#${a.attempt}`)
+    this.onChange()
   }
 
   close(): Promise<void> {
@@ -119,6 +126,9 @@ describe('the push loop', () => {
     const f = await service.fulfilment(order.orderId)
     expect(f.counts.succeeded).toBe(5)
     expect(driver.most).toBe(2)
+    // Each outcome is said to be stored once it is, and only then.
+    await until(() => driver.recordedKeys.length === 5)
+    expect(driver.recordedKeys.sort()).toEqual(driver.started.map((a) => `${a.jobId}#1`).sort())
     expect(service.targets().find((t) => t.target.id === 'cluster-a')?.target.kind).toBe(
       'kubernetes',
     )

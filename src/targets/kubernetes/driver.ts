@@ -67,6 +67,11 @@ interface Attempt {
   since: number | undefined
   /** Adopted by `resume()` and not yet compared with a list. */
   resumed: boolean
+  /**
+   * Its outcome is stored (`recorded`): its Pod may be deleted. Until then an ended Pod stays,
+   * so that a scheduler that dies before storing the outcome reads it again from the Pod.
+   */
+  recorded: boolean
   /** The last phase its Pod was seen in. */
   phase: string | undefined
   /** When its image began failing to pull, while it does. */
@@ -204,7 +209,11 @@ export class KubernetesDriver implements TargetDriver {
   stop(stop: Stop): void {
     const name = podName(stop.jobId, stop.attempt)
     const a = this.attempts.get(name)
-    if (a !== undefined) this.finish(a, { ok: false, reason: 'cancelled', message: stop.reason })
+    if (a !== undefined) {
+      this.finish(a, { ok: false, reason: 'cancelled', message: stop.reason })
+      // A stop comes once the attempt's end is stored.
+      a.recorded = true
+    }
     // A Pod whose create is in flight is deleted when the create answers.
     const creating = a !== undefined && a.since === undefined && !a.resumed
     if (!creating) this.deletions.name(name)
@@ -224,6 +233,15 @@ export class KubernetesDriver implements TargetDriver {
     this.collecting = true
     if (this.watch.listedOnce) this.sweep()
     return outcomes
+  }
+
+  recorded(attempt: RunningAttempt): void {
+    const name = podName(attempt.jobId, attempt.attempt)
+    const a = this.attempts.get(name)
+    if (a === undefined) return
+    a.recorded = true
+    const pod = this.watch.get(name)
+    if (pod !== undefined && a.settle === undefined) this.deletions.pod(pod)
   }
 
   unit(attempt: RunningAttempt): AttemptUnit | undefined {
@@ -259,6 +277,7 @@ export class KubernetesDriver implements TargetDriver {
       settle,
       since: undefined,
       resumed: false,
+      recorded: false,
       phase: undefined,
       pullingSince: undefined,
       pullTimer: undefined,
@@ -362,7 +381,7 @@ export class KubernetesDriver implements TargetDriver {
     }
     if (pod.status?.phase !== undefined) a.phase = pod.status.phase
     if (a.settle === undefined) {
-      this.deletions.pod(pod)
+      if (a.recorded) this.deletions.pod(pod)
       return
     }
     if (a.resumed) return
@@ -375,7 +394,7 @@ export class KubernetesDriver implements TargetDriver {
     const outcome = podOutcome(pod, this.clock.now(), timeout, a.pullingSince)
     if (outcome.state === 'ended') {
       this.finish(a, outcome.result)
-      this.deletions.pod(pod)
+      if (a.recorded) this.deletions.pod(pod)
       return
     }
     const since = outcome.state === 'pending' ? outcome.pullingSince : undefined
@@ -416,7 +435,9 @@ export class KubernetesDriver implements TargetDriver {
       const name = pod.metadata?.name
       if (name === undefined) continue
       const a = this.attempts.get(name)
-      if (a === undefined ? this.collecting : a.settle === undefined) this.deletions.pod(pod)
+      if (a === undefined ? this.collecting : a.settle === undefined && a.recorded) {
+        this.deletions.pod(pod)
+      }
     }
   }
 }
