@@ -181,6 +181,7 @@ export class KubeApiServer {
   readonly #tokens = new Set<string>()
   readonly #failures: { count: number; status: number; method?: string; path?: string }[] = []
   readonly #timers = new Set<NodeJS.Timeout>()
+  #connections = 0
   readonly #waiters = new Set<Waiter>()
   /** The Pods counted as non-terminal, and the counts per namespace: now and the highest. */
   readonly #counted = new Set<string>()
@@ -197,6 +198,7 @@ export class KubeApiServer {
     this.#graceMs = options.deleteGraceMs ?? 0
     this.#historyLimit = options.historyLimit ?? 10_000
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handle(req, res))
+    server.on('connection', () => this.#connections++)
   }
 
   /** Starts a server on 127.0.0.1 and a free port. */
@@ -355,6 +357,11 @@ export class KubeApiServer {
   /** The most non-terminal Pods (not Succeeded or Failed; deleting ones count) at once in `namespace`. */
   maxNonTerminal(namespace: string): number {
     return this.#nonTerminal.get(namespace)?.max ?? 0
+  }
+
+  /** How many connections clients have opened, in all. */
+  get connections(): number {
+    return this.#connections
   }
 
   /** How many watches are open now. */

@@ -13,6 +13,9 @@ import {
   ServerConfiguration,
   createConfiguration,
 } from '@kubernetes/client-node'
+import type { RequestContext, SecurityAuthentication } from '@kubernetes/client-node'
+import { Agent as HttpAgent } from 'node:http'
+import { Agent as HttpsAgent } from 'node:https'
 import type { JobResult } from '../../core/model.ts'
 import type { ResolvedKubernetesTarget } from './targets-file.ts'
 
@@ -25,6 +28,8 @@ export interface Cluster {
   namespace: string
   /** The API server's URL, for messages. */
   server: string
+  /** Closes its kept-alive connections. */
+  close(): void
 }
 
 /**
@@ -60,10 +65,11 @@ export function loadCluster(target: ResolvedKubernetesTarget, signal: () => Abor
       }`,
     )
   }
+  const connections = keepingConnections(kubeconfig)
   const api = new CoreV1Api(
     createConfiguration({
       baseServer: new ServerConfiguration(cluster.server, {}),
-      authMethods: { default: kubeconfig },
+      authMethods: { default: connections.auth },
       promiseMiddleware: [
         {
           pre: (request) => {
@@ -80,6 +86,7 @@ export function loadCluster(target: ResolvedKubernetesTarget, signal: () => Abor
     api,
     namespace: target.namespace ?? context.namespace ?? 'default',
     server: cluster.server,
+    close: () => connections.close(),
   }
 }
 
@@ -164,4 +171,35 @@ export function createFailure(
   }
   const message = `cannot create the Pod ${pod} at ${server}: ${describeError(e)}`
   return { result: { ok: false, reason: 'target-unreachable', message }, podMayExist: true }
+}
+
+/**
+ * The kubeconfig's credentials, applied to every request over one pool of kept-alive
+ * connections. The client makes a new agent for each request, and so a new connection (a new
+ * TLS handshake on a real cluster) for every Pod created or deleted; this keeps the first
+ * agent's options (certificates, CA, TLS checks) and reuses one agent made with them. A proxy's
+ * agent is left as the client makes it.
+ */
+function keepingConnections(kubeconfig: KubeConfig): {
+  auth: SecurityAuthentication
+  close(): void
+} {
+  let shared: HttpAgent | undefined
+  const auth: SecurityAuthentication = {
+    getName: () => 'kubeconfig',
+    async applySecurityAuthentication(context: RequestContext): Promise<void> {
+      await kubeconfig.applySecurityAuthentication(context)
+      const agent = context.getAgent()
+      if (agent === undefined) return
+      const kind = agent.constructor
+      if (kind !== HttpAgent && kind !== HttpsAgent) return
+      shared ??=
+        kind === HttpsAgent
+          ? new HttpsAgent({ ...(agent as HttpsAgent).options, keepAlive: true })
+          : new HttpAgent({ ...(agent as unknown as { options: object }).options, keepAlive: true })
+      agent.destroy()
+      context.setAgent(shared)
+    },
+  }
+  return { auth, close: () => shared?.destroy() }
 }

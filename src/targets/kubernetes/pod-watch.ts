@@ -153,11 +153,13 @@ export class PodWatch {
     this.timer?.cancel()
     this.timer = undefined
     this.abort.abort()
-    if (this.informer === undefined) return
-    await this.informer.stop()
-    // A start in flight may still open a watch after the stop above; the stream aborts it.
-    await this.starting
-    await this.informer.stop()
+    if (this.informer !== undefined) {
+      await this.informer.stop()
+      // A start in flight may still open a watch after the stop above; the stream aborts it.
+      await this.starting
+      await this.informer.stop()
+    }
+    this.cluster?.close()
   }
 
   /** The signal of one request: it ends at the timeout or when the view closes. */
