@@ -4,6 +4,7 @@
  */
 import { describe } from './output.ts'
 import type { Out } from './output.ts'
+import { guardProcess } from './process-guards.ts'
 import { up, server, worker } from './process-commands.ts'
 import { cancel, download, logs, status, submit, workers } from './workbench-commands.ts'
 
@@ -19,6 +20,8 @@ const usage = `lockstep — a distributed job scheduler
                   [--initiator-exec]           let the initiator run exec jobs: user code
                                                inside the scheduler process (builtins only
                                                without it; such jobs wait)
+                  [--targets FILE]             Kubernetes clusters to run image jobs on
+                                               (docs/kubernetes.md)
   lockstep worker --server URL --id ID         a worker agent
                   [--token T] [--slots N] [--data project=PATH …] [--cache DIR]
                   [--allow builtin,exec]       the operation kinds it runs (builtin only:
@@ -45,10 +48,13 @@ export async function main(
   try {
     switch (command) {
       case 'up':
+        guardProcess('lockstep up')
         return await up(rest, out)
       case 'server':
+        guardProcess('lockstep server')
         return await server(rest, out)
       case 'worker':
+        guardProcess('lockstep worker')
         return await worker(rest, out)
       case 'submit':
         return await submit(rest, out)

@@ -48,6 +48,8 @@ export interface SchedulerServiceOptions {
   commitDelayMs?: number
   /** Called once when a commit fails: the service stops taking work. */
   onFatal?: (error: unknown) => void
+  /** Hears a listener's failure on an event. @default written to standard error */
+  onListenerError?: (error: unknown, event: EngineEvent) => void
   /** The key and lifetime of the capabilities on assignment inputs. @default a key per process */
   capabilities?: CapabilityOptions
 }
@@ -70,6 +72,7 @@ export class SchedulerService {
   private readonly capabilities: CapabilitySigner
   private readonly queries: Queries
   private readonly onFatal: ((error: unknown) => void) | undefined
+  private readonly onListenerError: (error: unknown, event: EngineEvent) => void
   private listeners: ((e: EngineEvent) => void)[] = []
   /** What push targets' drivers say keeps them from work, by target id. */
   private readonly problems = new Map<string, string>()
@@ -81,6 +84,12 @@ export class SchedulerService {
   private constructor(options: SchedulerServiceOptions) {
     this.store = options.store
     this.onFatal = options.onFatal
+    this.onListenerError =
+      options.onListenerError ??
+      ((error, event) =>
+        process.stderr.write(
+          `lockstep: a listener failed on ${event.type}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+        ))
     this.engine = new Engine({ ...options.engine, clock: options.clock ?? systemClock })
     this.commit = new GroupCommit({
       store: options.store,
@@ -402,6 +411,16 @@ export class SchedulerService {
     }
     const events = this.delivering
     this.delivering = []
-    for (const e of events) for (const listener of this.listeners) listener(e)
+    for (const e of events) {
+      for (const listener of this.listeners) {
+        // A listener that throws (a stream whose client left, a driver) loses its event; the
+        // commit, the other listeners and the other events go on.
+        try {
+          listener(e)
+        } catch (error) {
+          this.onListenerError(error, e)
+        }
+      }
+    }
   }
 }
