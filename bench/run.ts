@@ -6,6 +6,7 @@ import { runBind } from './bind.ts'
 import { runCore } from './core.ts'
 import { runE2ePostgres, runE2eSqlite } from './e2e.ts'
 import { runKube } from './kube.ts'
+import { runSoak } from './soak.ts'
 import { printTable } from './report.ts'
 import { runRestart, runStorePostgres, runStoreSqlite } from './store.ts'
 
@@ -18,6 +19,7 @@ const benches: Record<string, () => void | Promise<void>> = {
   'e2e-sqlite': runE2eSqlite,
   'e2e-postgres': runE2ePostgres,
   kube: runKube,
+  soak: runSoak,
 }
 
 const wanted = process.argv.slice(2)
