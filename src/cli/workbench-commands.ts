@@ -13,7 +13,7 @@ import { LockstepClient } from '../client/client.ts'
 import type { StreamEvent } from '../client/client.ts'
 import type { AttemptState, OrderFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
-import { productOf } from '../core/model.ts'
+import { leavesProduct, productOf } from '../core/model.ts'
 import type { Target } from '../core/model.ts'
 import { unpack } from '../runner/products.ts'
 import { credentialsPath, readCredentials } from './credentials.ts'
@@ -293,7 +293,7 @@ export async function logs(args: string[], out: Out): Promise<number> {
     if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
     for (const url of a.artefacts ?? []) out(`  artefact ${url}`)
   }
-  if (detail.job.state === 'succeeded' && 'image' in detail.job.op) {
+  if (detail.job.state === 'succeeded' && !leavesProduct(detail.job)) {
     // A Pod keeps no product: what it made is in its artefacts, its output in the cluster's logs.
     out(
       `(an image job leaves no product; its output is in the logs of its Pod on ${detail.attempts.at(-1)?.target ?? 'its cluster'})`,

@@ -211,6 +211,15 @@ export interface Job {
   cacheKey?: string
 }
 
+/**
+ * Whether a job's success leaves a product for the jobs after it, for downloads and for the
+ * order's final products. An `image` job runs in a Pod, which keeps nothing once it is gone: it
+ * publishes artefacts instead.
+ */
+export function leavesProduct(job: Pick<Job, 'op'>): boolean {
+  return operationKind(job.op) !== 'image'
+}
+
 /** The id of the product a job makes: its cache key's product, or one of its own. */
 export function productOf(job: Pick<Job, 'id' | 'cacheKey'>): string {
   return job.cacheKey === undefined ? job.id : `cache:${job.cacheKey}`

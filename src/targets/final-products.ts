@@ -13,7 +13,7 @@
  * the home cache already holds is not fetched again.
  */
 import type { Job, Lock } from '../core/model.ts'
-import { productOf } from '../core/model.ts'
+import { leavesProduct, productOf } from '../core/model.ts'
 import type { CacheChanges, SchedulerService } from '../service/service.ts'
 
 /** The cache products come home to: a target in the scheduler process (the initiator). */
@@ -118,7 +118,7 @@ export class FinalProducts {
       this.service.locks(orderId),
     ])
     for (const job of lastJobs(jobs, locks)) {
-      if (job.state !== 'succeeded' || 'image' in job.op) continue
+      if (job.state !== 'succeeded' || !leavesProduct(job)) continue
       const productId = productOf(job)
       if (this.closed || this.wanted.has(productId) || this.home.holds(productId)) continue
       this.wanted.add(productId)

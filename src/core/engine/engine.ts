@@ -24,7 +24,7 @@ import type { EngineListener } from './events.ts'
 import type { JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
 import { fulfilmentOf, inputsOf } from './order-record.ts'
 import type { JobRecord } from './order-record.ts'
-import { capabilitiesOf, defaultRuns, registeredTarget } from './registration.ts'
+import { capabilitiesOf, registeredTarget } from './registration.ts'
 import { OrdersInFlight } from './orders-in-flight.ts'
 import type { JobWait, StoredOrder } from './orders-in-flight.ts'
 import { StoredPackets } from './stored-packets.ts'
@@ -166,18 +166,6 @@ export class Engine {
       ])
     }
     const target = registeredTarget(spec)
-    const wrongKind = target.runs?.find((kind) => !defaultRuns[target.kind].includes(kind))
-    if (wrongKind !== undefined) {
-      throw new ValidationError([
-        {
-          path: 'runs',
-          message:
-            wrongKind === 'image'
-              ? 'a worker runs no image: image jobs run as Pods on Kubernetes targets'
-              : `a ${target.kind} target runs image jobs only, not ${wrongKind}`,
-        },
-      ])
-    }
     const record = this.registry.register(
       target,
       capabilitiesOf(target.kind, this.leaseMs, spec.runs),

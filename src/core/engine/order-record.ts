@@ -8,7 +8,7 @@
 import type { Timer } from '../clock.ts'
 import type { Id } from '../ids.ts'
 import type { Job, Lock, Order, Resource } from '../model.ts'
-import { finalJobStates, operationKind, productOf } from '../model.ts'
+import { finalJobStates, leavesProduct, operationKind, productOf } from '../model.ts'
 import type { JobInput } from '../protocol.ts'
 import type { ScheduleJobOptions } from '../dispatch/scheduler.ts'
 import { emptyCounts, orderFulfilment } from './fulfilment.ts'
@@ -53,9 +53,8 @@ export class JobRecord {
   /** The product it makes; also its id in the dispatch core. */
   readonly productId: string
   /**
-   * Whether it leaves a product for the jobs after it. An `image` job runs in a Pod, which keeps
-   * nothing once it is gone: it publishes artefacts instead, and the jobs after it wait for its
-   * success but read no input from it.
+   * Whether it leaves a product for the jobs after it ({@link leavesProduct}): the jobs after one
+   * that does not wait for its success but read no input from it.
    */
   readonly makesProduct: boolean
 
@@ -63,7 +62,7 @@ export class JobRecord {
     this.job = job
     this.order = order
     this.productId = productOf(job)
-    this.makesProduct = operationKind(job.op) !== 'image'
+    this.makesProduct = leavesProduct(job)
     this.resources = resources
     this.uses =
       resources.length === 0 ? NO_KEYS : resources.filter((r) => r.unique).map((r) => r.key)

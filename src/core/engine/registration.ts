@@ -4,15 +4,32 @@
  * registers; everything after asks its {@link TargetCapabilities}. When drivers register their
  * own targets (the initiator, a Kubernetes cluster), they give their capabilities themselves.
  */
+import { ValidationError } from '../errors.ts'
 import type { OperationKind, Target, TargetKind } from '../model.ts'
 import type { TargetRegistration } from '../protocol.ts'
 import type { TargetCapabilities } from './target-registry.ts'
 
-/** The target a registration describes, once `targetRegistrationSchema` has checked it. */
+/**
+ * The target a registration describes, once `targetRegistrationSchema` has checked it. A kind
+ * of operation its kind never runs is refused: a worker runs no image, a cluster nothing else.
+ */
 export function registeredTarget(spec: TargetRegistration): Target {
+  const kind = spec.kind ?? 'worker'
+  const wrong = spec.runs?.find((k) => !defaultRuns[kind].includes(k))
+  if (wrong !== undefined) {
+    throw new ValidationError([
+      {
+        path: 'runs',
+        message:
+          wrong === 'image'
+            ? 'a worker runs no image: image jobs run as Pods on Kubernetes targets'
+            : `a ${kind} target runs image jobs only, not ${wrong}`,
+      },
+    ])
+  }
   return {
     id: spec.id,
-    kind: spec.kind ?? 'worker',
+    kind,
     availability: spec.slots ?? 1,
     labels: spec.labels ?? {},
     projects: [...new Set(spec.projects ?? [])].sort(),

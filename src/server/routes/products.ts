@@ -8,7 +8,7 @@
 import { z } from 'zod'
 import { orderProductsSchema, productHoldersSchema } from '../../core/api.ts'
 import { LockstepError } from '../../core/errors.ts'
-import { productOf } from '../../core/model.ts'
+import { leavesProduct, productOf } from '../../core/model.ts'
 import { isWorkerUrl } from '../../core/protocol.ts'
 import { openCaller } from '../auth.ts'
 import type { Caller } from '../auth.ts'
@@ -74,17 +74,14 @@ export function productRoutes(ctx: RouteContext): void {
       mayList(caller)
       const order = await service.order(params.id, ownerScope(caller))
       const jobs = await service.jobs(order.id)
-      return (
-        jobs
-          // An image job's Pod keeps no product: it has artefacts instead.
-          .filter((j) => j.state === 'succeeded' && !('image' in j.op))
-          .map((j) => ({
-            jobId: j.id,
-            productId: productOf(j),
-            name: j.name,
-            holders: service.holders(productOf(j)),
-          }))
-      )
+      return jobs
+        .filter((j) => j.state === 'succeeded' && leavesProduct(j))
+        .map((j) => ({
+          jobId: j.id,
+          productId: productOf(j),
+          name: j.name,
+          holders: service.holders(productOf(j)),
+        }))
     },
   })
 
