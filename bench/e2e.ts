@@ -4,7 +4,6 @@
  * packets of 1,000). Prints jobs_per_s (targets 20,000 on SQLite, 8,000 on PostgreSQL), and the
  * latency from submission to start of a single job on an idle cluster.
  */
-import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,6 +11,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { LockstepClient } from '../src/client/client.ts'
 import { PostgresStore } from '../src/store/postgres-store.ts'
+import { startLockstep, startServer, stopProcess } from './processes.ts'
 import { percentile, report } from './report.ts'
 
 const pgUrl = process.env.LOCKSTEP_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
@@ -19,47 +19,21 @@ const JOBS = Number(process.env.E2E_JOBS ?? 20_000)
 const TOKEN = 'bench-admin-token'
 const WORKER = 'bench-worker-token'
 
-function start(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ child: ChildProcess; line: string }> {
-  // E2E_PROFILE=DIR writes a CPU profile of each process there.
-  const profile = process.env.E2E_PROFILE
-  const node = profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]
-  const child = spawn(process.execPath, [...node, 'bin/lockstep.js', ...args], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, ...env },
-  })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-      const nl = out.indexOf('\n')
-      if (nl >= 0) resolve({ child, line: out.slice(0, nl) })
-    })
-    child.on('exit', (code) => reject(new Error(`lockstep ${args[0]} exited ${code}`)))
-  })
-}
+// E2E_PROFILE=DIR writes a CPU profile of each process there.
+const profile = process.env.E2E_PROFILE
 
 async function run(bench: string, database: string, target: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-e2e-bench-'))
   const children: ChildProcess[] = []
   try {
-    const server = await start(
-      [
-        'server',
-        '--port',
-        '0',
-        '--tokens',
-        `admin:bench:${TOKEN},worker:bench:${WORKER}`,
-        '--data-dir',
-        dir,
-      ],
+    const server = await startServer(
+      ['--port', '0', '--tokens', `admin:bench:${TOKEN},worker:bench:${WORKER}`, '--data-dir', dir],
       { LOCKSTEP_DATABASE_URL: database },
+      profile,
     )
     children.push(server.child)
-    const url = /listening on (\S+)/.exec(server.line)![1]!
-    const worker = await start(
+    const url = server.url
+    const worker = await startLockstep(
       [
         'worker',
         '--server',
@@ -74,6 +48,7 @@ async function run(bench: string, database: string, target: number): Promise<voi
         join(dir, 'worker'),
       ],
       {},
+      profile,
     )
     children.push(worker.child)
     const c = new LockstepClient({ url, token: TOKEN })
@@ -131,12 +106,7 @@ async function run(bench: string, database: string, target: number): Promise<voi
     report({ bench, metric: 'latency_p99_ms', value: percentile(latencies, 99) })
   } finally {
     // Worker first, so it can say goodbye; then the scheduler.
-    for (const child of children.reverse()) {
-      const gone = new Promise((r) => child.once('exit', r))
-      child.kill('SIGTERM')
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))])
-      child.kill('SIGKILL')
-    }
+    for (const child of children.reverse()) await stopProcess(child)
     rmSync(dir, { recursive: true, force: true })
   }
 }

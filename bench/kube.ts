@@ -7,13 +7,14 @@
  * clusters), then Pods that last 500 ms, so that availability is what limits the clusters: the
  * most non-terminal Pods seen at once on each must reach its availability and never pass it.
  */
-import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { LockstepClient } from '../src/client/client.ts'
 import { KubeApiServer } from '../test/kube/api-server.ts'
+import { startServer, stopProcess } from './processes.ts'
 import { report } from './report.ts'
 
 const JOBS = Number(process.env.KUBE_JOBS ?? 2_000)
@@ -53,35 +54,25 @@ async function run(runMs: number): Promise<{ seconds: number; created: number; m
       `  - name: ${name}\n    kind: kubernetes\n    kubeconfig: ${kube.kubeconfig(dir, { namespace: name, file: `${name}.yaml` })}\n    availability: ${AVAILABILITY}\n`,
   ).join('')
   writeFileSync(join(dir, 'targets.yaml'), `targets:\n${targets}`)
-  // KUBE_PROFILE=DIR writes a CPU profile of the scheduler there.
-  const profile = process.env.KUBE_PROFILE
-  const server = spawn(
-    process.execPath,
-    [
-      ...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]),
-      'bin/lockstep.js',
-      'server',
-      '--port',
-      '0',
-      '--tokens',
-      `admin:bench:${TOKEN}`,
-      '--data-dir',
-      join(dir, 'scheduler'),
-      '--targets',
-      join(dir, 'targets.yaml'),
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LOCKSTEP_DATABASE_URL: '' } },
-  )
+  let server: ChildProcess | undefined
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = ''
-      server.stdout.on('data', (d: Buffer) => {
-        out += d.toString()
-        const found = /listening on (\S+)/.exec(out)
-        if (found !== null) resolve(found[1]!)
-      })
-      server.on('exit', (code) => reject(new Error(`lockstep server exited ${code}`)))
-    })
+    // KUBE_PROFILE=DIR writes a CPU profile of the scheduler there.
+    const started = await startServer(
+      [
+        '--port',
+        '0',
+        '--tokens',
+        `admin:bench:${TOKEN}`,
+        '--data-dir',
+        join(dir, 'scheduler'),
+        '--targets',
+        join(dir, 'targets.yaml'),
+      ],
+      { LOCKSTEP_DATABASE_URL: '' },
+      process.env.KUBE_PROFILE,
+    )
+    server = started.child
+    const url = started.url
     const c = new LockstepClient({ url, token: TOKEN })
     const begin = performance.now()
     const packets = Math.ceil(JOBS / 1000)
@@ -115,10 +106,7 @@ async function run(runMs: number): Promise<{ seconds: number; created: number; m
     )
     return { seconds, created, most }
   } finally {
-    const gone = new Promise((r) => server.once('exit', r))
-    server.kill('SIGTERM')
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))])
-    server.kill('SIGKILL')
+    if (server !== undefined) await stopProcess(server)
     await kube.close()
     rmSync(dir, { recursive: true, force: true })
   }

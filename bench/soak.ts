@@ -7,13 +7,14 @@
  * p99 answer time of the heartbeats that carried results (a long poll with nothing to say waits
  * by design, so idle ones are not counted).
  */
-import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { LockstepClient } from '../src/client/client.ts'
 import type { HeartbeatInput } from '../src/core/protocol.ts'
+import { startServer, stopProcess } from './processes.ts'
 import { percentile, report } from './report.ts'
 
 const WORKERS = Number(process.env.SOAK_WORKERS ?? 1_000)
@@ -51,31 +52,15 @@ function drift(samples: number[]): number {
 
 export async function runSoak(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-soak-'))
-  const server = spawn(
-    process.execPath,
-    [
-      'bin/lockstep.js',
-      'server',
-      '--port',
-      '0',
-      '--tokens',
-      `admin:soak:${TOKEN},worker:*:${WORKER}`,
-      '--data-dir',
-      dir,
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LOCKSTEP_DATABASE_URL: '' } },
-  )
   const stop = new AbortController()
+  let server: ChildProcess | undefined
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = ''
-      server.stdout.on('data', (d: Buffer) => {
-        out += d.toString()
-        const found = /listening on (\S+)/.exec(out)
-        if (found !== null) resolve(found[1]!)
-      })
-      server.on('exit', (code) => reject(new Error(`lockstep server exited ${code}`)))
-    })
+    const started = await startServer(
+      ['--port', '0', '--tokens', `admin:soak:${TOKEN},worker:*:${WORKER}`, '--data-dir', dir],
+      { LOCKSTEP_DATABASE_URL: '' },
+    )
+    server = started.child
+    const url = started.url
     const admin = new LockstepClient({ url, token: TOKEN })
     const fleet = new LockstepClient({ url, token: WORKER })
     const answered: number[] = []
@@ -170,10 +155,7 @@ export async function runSoak(): Promise<void> {
     report({ bench: 'soak', metric: 'client_failures', value: failures, target: { max: 0 } })
   } finally {
     stop.abort()
-    const gone = new Promise((r) => server.once('exit', r))
-    server.kill('SIGTERM')
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))])
-    server.kill('SIGKILL')
+    if (server !== undefined) await stopProcess(server)
     rmSync(dir, { recursive: true, force: true })
   }
 }
