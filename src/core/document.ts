@@ -3,7 +3,7 @@
  * both). A syntax error names its line and column; a file that parses is then checked by the
  * schemas, whose errors name the field path.
  */
-import { LineCounter, parseDocument } from 'yaml'
+import { LineCounter, isCollection, parseDocument, visit } from 'yaml'
 import { ValidationError } from './errors.ts'
 import type { Artifact } from './model.ts'
 import { compilePacket, defaultPacketLimits } from './packet.ts'
@@ -14,20 +14,79 @@ import { compileArtifact } from './schema.ts'
 export type Submission =
   { kind: 'artifact'; artifact: Artifact } | { kind: 'packet'; packet: Packet }
 
-/** Parses YAML or JSON text into plain data; a syntax error becomes a {@link ValidationError}. */
+/**
+ * Parses YAML or JSON text into plain data: maps, arrays, strings, numbers, booleans and null.
+ * A syntax error, an alias to no anchor or an alias inside its own anchor becomes a
+ * {@link ValidationError} that names where; tags such as `!!binary` or `!!set` are not turned
+ * into objects the schemas do not expect.
+ */
 export function readDocument(text: string, source = 'input'): unknown {
   const lines = new LineCounter()
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines })
+  const doc = parseDocument(text, {
+    prettyErrors: false,
+    uniqueKeys: true,
+    lineCounter: lines,
+    resolveKnownTags: false,
+  })
+  const at = (pos: number): string => {
+    const where = lines.linePos(pos)
+    return `${source}:${where.line}:${where.col}`
+  }
   if (doc.errors.length > 0) {
     throw new ValidationError(
-      doc.errors.map((e) => {
-        const at = lines.linePos(e.pos[0])
-        const where = `${source}:${at.line}:${at.col}`
-        return { path: '', message: `${where}: ${e.message.split('\n')[0]!}` }
-      }),
+      doc.errors.map((e) => ({
+        path: '',
+        message: `${at(e.pos[0])}: ${e.message.split('\n')[0]!}`,
+      })),
     )
   }
-  return doc.toJS({ maxAliasCount: 100 }) as unknown
+  let complexKey: number | undefined
+  visit(doc, {
+    Pair(_, pair) {
+      if (!isCollection(pair.key)) return undefined
+      complexKey = pair.key.range?.[0] ?? 0
+      return visit.BREAK
+    },
+  })
+  if (complexKey !== undefined) {
+    throw new ValidationError([
+      { path: '', message: `${at(complexKey)}: a map key must be a string, not a map or a list` },
+    ])
+  }
+  let data: unknown
+  try {
+    data = doc.toJS({ maxAliasCount: 100, mapAsMap: false })
+  } catch (e) {
+    // The yaml library throws a ReferenceError for an alias whose anchor is not set before it.
+    throw new ValidationError([{ path: '', message: `${at(0)}: ${(e as Error).message}` }])
+  }
+  const cycle = cyclePath(data)
+  if (cycle !== undefined) {
+    throw new ValidationError([
+      { path: cycle, message: 'refers to itself through an alias; a document must be a tree' },
+    ])
+  }
+  return data
+}
+
+/** The path of the first value that contains itself, or undefined for a tree. */
+function cyclePath(root: unknown): string | undefined {
+  const open = new Set<object>()
+  const visit = (value: unknown, path: string): string | undefined => {
+    if (typeof value !== 'object' || value === null) return undefined
+    if (open.has(value)) return path
+    open.add(value)
+    for (const [key, child] of Object.entries(value)) {
+      const found = visit(
+        child,
+        Array.isArray(value) ? `${path}[${key}]` : path === '' ? key : `${path}.${key}`,
+      )
+      if (found !== undefined) return found
+    }
+    open.delete(value)
+    return undefined
+  }
+  return visit(root, '')
 }
 
 /**

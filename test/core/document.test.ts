@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { readSubmission } from '../../src/core/document.ts'
+import { readDocument, readSubmission } from '../../src/core/document.ts'
 
 describe('artifact and packet files', () => {
   it('reads an artifact from YAML', () => {
@@ -42,7 +42,33 @@ describe('artifact and packet files', () => {
       text: 'project: p\nsteps:\n  - kind: parallel',
       error: 'steps[0].op: is required',
     },
+    {
+      name: 'an alias to no anchor',
+      text: 'project: *p\nsteps: []',
+      error: 'order.yaml:1:1: Unresolved alias',
+    },
+    {
+      name: 'an alias inside its own anchor',
+      text: 'project: p\nsteps: &s [*s]',
+      error: 'steps[0]: refers to itself through an alias',
+    },
+    {
+      name: 'a list as a map key',
+      text: 'project: p\n? [1]\n: 2\nsteps: []',
+      error: 'order.yaml:2:3: a map key must be a string',
+    },
   ])('explains $name', ({ text, error }) => {
     expect(() => readSubmission(text, 'order.yaml')).toThrow(error)
+  })
+
+  it('keeps tags such as !!binary as the text they tag, not as objects the schemas do not know', () => {
+    expect(readDocument('a: !!binary aGk=\nb: !!set { x }')).toEqual({ a: 'aGk=', b: { x: null } })
+  })
+
+  it('shares an anchor between two places, as YAML users write it', () => {
+    expect(readDocument('env: &e { A: "1" }\nalso: *e')).toEqual({
+      env: { A: '1' },
+      also: { A: '1' },
+    })
   })
 })

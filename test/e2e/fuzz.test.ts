@@ -113,6 +113,15 @@ const body: fc.Arbitrary<string | undefined> = fc.oneof(
     ),
   fc.string().map((s) => `{"jobs": [${s}`),
   fc.constantFrom('', '{', 'null', '[]', '"x"', '{"__proto__": {"admin": true}}', '\u0000\u0001'),
+  // YAML that parses to something other than a tree of plain values.
+  fc.constantFrom(
+    '*nowhere',
+    'jobs: &j [*j]',
+    '? [1]\n: 2',
+    'jobs: !!binary aGk=',
+    'name: !!set { a }\njobs: []',
+    'a: &a [1]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b]',
+  ),
   fc.string({ maxLength: 200 }),
 )
 
