@@ -22,6 +22,8 @@ export { bind, toJobGraph } from './core/bind.ts'
 export type { BindOptions, GraphJob, JobGraph } from './core/bind.ts'
 export { compileArtifact, compileContext } from './core/schema.ts'
 export { compilePacket, defaultPacketLimits, findCycle, targetPolicy } from './core/packet.ts'
+export { compileLimits, defaultLimits } from './core/limits.ts'
+export type { Limits, LimitsOptions } from './core/limits.ts'
 export type {
   Packet,
   PacketJob,

@@ -17,6 +17,8 @@ import { credentialsPath, dataDir, writeCredentials } from './credentials.ts'
 import { runExamples, sampleData } from './demo.ts'
 import type { Out } from './output.ts'
 import { operationKinds } from '../core/model.ts'
+import { defaultLimits } from '../core/limits.ts'
+import type { LimitsOptions } from '../core/limits.ts'
 import type { OperationKind } from '../core/model.ts'
 import { readTargetsFile, TargetsFileError } from '../targets/kubernetes/targets-file.ts'
 import type { ResolvedTarget } from '../targets/kubernetes/targets-file.ts'
@@ -40,8 +42,14 @@ export async function server(args: string[], out: Out): Promise<number> {
       'initiator-exec': { type: 'boolean', default: false },
       'capability-ttl-ms': { type: 'string', default: '600000' },
       targets: { type: 'string', default: process.env.LOCKSTEP_TARGETS_FILE },
+      ...limitFlags,
     },
   })
+  const limits = limitsFrom(values)
+  if (typeof limits === 'string') {
+    process.stderr.write(`lockstep server: ${limits}\n`)
+    return 2
+  }
   // A bad targets file stops the server before it opens anything, naming the file and field.
   let targets: ResolvedTarget[] = []
   if (values.targets !== undefined && values.targets !== '') {
@@ -94,6 +102,7 @@ export async function server(args: string[], out: Out): Promise<number> {
     initiatorExec: values['initiator-exec'],
     capabilityTtlMs,
     targets,
+    limits,
   })
   const note = !open
     ? ''
@@ -104,6 +113,30 @@ export async function server(args: string[], out: Out): Promise<number> {
   await untilSignal()
   await s.close()
   return 0
+}
+
+/** The server's limits as flags, `--max-jobs-per-order N` and so on (docs/operations.md). */
+const limitFlags = Object.fromEntries(
+  Object.keys(defaultLimits).map((key) => [flagOf(key), { type: 'string' as const }]),
+)
+
+function flagOf(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}
+
+/** The limits given as flags, or what is wrong with one. */
+function limitsFrom(values: Record<string, unknown>): LimitsOptions | string {
+  const out: LimitsOptions = {}
+  for (const key of Object.keys(defaultLimits) as (keyof LimitsOptions)[]) {
+    const text = values[flagOf(key)]
+    if (typeof text !== 'string') continue
+    const n = Number(text)
+    if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
+      return `--${flagOf(key)} must be a positive whole number, got '${text}'`
+    }
+    out[key] = n
+  }
+  return out
 }
 
 /** True for an address or name that only this machine reaches. */

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { capabilityKeyFile } from '../service/capabilities.ts'
 import { SchedulerService } from '../service/service.ts'
+import type { LimitsOptions } from '../core/limits.ts'
 import type { TokenEntry } from '../server/auth.ts'
 import { startServer } from '../server/server.ts'
 import { openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
@@ -40,6 +41,8 @@ export async function serve(options: {
   capabilityTtlMs?: number
   /** Push targets from the targets file (`--targets`): Kubernetes clusters. @default none */
   targets?: readonly ResolvedTarget[]
+  /** What one request may cause (`--max-jobs-per-order` and the rest). @default defaultLimits */
+  limits?: LimitsOptions
 }): Promise<Serving> {
   const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
   const store = openStore(url)
@@ -54,6 +57,7 @@ export async function serve(options: {
     engine: {
       leaseMs: options.leaseMs ?? 30_000,
       initiatorRuns: initiatorRuns({ exec: options.initiatorExec }),
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
     },
     onFatal: (e) => {
       process.stderr.write(`lockstep server: a commit failed, stopping: ${describe(e)}\n`)
@@ -80,6 +84,9 @@ export async function serve(options: {
     products: [initiator],
     drivers: [initiator, ...clusters],
     log: options.log,
+    ...(options.limits?.maxStreamsPerCaller === undefined
+      ? {}
+      : { maxStreamsPerCaller: options.limits.maxStreamsPerCaller }),
     ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
   })
   await push.start()

@@ -17,12 +17,15 @@ import type {
   StepSpec,
   TargetPolicy,
 } from './model.ts'
+import { defaultLimits, limitExceeded } from './limits.ts'
 import { compileArtifact, compileContext } from './schema.ts'
 
 /** Limits on what one artifact may expand to. */
 export interface BindOptions {
-  /** The most jobs one bound artifact may have. @default 1_000_000 */
+  /** The most jobs one bound artifact may have. @default 100_000 */
   maxJobs?: number
+  /** The most locks one bound artifact may have. @default 1_000_000 */
+  maxLocks?: number
 }
 
 const NOOP: Operation = { builtin: 'noop' }
@@ -50,21 +53,25 @@ export function bind(
 ): BoundJob[] {
   const checked = compileArtifact(artifact)
   const ctx = compileContext(context)
-  const maxJobs = options?.maxJobs ?? 1_000_000
+  const maxJobs = options?.maxJobs ?? defaultLimits.maxJobsPerOrder
   const n = ctx.workers.length
 
+  const maxLocks = options?.maxLocks ?? defaultLimits.maxLocksPerOrder
+  // Measured before anything is built: an iterate of 100,000 rounds over a round-robin is
+  // refused in time proportional to the artifact's text, not to what it would bind to.
   const issues: Issue[] = []
-  const total = countJobs(checked.steps, 'steps', n, issues)
+  const size = measure(checked.steps, 'steps', n, issues)
   if (issues.length > 0) throw new ValidationError(issues)
-  if (total > maxJobs) {
-    throw new ValidationError(
-      [
-        {
-          path: 'steps',
-          message: `binds to ${total} jobs over ${n} workers; the limit is ${maxJobs}`,
-        },
-      ],
-      'LIMIT_EXCEEDED',
+  if (size.jobs > maxJobs) {
+    throw limitExceeded(
+      'steps',
+      `binds to ${size.jobs} jobs over ${n} workers; the limit is ${maxJobs} jobs per order`,
+    )
+  }
+  if (size.locks > maxLocks) {
+    throw limitExceeded(
+      'steps',
+      `binds to ${size.locks} locks over ${n} workers; the limit is ${maxLocks} locks per order`,
     )
   }
 
@@ -104,33 +111,80 @@ export function bind(
   return jobs
 }
 
-/** How many jobs `steps` bind to over `n` workers; records a step that needs workers when n is 0. */
-function countJobs(steps: readonly StepSpec[], path: string, n: number, issues: Issue[]): number {
-  let total = 0
+/** What a run of steps binds to: its jobs and locks, and how many jobs it starts and ends with. */
+interface Size {
+  jobs: number
+  locks: number
+  first: number
+  last: number
+}
+
+/**
+ * The size of what `steps` bind to over `n` workers, without binding them; records a step that
+ * needs workers when n is 0. Follows {@link flatten} and {@link link}: an iterate's rounds are
+ * joined by its last inner step's distribution, a step to the next by the step's own.
+ */
+function measure(steps: readonly StepSpec[], path: string, n: number, issues: Issue[]): Size {
+  let size: Size | undefined
+  let previous: StepSpec | undefined
   steps.forEach((step, i) => {
     const at = `${path}[${i}]`
-    switch (step.kind) {
-      case 'initialize':
-      case 'finalize':
-        total += 1
-        return
-      case 'parallel':
-      case 'sequential':
-      case 'round-robin':
-        if (n === 0) {
-          issues.push({
-            path: at,
-            message: `a ${step.kind} step needs at least one worker; the context has none`,
-          })
-        }
-        total += step.kind === 'parallel' ? n : step.kind === 'sequential' ? n + 2 : n * n
-        return
-      case 'iterate':
-        total += step.iterations * countJobs(step.steps, `${at}.steps`, n, issues)
-        return
+    const own = measureStep(step, at, n, issues)
+    if (size === undefined) size = own
+    else {
+      size.jobs += own.jobs
+      size.locks += own.locks + linkSize(size.last, own.first, previous!.distribution)
+      size.last = own.last
     }
+    previous = step
   })
-  return total
+  return size ?? { jobs: 0, locks: 0, first: 0, last: 0 }
+}
+
+function measureStep(step: StepSpec, at: string, n: number, issues: Issue[]): Size {
+  switch (step.kind) {
+    case 'initialize':
+    case 'finalize':
+      return { jobs: 1, locks: 0, first: 1, last: 1 }
+    case 'parallel':
+    case 'sequential':
+    case 'round-robin':
+      if (n === 0) {
+        issues.push({
+          path: at,
+          message: `a ${step.kind} step needs at least one worker; the context has none`,
+        })
+      }
+      if (step.kind === 'parallel') return { jobs: n, locks: 0, first: n, last: n }
+      if (step.kind === 'sequential') return { jobs: n + 2, locks: n + 1, first: 1, last: 1 }
+      return { jobs: n * n, locks: n * (n - 1), first: n, last: n }
+    case 'iterate': {
+      const inner = measure(step.steps, `${at}.steps`, n, issues)
+      const between = linkSize(inner.last, inner.first, step.steps.at(-1)!.distribution)
+      const k = step.iterations
+      return {
+        jobs: k * inner.jobs,
+        locks: k * inner.locks + (k - 1) * between,
+        first: inner.first,
+        last: inner.last,
+      }
+    }
+  }
+}
+
+/** How many locks {@link link} adds from `from` jobs to `to` jobs. */
+function linkSize(from: number, to: number, distribution: Distribution | undefined): number {
+  switch (distribution ?? (from === 1 ? 'distribute' : to === 1 ? 'collect' : 'arrange')) {
+    case 'distribute':
+      return to
+    case 'collect':
+    case 'round-robin':
+      return from
+    case 'arrange':
+      return from * to
+    case 'none':
+      return 0
+  }
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { LineCounter, isCollection, parseDocument, visit } from 'yaml'
 import { ValidationError } from './errors.ts'
+import type { Issue } from './errors.ts'
 import type { Artifact } from './model.ts'
 import { compilePacket, defaultPacketLimits } from './packet.ts'
 import type { Packet, PacketLimits } from './packet.ts'
@@ -60,33 +61,51 @@ export function readDocument(text: string, source = 'input'): unknown {
     // The yaml library throws a ReferenceError for an alias whose anchor is not set before it.
     throw new ValidationError([{ path: '', message: `${at(0)}: ${(e as Error).message}` }])
   }
-  const cycle = cyclePath(data)
-  if (cycle !== undefined) {
-    throw new ValidationError([
-      { path: cycle, message: 'refers to itself through an alias; a document must be a tree' },
-    ])
-  }
+  const problem = treeProblem(data)
+  if (problem !== undefined) throw new ValidationError([problem])
   return data
 }
 
-/** The path of the first value that contains itself, or undefined for a tree. */
-function cyclePath(root: unknown): string | undefined {
+/** How deep a document may nest maps and lists: far deeper than any artifact or packet needs. */
+export const MAX_DEPTH = 64
+
+/**
+ * What keeps parsed data from being a tree Lockstep can check and store: a value that contains
+ * itself (through a YAML alias), or nesting deeper than {@link MAX_DEPTH}, which recursive
+ * checks and serialisers could not follow without running out of stack. Iterative, so any depth
+ * is walked safely.
+ */
+export function treeProblem(root: unknown): Issue | undefined {
+  // Entries to visit, and markers (undefined value) that close the value opened before them.
+  const stack: { value: unknown; path: string; depth: number }[] = [
+    { value: root, path: '', depth: 0 },
+  ]
   const open = new Set<object>()
-  const visit = (value: unknown, path: string): string | undefined => {
-    if (typeof value !== 'object' || value === null) return undefined
-    if (open.has(value)) return path
-    open.add(value)
-    for (const [key, child] of Object.entries(value)) {
-      const found = visit(
-        child,
-        Array.isArray(value) ? `${path}[${key}]` : path === '' ? key : `${path}.${key}`,
-      )
-      if (found !== undefined) return found
+  const closing: object[] = []
+  while (stack.length > 0) {
+    const { value, path, depth } = stack.pop()!
+    if (depth < 0) {
+      open.delete(closing.pop()!)
+      continue
     }
-    open.delete(value)
-    return undefined
+    if (typeof value !== 'object' || value === null) continue
+    if (open.has(value)) {
+      return { path, message: 'refers to itself through an alias; a document must be a tree' }
+    }
+    if (depth >= MAX_DEPTH) {
+      return { path, message: `nests deeper than ${MAX_DEPTH} levels of maps and lists` }
+    }
+    open.add(value)
+    closing.push(value)
+    stack.push({ value: undefined, path, depth: -1 })
+    const isArray = Array.isArray(value)
+    for (const [key, child] of Object.entries(value)) {
+      if (typeof child !== 'object' || child === null) continue
+      const at = isArray ? `${path}[${key}]` : path === '' ? key : `${path}.${key}`
+      stack.push({ value: child, path: at, depth: depth + 1 })
+    }
   }
-  return visit(root, '')
+  return undefined
 }
 
 /**

@@ -6,6 +6,10 @@ export const errorCatalogue = {
   VALIDATION_FAILED: { status: 400, summary: 'The input does not match its schema or rules.' },
   CYCLE_IN_GRAPH: { status: 400, summary: 'A packet’s jobs depend on each other in a cycle.' },
   LIMIT_EXCEEDED: { status: 400, summary: 'The input is larger than a configured limit allows.' },
+  QUOTA_EXCEEDED: {
+    status: 429,
+    summary: 'The caller holds as many orders in flight or event streams as a limit allows.',
+  },
   PAYLOAD_TOO_LARGE: {
     status: 413,
     summary: 'The request body is larger than the server accepts.',
@@ -45,6 +49,10 @@ export const errorCatalogue = {
   NO_WORKER_FOR_PROJECT: {
     status: 422,
     summary: 'No live worker holds the artifact’s project data, so it cannot be bound.',
+  },
+  SITES_OFFLINE: {
+    status: 422,
+    summary: 'Workers that hold the artifact’s project data are offline; the order names them.',
   },
   STALE_ATTEMPT: {
     status: 409,

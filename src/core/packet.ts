@@ -9,6 +9,8 @@ import type { Issue } from './errors.ts'
 import { failurePolicySchema } from './failure-policy.ts'
 import type { FailurePolicyOptions } from './failure-policy.ts'
 import { resourceVariable } from './job-variables.ts'
+import { defaultLimits, limitExceeded } from './limits.ts'
+import type { Limits } from './limits.ts'
 import type { Operation, Resource, TargetPolicy } from './model.ts'
 import { nameSchema, operationSchema, parseInput } from './schema.ts'
 
@@ -23,10 +25,15 @@ export interface PacketLimits {
 }
 
 /** The default {@link PacketLimits}. */
-export const defaultPacketLimits: PacketLimits = {
-  maxJobs: 100_000,
-  maxLocks: 1_000_000,
-  maxResources: 1_000,
+export const defaultPacketLimits: PacketLimits = packetLimits(defaultLimits)
+
+/** The packet limits of a server's {@link Limits}. */
+export function packetLimits(limits: Limits): PacketLimits {
+  return {
+    maxJobs: limits.maxJobsPerOrder,
+    maxLocks: limits.maxLocksPerOrder,
+    maxResources: limits.maxResourcesPerPacket,
+  }
 }
 
 const resourceSchema = z.strictObject({
@@ -115,9 +122,9 @@ export function compilePacket(input: unknown, limits: PacketLimits = defaultPack
     (input as { jobs: unknown[] }).jobs.length > limits.maxJobs
   ) {
     // Refused before the schema walks every job of an oversized packet.
-    throw limitError(
+    throw limitExceeded(
       'jobs',
-      `has ${(input as { jobs: unknown[] }).jobs.length} jobs; the limit is ${limits.maxJobs}`,
+      `has ${(input as { jobs: unknown[] }).jobs.length} jobs; the limit is ${limits.maxJobs} jobs per order`,
     )
   }
   const raw = parseInput(packetSchema, input)
@@ -143,9 +150,9 @@ export function compilePacket(input: unknown, limits: PacketLimits = defaultPack
     resources.push({ key: r.key, value: r.value, unique: r.unique ?? false })
   })
   if (resources.length > limits.maxResources) {
-    throw limitError(
+    throw limitExceeded(
       'resources',
-      `has ${resources.length} resources; the limit is ${limits.maxResources}`,
+      `has ${resources.length} resources; the limit is ${limits.maxResources} resources per packet`,
     )
   }
 
@@ -205,7 +212,10 @@ export function compilePacket(input: unknown, limits: PacketLimits = defaultPack
   })
   if (issues.length > 0) throw new ValidationError(issues)
   if (lockCount > limits.maxLocks) {
-    throw limitError('jobs', `has ${lockCount} 'after' references; the limit is ${limits.maxLocks}`)
+    throw limitExceeded(
+      'jobs',
+      `has ${lockCount} 'after' references; the limit is ${limits.maxLocks} locks per order`,
+    )
   }
 
   const cycle = findCycle(jobs)
@@ -222,10 +232,6 @@ export function compilePacket(input: unknown, limits: PacketLimits = defaultPack
     failure: raw.failure,
     jobs,
   }
-}
-
-function limitError(path: string, message: string): ValidationError {
-  return new ValidationError([{ path, message }], 'LIMIT_EXCEEDED')
 }
 
 /**

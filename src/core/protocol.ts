@@ -12,9 +12,18 @@ import { operationKinds } from './model.ts'
 import type { Operation, Resource } from './model.ts'
 import { nameSchema } from './schema.ts'
 
+/** An id a target sends back (a job's, a product's): ids Lockstep makes are far shorter. */
+const idSchema = z.string().min(1).max(128)
+
+/** The most items of one list in a registration or a heartbeat (attempts, products). */
+export const MAX_LIST = 100_000
+
+/** A list of at most {@link MAX_LIST} items. */
+const list = <T extends z.ZodType>(item: T) => z.array(item).max(MAX_LIST)
+
 /** One attempt a target runs: the job and the attempt number it was handed. */
 export const runningAttemptSchema = z.strictObject({
-  jobId: z.string(),
+  jobId: idSchema,
   attempt: z.number().int().min(1),
 })
 
@@ -75,11 +84,14 @@ export const targetRegistrationSchema = z.strictObject({
   kind: z.enum(['worker', 'kubernetes']).optional(),
   /** How many jobs it runs at once. @default 1 */
   slots: z.number().int().min(0).max(1_000_000).optional(),
-  labels: z.record(z.string(), z.string().max(256)).optional(),
+  labels: z
+    .record(z.string().min(1).max(63), z.string().max(256))
+    .refine((labels) => Object.keys(labels).length <= 64, 'must have at most 64 labels')
+    .optional(),
   /** The data projects it holds. */
   projects: z.array(nameSchema).max(10_000).optional(),
   /** Products in its cache. */
-  cached: z.array(z.string()).optional(),
+  cached: list(idSchema).optional(),
   /**
    * Where it serves its products to peers: `http(s)://host[:port]` with an optional path and
    * nothing else (see {@link isWorkerUrl}).
@@ -93,7 +105,7 @@ export const targetRegistrationSchema = z.strictObject({
     )
     .optional(),
   /** Attempts it is still running; any other attempt it was running is lost. */
-  running: z.array(runningAttemptSchema).optional(),
+  running: list(runningAttemptSchema).optional(),
   /**
    * The kinds of operation it runs: a job of another kind is never handed to it.
    * @default ['builtin', 'exec'] for a worker, ['image'] for a Kubernetes target
@@ -107,23 +119,21 @@ export type TargetRegistration = z.input<typeof targetRegistrationSchema>
 /** What a worker sends on each heartbeat. */
 export const heartbeatSchema = z.strictObject({
   /** Results of finished attempts. */
-  results: z
-    .array(
-      z.strictObject({
-        jobId: z.string(),
-        attempt: z.number().int().min(1),
-        result: jobResultSchema,
-      }),
-    )
-    .optional(),
+  results: list(
+    z.strictObject({
+      jobId: idSchema,
+      attempt: z.number().int().min(1),
+      result: jobResultSchema,
+    }),
+  ).optional(),
   /**
    * The attempts it runs now. An attempt it does not list, a lease after it started, is lost:
    * the reply that carried it never arrived.
    */
-  running: z.array(runningAttemptSchema).optional(),
+  running: list(runningAttemptSchema).optional(),
   /** Products added to and evicted from its cache. */
-  added: z.array(z.string()).optional(),
-  removed: z.array(z.string()).optional(),
+  added: list(idSchema).optional(),
+  removed: list(idSchema).optional(),
   /** How many more jobs it can take now. @default 0 */
   free: z.number().int().min(0).max(100_000).optional(),
   /**

@@ -16,16 +16,30 @@ export const nameSchema = z
     'must be 1–128 letters, digits, or . _ : - (starting with a letter or digit)',
   )
 
-const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string())
+/** One argument or environment value: large enough for any command line, bounded all the same. */
+const argument = z.string().max(32_768)
+
+/** A command line: at most 4,096 arguments. */
+const commandLine = z.array(argument).max(4_096)
+
+const envSchema = z
+  .record(
+    z
+      .string()
+      .max(256)
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
+    argument,
+  )
+  .refine((env) => Object.keys(env).length <= 1_000, 'must have at most 1000 variables')
 
 /** An {@link Operation}: exactly one of `builtin`, `exec`, `image`. */
 export const operationSchema = z
   .strictObject({
-    builtin: z.string().min(1).optional(),
-    args: z.record(z.string(), z.unknown()).optional(),
-    exec: z.array(z.string()).min(1).optional(),
-    image: z.string().min(1).optional(),
-    command: z.array(z.string()).optional(),
+    builtin: z.string().min(1).max(128).optional(),
+    args: z.record(z.string().max(256), z.unknown()).optional(),
+    exec: commandLine.min(1).optional(),
+    image: z.string().min(1).max(1_024).optional(),
+    command: commandLine.optional(),
     env: envSchema.optional(),
   })
   .superRefine((op, ctx) => {
@@ -57,6 +71,9 @@ const distributionSchema = z.enum(distributions as [string, ...string[]], {
   error: () => `must be one of ${distributions.join(', ')}`,
 })
 
+/** The most steps in one list of an artifact. */
+const MAX_STEPS = 1_000
+
 /** A {@link StepSpec}; `iterate` nests steps. */
 export const stepSchema: z.ZodType<StepSpec> = z.lazy(() =>
   z.discriminatedUnion(
@@ -77,7 +94,10 @@ export const stepSchema: z.ZodType<StepSpec> = z.lazy(() =>
       z.strictObject({
         kind: z.literal('iterate'),
         iterations: z.number().int().min(1).max(100_000),
-        steps: z.array(stepSchema).min(1, 'an iterate step needs at least one step'),
+        steps: z
+          .array(stepSchema)
+          .min(1, 'an iterate step needs at least one step')
+          .max(MAX_STEPS, `must have at most ${MAX_STEPS} steps`),
         distribution: distributionSchema.optional(),
       }),
     ],
@@ -91,7 +111,10 @@ export const stepSchema: z.ZodType<StepSpec> = z.lazy(() =>
 /** An {@link Artifact}. */
 export const artifactSchema = z.strictObject({
   project: nameSchema,
-  steps: z.array(stepSchema).min(1, 'an artifact needs at least one step'),
+  steps: z
+    .array(stepSchema)
+    .min(1, 'an artifact needs at least one step')
+    .max(MAX_STEPS, `must have at most ${MAX_STEPS} steps`),
 })
 
 /** A {@link SchedulerContext}. */

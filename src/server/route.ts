@@ -19,6 +19,7 @@ import type {
 import { z } from 'zod'
 import { errorSchema } from '../core/api.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
+import type { EventStreams } from './streams.ts'
 import { orderOptionsSchema } from '../core/order.ts'
 import { packetSchema } from '../core/packet.ts'
 import { heartbeatSchema, targetRegistrationSchema } from '../core/protocol.ts'
@@ -187,8 +188,8 @@ export interface RouteContext {
   allowDownload: boolean
   /** The longest heartbeat long poll. */
   maxWaitMs: number
-  /** Ends every open event stream; the server calls them on close. */
-  streams: Set<() => void>
+  /** The open event streams, counted per caller and ended on close. */
+  streams: EventStreams
   /** In-process targets whose products the API serves. */
   sources: ReadonlyMap<string, ProductSource>
   /** What runs an attempt on a push target, when its driver says (a Pod and its phase). */

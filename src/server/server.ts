@@ -13,10 +13,12 @@ import type { IncomingMessage } from 'node:http'
 import fastifySwagger from '@fastify/swagger'
 import Fastify, { LogController } from 'fastify'
 import type { FastifyError, FastifyReply } from 'fastify'
-import { readDocument } from '../core/document.ts'
+import { readDocument, treeProblem } from '../core/document.ts'
+import { defaultLimits } from '../core/limits.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import type { SchedulerService } from '../service/service.ts'
 import type { ProductSource, TargetDriver } from '../targets/target-driver.ts'
+import { EventStreams } from './streams.ts'
 import { Auth, publicCaller } from './auth.ts'
 import type { TokenEntry } from './auth.ts'
 import { Metrics } from './metrics.ts'
@@ -43,6 +45,8 @@ export interface ServerOptions {
   allowDownload?: boolean
   /** The longest heartbeat long poll. @default 30000 */
   maxWaitMs?: number
+  /** The most event streams one caller may hold open. @default 16 */
+  maxStreamsPerCaller?: number
   /** Logs one JSON line per request and per error to standard error. @default false */
   log?: boolean
   /** In-process targets whose products the API serves at `/v1/targets/:id/products/:product`. */
@@ -123,7 +127,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     if (body === '') return done(null, {})
     void json(req, body as string, (error, value) => {
-      if (error === null) return done(null, value)
+      if (error === null) {
+        const problem = treeProblem(value)
+        return problem === undefined ? done(null, value) : done(new ValidationError([problem]))
+      }
       done(
         new ValidationError([
           { path: '', message: `the body is not valid JSON: ${error.message}` },
@@ -195,7 +202,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             actsAs === undefined ? undefined : { id: actsAs, log: request.log },
           ),
     metrics,
-    streams: new Set(),
+    streams: new EventStreams(options.maxStreamsPerCaller ?? defaultLimits.maxStreamsPerCaller),
     sources: new Map((options.products ?? []).map((p) => [p.id, p])),
     unitOf: (targetId, attempt) => drivers.get(targetId)?.unit?.(attempt),
   }
@@ -219,7 +226,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     url,
     port,
     async close() {
-      for (const end of [...ctx.streams]) end()
+      ctx.streams.endAll()
       metrics.close()
       await app.close()
     },

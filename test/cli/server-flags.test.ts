@@ -128,6 +128,34 @@ describe('lockstep server', () => {
     expect(s.stderr()).toContain('--capability-ttl-ms')
   })
 
+  it.each([
+    ['--max-jobs-per-order', '0'],
+    ['--max-orders-in-flight-per-owner', 'many'],
+    ['--max-streams-per-caller', '1.5'],
+  ])('refuses %s %s: exit 2, naming the flag', async (flag, value) => {
+    const s = await server([flag, value])
+    expect(s.code).toBe(2)
+    expect(s.stderr()).toContain(`${flag} must be a positive whole number, got '${value}'`)
+  })
+
+  it('takes its limits from flags: a packet over --max-jobs-per-order is refused, naming it', async () => {
+    const s = await server(['--max-jobs-per-order', '2'])
+    const res = await fetch(`${urlOf(s.line)}/v1/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        packet: {
+          name: 'p',
+          jobs: ['a', 'b', 'c'].map((name) => ({ name, op: { builtin: 'noop' } })),
+        },
+      }),
+    })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
+      'jobs: has 3 jobs; the limit is 2 jobs per order',
+    )
+  })
+
   it('keeps its capability key in the data directory, readable by its owner only, across restarts', async () => {
     const kid = async (s: Started) => {
       const url = /listening on (\S+)/.exec(s.line!)![1]!

@@ -221,24 +221,38 @@ describe('bind', () => {
     expect(() => run(steps, n)).toThrow(error)
   })
 
-  it('refuses an artifact that binds to more jobs than the limit', () => {
-    const artifact: Artifact = { project: 'p', steps: [iterate(1000, [rr()])] }
-    const context = { initiator: 'I', workers: workers(100) }
-    expect(() => bind(artifact, context, { maxJobs: 1_000_000 })).toThrow(
-      'steps: binds to 10000000 jobs over 100 workers; the limit is 1000000',
-    )
-    // The default limit is a million jobs too, and the error has its own code.
-    let error: unknown
+  it.each([
+    {
+      name: 'more jobs than the limit',
+      steps: [iterate(1000, [rr()])],
+      n: 100,
+      error: 'steps: binds to 10000000 jobs over 100 workers; the limit is 100000 jobs per order',
+    },
+    {
+      name: 'an iterate of 100,000 rounds',
+      steps: [init(), iterate(100_000, [par(), fin()])],
+      n: 3,
+      error: 'steps: binds to 400001 jobs over 3 workers; the limit is 100000 jobs per order',
+    },
+    {
+      name: 'more locks than the limit',
+      steps: [par('arrange'), par()],
+      n: 1001,
+      error:
+        'steps: binds to 1002001 locks over 1001 workers; the limit is 1000000 locks per order',
+    },
+  ])('refuses $name before binding a job, with its own code', ({ steps, n, error }) => {
+    const started = performance.now()
+    let thrown: unknown
     try {
-      bind(artifact, context)
+      run(steps, n)
     } catch (e) {
-      error = e
+      thrown = e
     }
-    expect(error).toBeInstanceOf(ValidationError)
-    expect(error).toMatchObject({
-      code: 'LIMIT_EXCEEDED',
-      message: expect.stringContaining('the limit is 1000000') as unknown,
-    })
+    expect(thrown).toBeInstanceOf(ValidationError)
+    expect(thrown).toMatchObject({ code: 'LIMIT_EXCEEDED', message: error })
+    // Measured from the steps alone: nothing of the size it would bind to is built.
+    expect(performance.now() - started).toBeLessThan(200)
   })
 
   it('refuses a context that lists a worker twice', () => {
@@ -557,6 +571,27 @@ describe('bind properties', () => {
         expect(edges(jobs).length).toBe((expected as { locks: number }).locks)
       }),
       { numRuns: 500 },
+    )
+  })
+
+  it('measures an artifact exactly: it binds at its own job and lock counts as limits, not one below', () => {
+    fc.assert(
+      fc.property(valid, ({ steps, n }) => {
+        const artifact: Artifact = { project: 'p', steps }
+        const context = { initiator: 'I', workers: workers(n) }
+        const jobs = bind(artifact, context)
+        const locks = edges(jobs).length
+        expect(bind(artifact, context, { maxJobs: jobs.length, maxLocks: locks })).toHaveLength(
+          jobs.length,
+        )
+        expect(() => bind(artifact, context, { maxJobs: jobs.length - 1 })).toThrow(
+          'jobs per order',
+        )
+        if (locks > 0) {
+          expect(() => bind(artifact, context, { maxLocks: locks - 1 })).toThrow('locks per order')
+        }
+      }),
+      { numRuns: 300 },
     )
   })
 

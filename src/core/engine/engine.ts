@@ -31,6 +31,8 @@ import { StoredPackets } from './stored-packets.ts'
 import type { PacketAccess, PacketRecord } from './stored-packets.ts'
 import { ProductLedger } from './product-ledger.ts'
 import { CacheReports } from './cache-reports.ts'
+import { compileLimits } from '../limits.ts'
+import type { LimitsOptions } from '../limits.ts'
 import { Submissions } from './submissions.ts'
 import { TargetRegistry } from './target-registry.ts'
 import type { TargetRecord } from './target-registry.ts'
@@ -60,6 +62,8 @@ export interface EngineOptions {
   random?: () => number
   /** Makes the ids of orders, jobs and packets. */
   ids?: IdGenerator
+  /** What one submission may bind to, and how many orders an owner may have in flight. */
+  limits?: LimitsOptions
 }
 
 /** What {@link Engine.restore} rebuilds from: the store's snapshot of what is in flight. */
@@ -135,6 +139,7 @@ export class Engine {
       orders,
       initiator: this.initiator,
       workersFor: (project) => this.workersFor(project),
+      limits: compileLimits(options.limits),
     })
     const initiatorRuns = capabilitiesOf('initiator', this.leaseMs, options.initiatorRuns)
     if (!initiatorRuns.runs.includes('exec')) {

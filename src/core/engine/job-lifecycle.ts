@@ -31,6 +31,7 @@ export class JobLifecycle {
   private readonly claims: ProductClaims<JobRecord>
   private readonly events: EngineEvents
   private readonly ledger: ProductLedger
+  private readonly ended: (order: OrderRecord) => void
   private readonly holders = (productId: string): string[] => this.dispatch.holders(productId)
   private readonly hashOf = (productId: string): string | undefined => this.ledger.hash(productId)
 
@@ -42,6 +43,8 @@ export class JobLifecycle {
     claims: ProductClaims<JobRecord>
     events: EngineEvents
     ledger: ProductLedger
+    /** Called once when an order ends. */
+    ended: (order: OrderRecord) => void
   }) {
     this.clock = parts.clock
     this.random = parts.random
@@ -49,6 +52,7 @@ export class JobLifecycle {
     this.claims = parts.claims
     this.events = parts.events
     this.ledger = parts.ledger
+    this.ended = parts.ended
   }
 
   // ---- orders ----
@@ -57,6 +61,7 @@ export class JobLifecycle {
   endOrder(order: OrderRecord, state: OrderState, reason: string | undefined): void {
     if (!ORDER_NOT_FINAL.has(order.order.state)) return
     order.order.state = state
+    this.ended(order)
     for (const job of order.jobs) {
       if (!finalJobStates.has(job.job.state)) this.cancel(job, `order ${state}`)
     }

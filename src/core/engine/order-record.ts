@@ -24,6 +24,10 @@ export class OrderRecord {
   reason: string | undefined = undefined
   /** For artifacts: how many iterations its `iterate` steps run; 1 without them. */
   iterations = 0
+  /** Jobs before this index (in binding order) have ended: {@link fulfilmentOf}'s cursor. */
+  ended = 0
+  /** The highest iteration among the jobs up to the cursor. */
+  reached = 0
   constructor(order: Order) {
     this.order = order
   }
@@ -135,14 +139,22 @@ export function inputsOf(
   })
 }
 
-/** Where an order stands. */
+/**
+ * Where an order stands. Its iteration is the highest one reached by the earliest job not yet
+ * ended, in binding order (iterations only grow along it): a cursor that only moves forward, so
+ * following an order costs O(1) per job event however many jobs it has.
+ */
 export function fulfilmentOf(o: OrderRecord): OrderFulfilment {
   let iteration: number | undefined
   if (o.iterations > 1) {
-    iteration = o.iterations - 1
-    for (const j of o.jobs) {
-      if (!finalJobStates.has(j.job.state)) iteration = Math.min(iteration, j.job.iteration ?? 0)
+    const jobs = o.jobs
+    while (o.ended < jobs.length) {
+      const job = jobs[o.ended]!.job
+      o.reached = Math.max(o.reached, job.iteration ?? 0)
+      if (!finalJobStates.has(job.state)) break
+      o.ended++
     }
+    iteration = Math.min(o.reached, o.iterations - 1)
   }
   return orderFulfilment({
     order: o.order,

@@ -46,6 +46,8 @@ export interface StoredOrder {
  */
 export class OrdersInFlight {
   private readonly orders = new Map<Id, OrderRecord>()
+  /** Orders not yet ended, by owner: what {@link runningOf} answers in O(1). */
+  private readonly inFlight = new Map<string, number>()
   private readonly jobs = new Map<Id, JobRecord>()
   private readonly clock: Clock
   private readonly dispatch: Scheduler
@@ -79,7 +81,13 @@ export class OrdersInFlight {
       claims,
       events,
       ledger,
+      ended: (order) => this.countInFlight(order.order.owner, -1),
     })
+  }
+
+  /** How many orders of an owner have not ended. */
+  runningOf(owner: string): number {
+    return this.inFlight.get(owner) ?? 0
   }
 
   /** How many orders are in memory. */
@@ -323,10 +331,17 @@ export class OrdersInFlight {
     }
   }
 
+  private countInFlight(owner: string, by: 1 | -1): void {
+    const n = (this.inFlight.get(owner) ?? 0) + by
+    if (n === 0) this.inFlight.delete(owner)
+    else this.inFlight.set(owner, n)
+  }
+
   /** Makes an order's job records, joins them by its locks, and indexes them. */
   private link(order: OrderRecord, jobs: Job[], locks: readonly Lock[]): void {
     linkJobs(order, jobs, locks)
     this.orders.set(order.order.id, order)
+    if (order.order.state === 'running') this.countInFlight(order.order.owner, 1)
     for (const record of order.jobs) this.jobs.set(record.job.id, record)
   }
 }

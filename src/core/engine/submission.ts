@@ -7,6 +7,7 @@
  * and time give the same ids.
  */
 import { bind, toJobGraph } from '../bind.ts'
+import type { BindOptions } from '../bind.ts'
 import { ValidationError } from '../errors.ts'
 import { compileFailurePolicy } from '../failure-policy.ts'
 import type { Id, IdGenerator } from '../ids.ts'
@@ -89,8 +90,9 @@ export function artifactSubmission(
   submitter: string,
   ids: IdGenerator,
   now: number,
+  limits?: BindOptions,
 ): Submission {
-  const graph = toJobGraph(bind(artifact, context), ids, now)
+  const graph = toJobGraph(bind(artifact, context, limits), ids, now)
   const artifactId = ids.next(now)
   const order = newOrder({ kind: 'artifact', artifactId }, resolved, submitter, ids.next(now), now)
   const failure = compileFailurePolicy(resolved.failure)

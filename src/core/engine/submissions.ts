@@ -6,9 +6,11 @@
  */
 import type { Clock } from '../clock.ts'
 import { LockstepError } from '../errors.ts'
+import { quotaExceeded } from '../limits.ts'
 import type { IdGenerator } from '../ids.ts'
 import { compileOrderOptions } from '../order.ts'
-import { compilePacket } from '../packet.ts'
+import type { Limits } from '../limits.ts'
+import { compilePacket, packetLimits } from '../packet.ts'
 import type { Packet } from '../packet.ts'
 import type { EngineEvents } from './events.ts'
 import type { OrderFulfilment } from './fulfilment.ts'
@@ -28,6 +30,7 @@ export interface SubmissionParts {
   initiator: string
   /** The live workers holding a project's data, in id order. */
   workersFor(project: string): string[]
+  limits: Limits
 }
 
 export class Submissions {
@@ -42,7 +45,7 @@ export class Submissions {
    * a new id. Owners' names are apart: ana's `p` is not bob's `p`.
    */
   createPacket(input: unknown, owner: string): PacketRecord {
-    return this.storePacket(compilePacket(input), owner)
+    return this.storePacket(this.compilePacket(input), owner)
   }
 
   /**
@@ -62,6 +65,7 @@ export class Submissions {
     }
     const packet = record.packet
     const resolved = compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
+    this.admit(resolved.owner ?? submitter)
     const now = this.parts.clock.now()
     const submission = packetSubmission(record.id, packet, resolved, submitter, this.parts.ids, now)
     return fulfilmentOf(this.parts.orders.start(submission))
@@ -70,7 +74,7 @@ export class Submissions {
   /** Stores a packet and orders it once. */
   submitPacket(input: unknown, options: unknown, submitter: string): OrderFulfilment {
     // Both checked before anything is stored: a bad order leaves no packet behind.
-    const packet = compilePacket(input)
+    const packet = this.compilePacket(input)
     compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
     const record = this.storePacket(packet, submitter)
     return this.orderPacket(record.id, options, submitter)
@@ -82,6 +86,7 @@ export class Submissions {
    */
   submitArtifact(input: unknown, options: unknown, submitter: string): OrderFulfilment {
     const { artifact, resolved } = compileArtifactOrder(input, options)
+    this.admit(resolved.owner ?? submitter)
     const workers = this.parts.workersFor(artifact.project)
     if (workers.length === 0) {
       throw new LockstepError(
@@ -91,6 +96,7 @@ export class Submissions {
     }
     const context = { initiator: this.parts.initiator, workers }
     const now = this.parts.clock.now()
+    const { maxJobsPerOrder: maxJobs, maxLocksPerOrder: maxLocks } = this.parts.limits
     const submission = artifactSubmission(
       artifact,
       context,
@@ -98,8 +104,25 @@ export class Submissions {
       submitter,
       this.parts.ids,
       now,
+      { maxJobs, maxLocks },
     )
     return fulfilmentOf(this.parts.orders.start(submission, artifact))
+  }
+
+  /** A packet checked against this engine's limits. */
+  private compilePacket(input: unknown): Packet {
+    return compilePacket(input, packetLimits(this.parts.limits))
+  }
+
+  /** QUOTA_EXCEEDED when the owner already has as many orders in flight as it may. */
+  private admit(owner: string): void {
+    const limit = this.parts.limits.maxOrdersInFlightPerOwner
+    const running = this.parts.orders.runningOf(owner)
+    if (running >= limit) {
+      throw quotaExceeded(
+        `owner '${owner}' has ${running} orders in flight; the limit is ${limit} orders in flight per owner: wait for some to end, or cancel some`,
+      )
+    }
   }
 
   private storePacket(packet: Packet, owner: string): PacketRecord {

@@ -24,7 +24,7 @@ export function eventRoutes({ app, callerOf, service, streams }: RouteContext): 
       description: 'A stream of server-sent events, one per stored event',
       content: { 'text/event-stream': { schema: z.string() } },
     },
-    handler: async ({ query, caller, reply, res, signal }) => {
+    handler: async ({ query, caller, reply, raw, res, signal }) => {
       const orderId = query.order
       const owner = ownerScope(caller)
       if (orderId !== undefined) await service.order(orderId, owner)
@@ -34,6 +34,9 @@ export function eventRoutes({ app, callerOf, service, streams }: RouteContext): 
           'only an admin or a viewer may follow every order; add ?order=ID',
         )
       }
+      let ended = false
+      // Counted before the answer starts: over the limit, the caller gets a 429 it can read.
+      const release = streams.open(caller, raw.socket.remoteAddress ?? '', () => end())
       reply.hijack()
       res.writeHead(200, {
         'content-type': 'text/event-stream',
@@ -43,12 +46,11 @@ export function eventRoutes({ app, callerOf, service, streams }: RouteContext): 
       const write = (type: string, data: unknown) =>
         res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
       res.write('retry: 1000\n\n')
-      let ended = false
       const end = () => {
         if (ended) return
         ended = true
         off()
-        streams.delete(end)
+        release()
         res.end()
       }
       const off = service.on((e: EngineEvent) => {
@@ -68,7 +70,6 @@ export function eventRoutes({ app, callerOf, service, streams }: RouteContext): 
           })
         }
       })
-      streams.add(end)
       signal.addEventListener('abort', end, { once: true })
       if (orderId !== undefined) {
         const f = await service.fulfilment(orderId)
