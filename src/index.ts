@@ -47,6 +47,7 @@ export type {
   Job,
   JobState,
   Order,
+  OrderSites,
   OrderState,
   Target,
   TargetKind,

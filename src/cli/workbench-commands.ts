@@ -14,7 +14,7 @@ import type { StreamEvent } from '../client/client.ts'
 import type { AttemptState, OrderFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import { leavesProduct, productOf } from '../core/model.ts'
-import type { Target } from '../core/model.ts'
+import type { OrderSites, Target } from '../core/model.ts'
 import { unpack } from '../runner/products.ts'
 import { credentialsPath, readCredentials } from './credentials.ts'
 import type { Out } from './output.ts'
@@ -44,7 +44,10 @@ function client(values: { server?: string; token?: string }): LockstepClient {
   })
 }
 
-/** `lockstep submit FILE [--priority N] [--follow]`: exits 1 when a followed order does not succeed. */
+/**
+ * `lockstep submit FILE [--priority N] [--min-sites N] [--wait-for-sites-ms MS] [--follow]`:
+ * exits 1 when a followed order does not succeed.
+ */
 export async function submit(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -52,6 +55,8 @@ export async function submit(args: string[], out: Out): Promise<number> {
     options: {
       ...clientOptions,
       priority: { type: 'string' },
+      'min-sites': { type: 'string' },
+      'wait-for-sites-ms': { type: 'string' },
       follow: { type: 'boolean', default: false },
     },
   })
@@ -59,10 +64,15 @@ export async function submit(args: string[], out: Out): Promise<number> {
   const file = positionals[0]!
   const text = readFileSync(file, 'utf8')
   const c = client(values)
-  const priority = values.priority === undefined ? undefined : Number(values.priority)
+  const number = (text: string | undefined) => (text === undefined ? undefined : Number(text))
+  const options = {
+    priority: number(values.priority),
+    minSites: number(values['min-sites']),
+    waitForSitesMs: number(values['wait-for-sites-ms']),
+  }
   let order: OrderFulfilment
   try {
-    order = await c.submitDocument(text, { priority })
+    order = await c.submitDocument(text, options)
   } catch (e) {
     if (e instanceof ValidationError) {
       throw new ValidationError(
@@ -151,13 +161,14 @@ export async function status(args: string[], out: Out): Promise<number> {
     return 0
   }
   const id = positionals[0]!
-  const [{ fulfilment }, jobs] = await Promise.all([c.order(id), c.jobs(id)])
+  const [{ order, fulfilment }, jobs] = await Promise.all([c.order(id), c.jobs(id)])
   if (values.json) {
     out(JSON.stringify({ fulfilment, jobs }))
     return 0
   }
   out(progress(fulfilment))
   if (fulfilment.reason !== undefined) out(`  ${fulfilment.reason}`)
+  if (order.sites !== undefined) out(`  ${sitesLine(order.sites)}`)
   for (const j of jobs) {
     const why = j.reason ?? (j.wait === undefined ? '' : JSON.stringify(j.wait))
     out(
@@ -166,6 +177,13 @@ export async function status(args: string[], out: Out): Promise<number> {
     for (const url of j.artefacts ?? []) out(`    artefact ${url}`)
   }
   return 0
+}
+
+/** The sites an artifact's order was bound over, and those it runs without. */
+function sitesLine(sites: OrderSites): string {
+  const bound = `bound over ${sites.bound.length} sites: ${sites.bound.join(', ')}`
+  if (sites.offline.length === 0) return bound
+  return `${bound}; without ${sites.offline.length} offline: ${sites.offline.join(', ')} (minSites ${sites.minSites})`
 }
 
 /** `lockstep cancel ORDER | --job JOB`. */

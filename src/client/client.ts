@@ -88,10 +88,21 @@ export class LockstepClient {
     return this.request('POST', '/v1/orders', { ...what, options })
   }
 
-  /** Orders what a YAML or JSON file holds, as the server reads it (errors name line and column). */
-  submitDocument(text: string, options: { priority?: number } = {}): Promise<OrderFulfilment> {
-    const query = options.priority === undefined ? '' : `?priority=${options.priority}`
-    return this.request('POST', `/v1/orders${query}`, text, { contentType: 'application/yaml' })
+  /**
+   * Orders what a YAML or JSON file holds, as the server reads it (errors name line and column);
+   * its options go as query parameters.
+   * With `waitForSitesMs`, the answer comes once the artifact is bound (or refused).
+   */
+  submitDocument(
+    text: string,
+    options: { priority?: number; minSites?: number; waitForSitesMs?: number } = {},
+  ): Promise<OrderFulfilment> {
+    const query = new URLSearchParams()
+    for (const [key, value] of Object.entries(options)) {
+      if (value !== undefined) query.set(key, String(value))
+    }
+    const q = query.size === 0 ? '' : `?${query.toString()}`
+    return this.request('POST', `/v1/orders${q}`, text, { contentType: 'application/yaml' })
   }
 
   orders(limit = 100): Promise<OrderFulfilment[]> {

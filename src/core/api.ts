@@ -84,6 +84,13 @@ export const orderSchema = z.object({
     .optional(),
   state: orderState,
   createdAt: z.number(),
+  sites: z
+    .object({
+      bound: z.array(z.string()),
+      offline: z.array(z.string()),
+      minSites: z.number().optional(),
+    })
+    .optional(),
 })
 
 const counts = z.object({

@@ -48,7 +48,7 @@ export const errorCatalogue = {
   },
   NO_WORKER_FOR_PROJECT: {
     status: 422,
-    summary: 'No live worker holds the artifact’s project data, so it cannot be bound.',
+    summary: 'No worker holds the artifact’s project data, so it cannot be bound.',
   },
   SITES_OFFLINE: {
     status: 422,
@@ -98,6 +98,39 @@ export class ValidationError extends LockstepError {
     super(code, issues.map(formatIssue).join('\n'))
     this.name = 'ValidationError'
     this.issues = issues
+  }
+}
+
+/**
+ * An artifact's order refused because sites that hold its project's data are offline (or fewer
+ * are live than its `minSites`). `waitMs` is how long the order asked to wait for them.
+ */
+export class SitesOfflineError extends LockstepError {
+  readonly project: string
+  readonly live: readonly string[]
+  readonly offline: readonly string[]
+  readonly waitMs: number
+  constructor(
+    project: string,
+    live: readonly string[],
+    offline: readonly string[],
+    minSites: number | undefined,
+    waitMs: number,
+  ) {
+    const all = live.length + offline.length
+    super(
+      'SITES_OFFLINE',
+      minSites === undefined
+        ? `${offline.length} of the ${all} sites that hold project '${project}' are offline: ${offline.join(', ')}. ` +
+            `Order again when they are back, with waitForSitesMs to wait for them, or with minSites to run over the ${live.length} live ones`
+        : `${live.length} of the ${all} sites that hold project '${project}' are live, fewer than minSites ${minSites}` +
+            (offline.length === 0 ? '' : `; offline: ${offline.join(', ')}`),
+    )
+    this.name = 'SitesOfflineError'
+    this.project = project
+    this.live = live
+    this.offline = offline
+    this.waitMs = waitMs
   }
 }
 

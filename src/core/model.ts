@@ -249,6 +249,19 @@ export interface Order {
   state: OrderState
   /** Unix milliseconds. */
   createdAt: number
+  /** For an artifact's order: the sites it was bound over, and those that were offline. */
+  sites?: OrderSites
+}
+
+/**
+ * The context an artifact's order was bound over: the workers holding its project's data that
+ * were live (its jobs run there), those registered but offline, and the `minSites` that let it
+ * run without them. A federated result never covers fewer sites than this says.
+ */
+export interface OrderSites {
+  bound: string[]
+  offline: string[]
+  minSites?: number
 }
 
 /** The kinds of target: workers pull jobs, Kubernetes clusters get Pods pushed to them. */

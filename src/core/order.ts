@@ -13,6 +13,9 @@ import { nameSchema, parseInput } from './schema.ts'
 /** The priority of an order that names none. */
 export const DEFAULT_PRIORITY = 50
 
+/** The longest a submission waits for offline sites: within any HTTP client's patience. */
+export const MAX_WAIT_FOR_SITES_MS = 300_000
+
 /** What users write when they order something. */
 export const orderOptionsSchema = z.strictObject({
   /** 1–100, higher first. @default 50 */
@@ -28,6 +31,17 @@ export const orderOptionsSchema = z.strictObject({
     .optional(),
   /** The order's default failure policy, under each job's own. */
   failure: failurePolicySchema.optional(),
+  /**
+   * Artifacts only: run over the live sites (workers holding the project's data) when some are
+   * offline, provided at least this many are live. Without it an order is refused while any
+   * site is offline: a federated result never silently covers fewer sites.
+   */
+  minSites: z.number().int().min(1).max(100_000).optional(),
+  /**
+   * Artifacts only: while sites are offline, wait up to this long for them before answering
+   * (the submission is answered once bound, or refused when the time is up). @default 0
+   */
+  waitForSitesMs: z.number().int().min(0).max(MAX_WAIT_FOR_SITES_MS).optional(),
 })
 
 /** What users write when they order something. */
@@ -39,6 +53,8 @@ export interface ResolvedOrderOptions {
   owner: string | undefined
   override: TargetPolicyOverride | undefined
   failure: FailurePolicyOptions | undefined
+  minSites: number | undefined
+  waitForSitesMs: number
 }
 
 /**
@@ -77,5 +93,7 @@ export function compileOrderOptions(
     owner: raw.owner,
     override,
     failure: raw.failure,
+    minSites: raw.minSites,
+    waitForSitesMs: raw.waitForSitesMs ?? 0,
   }
 }

@@ -14,7 +14,7 @@ import { Engine } from '../core/engine/engine.ts'
 import type { EngineOptions, JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
-import { LockstepError } from '../core/errors.ts'
+import { LockstepError, SitesOfflineError } from '../core/errors.ts'
 import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
 import type { Job, JobResult, Lock, Order, Target } from '../core/model.ts'
@@ -32,6 +32,7 @@ import { GroupCommit } from './group-commit.ts'
 import { Journal } from './journal.ts'
 import { Queries } from './queries.ts'
 import type { JobDetail, ListedJob, ProductHolder, ServiceStats, TargetStatus } from './queries.ts'
+import { SiteWaits } from './site-waits.ts'
 import { WorkerProtocol } from './worker-protocol.ts'
 
 /** Options of a {@link SchedulerService}. */
@@ -64,6 +65,8 @@ const ORDER_ENDED = /^order:(succeeded|failed|cancelled)$/
 
 export class SchedulerService {
   private readonly engine: Engine
+  private readonly clock: Clock
+  private readonly siteWaits: SiteWaits
   /** The durable truth, for inspection; writes go through the service. */
   readonly store: Store
   private readonly journal = new Journal()
@@ -90,7 +93,9 @@ export class SchedulerService {
         process.stderr.write(
           `lockstep: a listener failed on ${event.type}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
         ))
-    this.engine = new Engine({ ...options.engine, clock: options.clock ?? systemClock })
+    this.clock = options.clock ?? systemClock
+    this.siteWaits = new SiteWaits(this.clock)
+    this.engine = new Engine({ ...options.engine, clock: this.clock })
     this.commit = new GroupCommit({
       store: options.store,
       commitDelayMs: options.commitDelayMs,
@@ -180,8 +185,28 @@ export class SchedulerService {
     return this.commit.apply(() => this.engine.submitPacket(input, options, submitter))
   }
 
-  submitArtifact(input: unknown, options: unknown, submitter: string): Promise<OrderFulfilment> {
-    return this.commit.apply(() => this.engine.submitArtifact(input, options, submitter))
+  /**
+   * Binds and orders an artifact. While sites that hold its data are offline, an order with
+   * `waitForSitesMs` waits for them (binding again whenever a target registers) and is answered
+   * once bound, or refused with SITES_OFFLINE when the time is up.
+   */
+  async submitArtifact(
+    input: unknown,
+    options: unknown,
+    submitter: string,
+  ): Promise<OrderFulfilment> {
+    let deadline: number | undefined
+    for (;;) {
+      try {
+        return await this.commit.apply(() => this.engine.submitArtifact(input, options, submitter))
+      } catch (e) {
+        if (!(e instanceof SitesOfflineError) || e.waitMs === 0 || this.closed) throw e
+        deadline ??= this.clock.now() + e.waitMs
+        const left = deadline - this.clock.now()
+        if (left <= 0) throw e
+        await this.siteWaits.wait(left)
+      }
+    }
   }
 
   async cancelOrder(orderId: Id, reason?: string): Promise<OrderFulfilment> {
@@ -368,6 +393,7 @@ export class SchedulerService {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    this.siteWaits.wake()
     this.commit.closing()
     this.workers.workArrived()
     this.engine.stop()
@@ -388,6 +414,7 @@ export class SchedulerService {
   // ---- internals ----
 
   private record(e: EngineEvent): void {
+    if (e.type === 'target:registered') this.siteWaits.wake()
     this.journal.add(e, this.engine)
     if (this.listeners.length > 0) this.unstored.push(e)
     // A waiting heartbeat looks again: for a job to take, or for stops the engine now holds

@@ -166,6 +166,14 @@ CREATE INDEX target_fulfilments_target
   ON target_fulfilments (target, started_at, job_id, attempt);
 `,
   },
+  {
+    version: 6,
+    name: "orders: the sites an artifact's order was bound over",
+    // A JSON object { bound, offline, minSites? }; NULL for packets and for orders bound before.
+    sql: () => `
+ALTER TABLE orders ADD COLUMN sites TEXT;
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

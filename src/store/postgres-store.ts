@@ -79,6 +79,7 @@ const orderTypes = [
   'bigint',
   'text',
   'int',
+  'text',
 ]
 const jobTypes = [
   'bytea',

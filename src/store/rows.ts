@@ -141,10 +141,11 @@ export interface OrderRow {
   ended_at: number | string | null
   reason: string | null
   iterations: number
+  sites: string | null
 }
 
 export const orderColumns =
-  'id, source_kind, source_id, priority, owner, creator, override, state, created_at, started_at, ended_at, reason, iterations'
+  'id, source_kind, source_id, priority, owner, creator, override, state, created_at, started_at, ended_at, reason, iterations, sites'
 
 export function orderValues(s: StoredOrder): unknown[] {
   const o = s.order
@@ -163,6 +164,7 @@ export function orderValues(s: StoredOrder): unknown[] {
     s.endedAt ?? null,
     s.reason ?? null,
     s.iterations,
+    o.sites === undefined ? null : JSON.stringify(o.sites),
   ]
 }
 
@@ -181,6 +183,7 @@ export function decodeOrder(r: OrderRow): StoredOrder {
     state: r.state as Order['state'],
     createdAt: Number(r.created_at),
   }
+  if (r.sites !== null) order.sites = JSON.parse(r.sites) as Order['sites']
   const out: StoredOrder = { order, iterations: r.iterations }
   const startedAt = num(r.started_at)
   const endedAt = num(r.ended_at)

@@ -132,7 +132,7 @@ export class SqliteStore implements Store {
       artifact: db.prepare(
         'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
       ),
-      order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(13)})`),
+      order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(14)})`),
       jobs: new Bulk(db, `INSERT INTO jobs (${jobColumns}) VALUES {rows}`, 11),
       locks: new Bulk(
         db,

@@ -185,12 +185,13 @@ function run(ops: Op[], seed: number): void {
         orders.push(engine.submitPacket(op.packet, { priority: op.priority }, 'u').orderId)
         break
       case 'artifact':
-        allowing(['NO_WORKER_FOR_PROJECT'], () => {
+        // Over the live sites, as many as there are; none live is a refusal.
+        allowing(['NO_WORKER_FOR_PROJECT', 'SITES_OFFLINE'], () => {
           const steps = [
             { kind: 'parallel' as const, op: { builtin: 'count' } },
             { kind: 'finalize' as const, op: { builtin: 'sum' } },
           ]
-          orders.push(engine.submitArtifact({ project: 'p', steps }, {}, 'u').orderId)
+          orders.push(engine.submitArtifact({ project: 'p', steps }, { minSites: 1 }, 'u').orderId)
         })
         break
       case 'pick':

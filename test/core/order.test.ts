@@ -8,6 +8,8 @@ describe('order options', () => {
       owner: undefined,
       override: undefined,
       failure: undefined,
+      minSites: undefined,
+      waitForSitesMs: 0,
     })
   })
 

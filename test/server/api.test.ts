@@ -5,11 +5,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { LockstepClient } from '../../src/client/client.ts'
 import type { StreamEvent } from '../../src/client/client.ts'
-import { LockstepError } from '../../src/core/errors.ts'
 import { SchedulerService } from '../../src/service/service.ts'
 import { startServer } from '../../src/server/server.ts'
 import type { RunningServer } from '../../src/server/server.ts'
 import { checkLeaks } from '../leaks.ts'
+import { refusal } from '../refusal.ts'
 import { backends } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
 
@@ -22,15 +22,6 @@ const tokens = [
 const op = { builtin: 'noop' }
 
 const opened = checkLeaks()
-
-async function refusal(p: Promise<unknown>): Promise<LockstepError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  )
-  expect(e).toBeInstanceOf(LockstepError)
-  return e as LockstepError
-}
 
 describe.each(backends)('HTTP API: %s', (_name, make) => {
   let backend: Backend

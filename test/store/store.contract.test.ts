@@ -420,4 +420,30 @@ describe.each(backends)('store contract: %s', (_name, make) => {
     expect(jobs.map((j) => j.project)).toEqual(['clinics'])
     engine.stop()
   })
+
+  it("keeps the sites an artifact's order was bound over, and none for a packet", async () => {
+    backend = make('sites')
+    const s = store()
+    await s.migrate()
+    const { clock, engine, commit } = recorded(s)
+    for (const id of ['a', 'b', 'c']) engine.registerTarget({ id, projects: ['clinics'] })
+    clock.advance(6_000)
+    engine.heartbeat('a')
+    engine.heartbeat('b')
+    clock.advance(6_000)
+    const order = engine.submitArtifact(
+      { project: 'clinics', steps: [{ kind: 'parallel', op }] },
+      { minSites: 2 },
+      'ana',
+    )
+    const packet = engine.submitPacket({ name: 'p', jobs: [{ name: 'j', op }] }, {}, 'ana')
+    await commit()
+    const sites = { bound: ['a', 'b'], offline: ['c'], minSites: 2 }
+    expect((await s.order(order.orderId))?.order.sites).toEqual(sites)
+    const snap = await s.load()
+    const stored = (id: string) => snap.orders.find((o) => o.stored.order.id === id)!.stored.order
+    expect(stored(order.orderId).sites).toEqual(sites)
+    expect(stored(packet.orderId).sites).toBeUndefined()
+    engine.stop()
+  })
 })

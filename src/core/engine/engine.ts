@@ -138,7 +138,7 @@ export class Engine {
       packets: this.packets,
       orders,
       initiator: this.initiator,
-      workersFor: (project) => this.workersFor(project),
+      sitesOf: (project) => this.registry.sitesOf(project),
       limits: compileLimits(options.limits),
     })
     const initiatorRuns = capabilitiesOf('initiator', this.leaseMs, options.initiatorRuns)
@@ -278,7 +278,8 @@ export class Engine {
 
   /**
    * Binds an artifact over the live workers that hold its project's data (in id order) and the
-   * initiator, and orders it. Throws NO_WORKER_FOR_PROJECT when no live worker holds the data.
+   * initiator, and orders it: NO_WORKER_FOR_PROJECT when no worker holds the data, SITES_OFFLINE
+   * while some are offline (unless the order's `minSites` are live).
    */
   submitArtifact(input: unknown, options: unknown, submitter: string): OrderFulfilment {
     return this.submissions.submitArtifact(input, options, submitter)

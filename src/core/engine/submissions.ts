@@ -5,7 +5,7 @@
  * bad order leaves no packet behind.
  */
 import type { Clock } from '../clock.ts'
-import { LockstepError } from '../errors.ts'
+import { LockstepError, SitesOfflineError, ValidationError } from '../errors.ts'
 import { quotaExceeded } from '../limits.ts'
 import type { IdGenerator } from '../ids.ts'
 import { compileOrderOptions } from '../order.ts'
@@ -28,8 +28,8 @@ export interface SubmissionParts {
   orders: OrdersInFlight
   /** The id of the target that runs an artifact's initiator jobs. */
   initiator: string
-  /** The live workers holding a project's data, in id order. */
-  workersFor(project: string): string[]
+  /** The workers holding a project's data, live and offline, each in id order. */
+  sitesOf(project: string): { live: string[]; offline: string[] }
   limits: Limits
 }
 
@@ -65,6 +65,7 @@ export class Submissions {
     }
     const packet = record.packet
     const resolved = compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
+    refuseSiteOptions(options)
     this.admit(resolved.owner ?? submitter)
     const now = this.parts.clock.now()
     const submission = packetSubmission(record.id, packet, resolved, submitter, this.parts.ids, now)
@@ -76,25 +77,32 @@ export class Submissions {
     // Both checked before anything is stored: a bad order leaves no packet behind.
     const packet = this.compilePacket(input)
     compileOrderOptions(options, new Set(packet.jobs.map((j) => j.name)))
+    refuseSiteOptions(options)
     const record = this.storePacket(packet, submitter)
     return this.orderPacket(record.id, options, submitter)
   }
 
   /**
    * Binds an artifact over the live workers that hold its project's data (in id order) and the
-   * initiator, and orders it. Throws NO_WORKER_FOR_PROJECT when no live worker holds the data.
+   * initiator, and orders it, recording the sites it was bound over. Throws
+   * NO_WORKER_FOR_PROJECT when no worker holds the data, and SITES_OFFLINE when some that do are
+   * offline, unless the order's `minSites` are live.
    */
   submitArtifact(input: unknown, options: unknown, submitter: string): OrderFulfilment {
     const { artifact, resolved } = compileArtifactOrder(input, options)
     this.admit(resolved.owner ?? submitter)
-    const workers = this.parts.workersFor(artifact.project)
-    if (workers.length === 0) {
+    const { live, offline } = this.parts.sitesOf(artifact.project)
+    if (live.length + offline.length === 0) {
       throw new LockstepError(
         'NO_WORKER_FOR_PROJECT',
-        `no live worker holds the data of project '${artifact.project}'`,
+        `no worker holds the data of project '${artifact.project}'`,
       )
     }
-    const context = { initiator: this.parts.initiator, workers }
+    const { minSites, waitForSitesMs } = resolved
+    if (minSites === undefined ? offline.length > 0 : live.length < minSites) {
+      throw new SitesOfflineError(artifact.project, live, offline, minSites, waitForSitesMs)
+    }
+    const context = { initiator: this.parts.initiator, workers: live }
     const now = this.parts.clock.now()
     const { maxJobsPerOrder: maxJobs, maxLocksPerOrder: maxLocks } = this.parts.limits
     const submission = artifactSubmission(
@@ -106,6 +114,11 @@ export class Submissions {
       now,
       { maxJobs, maxLocks },
     )
+    submission.order.sites = {
+      bound: live,
+      offline,
+      ...(minSites === undefined ? {} : { minSites }),
+    }
     return fulfilmentOf(this.parts.orders.start(submission, artifact))
   }
 
@@ -131,4 +144,17 @@ export class Submissions {
     this.parts.events.emit('packet:created', { packetId: record.id, name: record.name, packet })
     return record
   }
+}
+
+/** A packet's jobs are not bound over sites: the options that speak of sites are an error. */
+function refuseSiteOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null) return
+  const given = (['minSites', 'waitForSitesMs'] as const).filter((k) => k in options)
+  if (given.length === 0) return
+  throw new ValidationError(
+    given.map((path) => ({
+      path,
+      message: "applies to an artifact's order only: a packet's jobs are not bound over sites",
+    })),
+  )
 }

@@ -217,13 +217,19 @@ export class TargetRegistry<J extends RunningJob> {
 
   /** The live targets holding a project's data, in id order. */
   holding(project: string): string[] {
-    const out: string[] = []
+    return this.sitesOf(project).live
+  }
+
+  /** The targets holding a project's data, live and not, each in id order. */
+  sitesOf(project: string): { live: string[]; offline: string[] } {
+    const live: string[] = []
+    const offline: string[] = []
     for (const r of this.records.values()) {
-      if (r.live && r.capabilities.holdsData && r.target.projects.includes(project)) {
-        out.push(r.target.id)
+      if (r.capabilities.holdsData && r.target.projects.includes(project)) {
+        ;(r.live ? live : offline).push(r.target.id)
       }
     }
-    return out.sort()
+    return { live: live.sort(), offline: offline.sort() }
   }
 
   /** Ends every lease timer; a lease that ends later loses nothing. */

@@ -53,6 +53,8 @@ const documentSchema = checkedByTheService(z.union([artifactSchema, packetSchema
 const optionsQuery = z.strictObject({
   priority: z.coerce.number().int().min(1).max(100).optional(),
   owner: z.string().optional(),
+  minSites: z.coerce.number().int().min(1).optional(),
+  waitForSitesMs: z.coerce.number().int().min(0).optional(),
 })
 
 const byId = z.strictObject({ id: z.string().min(1) })
