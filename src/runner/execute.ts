@@ -13,6 +13,7 @@ import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
 import { productHash, unpack } from './products.ts'
+import type { ExecLimits } from './exec-job.ts'
 import { runJob } from './run-job.ts'
 import type { RunningJob } from './run-job.ts'
 
@@ -39,6 +40,8 @@ export interface ExecuteOptions {
   relay?: string
   /** Called once the job runs, so that it can be cancelled. */
   started?(job: RunningJob): void
+  /** The limits an `exec` job runs under (kill grace, output caps). @default each default */
+  limits?: ExecLimits
 }
 
 /** What an attempt did: its result, and the products the cache gained and lost. */
@@ -81,7 +84,13 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
       out.result = { ok: false, reason: 'input-unavailable', message: (e as Error).message }
       return out
     }
-    const job = runJob(a, { dir, data: o.data, initiator: o.initiator, secrets: o.secrets })
+    const job = runJob(a, {
+      dir,
+      data: o.data,
+      initiator: o.initiator,
+      secrets: o.secrets,
+      limits: o.limits,
+    })
     o.started?.(job)
     out.result = await job.result
     if (out.result.ok) {
