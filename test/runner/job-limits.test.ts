@@ -1,9 +1,11 @@
 /**
- * An artifact's step may say how long its jobs' attempts run (`timeoutMs`), as a packet's job
- * may: an attempt running longer fails with reason `timeout`, and a bad value is a 400 naming
- * the field. A real scheduler, initiator and worker agent in this process, on SQLite.
+ * Limits on a job, through a real scheduler, initiator and worker agent in this process (on
+ * SQLite): an artifact's step may say how long its jobs' attempts run (`timeoutMs`), as a
+ * packet's job may, and an attempt running longer fails with reason `timeout` (a bad value is a
+ * 400 naming the field); the worker's output caps fail a job that writes too much with reason
+ * `output-too-large`; and a worker that stops ends what its jobs left running.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -28,7 +30,28 @@ const tokens = [
 
 const opened = checkLeaks()
 
-describe('an artifact step’s timeoutMs', () => {
+/** Waits for a condition, up to a bound; answers whether it came. */
+async function until(condition: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > end) return false
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return true
+}
+
+/** Whether a process can still run (a zombie no one reaped cannot). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return !['Z', 'X'].includes(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!)
+}
+
+describe('limits on a job', () => {
   let backend: Backend
   let dir: string
   let service: SchedulerService
@@ -52,6 +75,9 @@ describe('an artifact step’s timeoutMs', () => {
       id: 'w1',
       data: { p: '/dev/null' },
       cacheDir: join(dir, 'w1'),
+      maxStdoutBytes: 1024,
+      killGraceMs: 200,
+      graceMs: 100,
     })
     ana = new LockstepClient({ url: server.url, token: ANA })
   })
@@ -81,6 +107,41 @@ describe('an artifact step’s timeoutMs', () => {
     const { job, attempts } = await ana.job(work!.id)
     expect(job.timeoutMs).toBe(300)
     expect(attempts.map((a) => a.reason)).toEqual(['timeout'])
+  })
+
+  it('fail a job past the worker’s stdout cap with reason output-too-large', async () => {
+    const order = await ana.submit({
+      artifact: {
+        project: 'p',
+        steps: [{ kind: 'parallel', op: { exec: ['sh', '-c', 'head -c 5000 /dev/zero'] } }],
+      },
+    })
+    await ana.follow(order.orderId, () => {})
+    const [work] = await ana.jobs(order.orderId)
+    const { attempts } = await ana.job(work!.id)
+    expect(attempts.map((a) => [a.reason, a.message])).toEqual([
+      ['output-too-large', 'stdout passed its cap of 1024 bytes'],
+    ])
+  })
+
+  it('end with the worker: a stopping worker ends what its jobs left running', async () => {
+    const bg = join(dir, 'bg')
+    await ana.submit({
+      artifact: {
+        project: 'p',
+        steps: [
+          {
+            kind: 'parallel',
+            op: { exec: ['sh', '-c', `sleep 60 & echo $! > ${bg}.tmp; mv ${bg}.tmp ${bg}; wait`] },
+          },
+        ],
+      },
+    })
+    expect(await until(() => existsSync(bg))).toBe(true)
+    const pid = Number(readFileSync(bg, 'utf8'))
+    expect(running(pid)).toBe(true)
+    await agent.stop()
+    expect(await until(() => !running(pid), 2000)).toBe(true)
   })
 
   it('is in the Step schema of the OpenAPI document, with its bounds', async () => {
