@@ -158,7 +158,7 @@ export interface JobResult {
   ok: boolean
   /** The exit code of an `exec` or `image` operation. */
   exitCode?: number
-  /** A machine-readable reason for a failure: `exit-code`, `timeout`, `worker-lost`, `cancelled`, … */
+  /** A machine-readable reason for a failure: `exit-code`, `timeout`, `output-too-large`, `worker-lost`, `cancelled`, … */
   reason?: string
   /** Words for a person. */
   message?: string
