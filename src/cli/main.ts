@@ -27,6 +27,10 @@ const usage = `lockstep — a distributed job scheduler
                   [--allow builtin,exec]       the operation kinds it runs (builtin only:
                                                no user process on this machine)
                   [--host H --port P --advertise URL]  where peers fetch its products
+                  [--max-stdout-bytes N]       a job writing more fails: output-too-large
+                  [--max-stderr-bytes N]       (64 MiB each by default)
+                  [--kill-grace-ms MS]         SIGTERM to SIGKILL for a job's leftover
+                                               processes (2000 by default)
   lockstep submit FILE [--priority N] [--follow]
   lockstep status [ORDER]
   lockstep cancel ORDER | --job JOB

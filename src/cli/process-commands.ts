@@ -172,6 +172,9 @@ export async function worker(args: string[], out: Out): Promise<number> {
       port: { type: 'string', default: '0' },
       advertise: { type: 'string' },
       allow: { type: 'string', default: 'builtin,exec' },
+      'kill-grace-ms': { type: 'string' },
+      'max-stdout-bytes': { type: 'string' },
+      'max-stderr-bytes': { type: 'string' },
     },
   })
   const serverUrl = values.server ?? process.env.LOCKSTEP_URL
@@ -189,6 +192,9 @@ export async function worker(args: string[], out: Out): Promise<number> {
     port: Number(values.port),
     advertiseUrl: values.advertise,
     runs: parseAllow(values.allow),
+    killGraceMs: count(values['kill-grace-ms'], '--kill-grace-ms', 0),
+    maxStdoutBytes: count(values['max-stdout-bytes'], '--max-stdout-bytes', 1),
+    maxStderrBytes: count(values['max-stderr-bytes'], '--max-stderr-bytes', 1),
     logger: pino(pino.destination(2)),
   })
   out(`lockstep worker ${agent.id} serving products on ${agent.productUrl}`)
@@ -205,6 +211,16 @@ function parseData(entries: string[]): Record<string, string> {
     data[entry.slice(0, eq)] = resolve(entry.slice(eq + 1))
   }
   return data
+}
+
+/** A whole number flag of at least `min`; undefined when not given. */
+function count(text: string | undefined, flag: string, min: number): number | undefined {
+  if (text === undefined) return undefined
+  const n = Number(text)
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new Error(`${flag} takes a whole number of at least ${min}, got '${text}'`)
+  }
+  return n
 }
 
 /** `--allow builtin,exec`: the operation kinds a worker runs. */

@@ -98,6 +98,7 @@ export function bind(
       locks: [],
       op,
       stepPath: at.path,
+      ...(at.step.timeoutMs === undefined ? {} : { timeoutMs: at.step.timeoutMs }),
     })
     return id
   }
@@ -322,6 +323,8 @@ export interface GraphJob {
   step: number
   iteration: number
   stepPath: string
+  /** Its step's `timeoutMs`, when it has one. */
+  timeoutMs: number | undefined
 }
 
 /** A bound artifact as the store keeps it: jobs with UUIDv7 ids, and one row per lock. */
@@ -342,6 +345,7 @@ export function toJobGraph(bound: readonly BoundJob[], ids: IdGenerator, nowMs: 
     step: job.step,
     iteration: job.iteration,
     stepPath: job.stepPath,
+    timeoutMs: job.timeoutMs,
   }))
   const locks: Lock[] = []
   for (const job of bound) {

@@ -60,6 +60,8 @@ export type StepSpec =
       op: Operation
       /** How this step's products reach the next step. Inferred from the shapes when omitted. */
       distribution?: Distribution
+      /** How long each attempt of each of the step's jobs may run, in ms; none when omitted. */
+      timeoutMs?: number
     }
   | {
       kind: 'sequential'
@@ -67,6 +69,8 @@ export type StepSpec =
       init?: Operation
       final?: Operation
       distribution?: Distribution
+      /** How long each attempt of each of the step's jobs (its ends too) may run, in ms. */
+      timeoutMs?: number
     }
   | { kind: 'iterate'; iterations: number; steps: StepSpec[]; distribution?: Distribution }
 
@@ -107,6 +111,8 @@ export interface BoundJob {
   op: Operation
   /** Where the job's step stands in the artifact, e.g. `steps[1].steps[0]`. */
   stepPath: string
+  /** Its step's `timeoutMs`: an attempt running longer fails with reason `timeout`. */
+  timeoutMs?: number
 }
 
 /** A lock row: when job `jobId` succeeds, job `nextId` may start (once all its locks are released). */
@@ -152,7 +158,7 @@ export interface JobResult {
   ok: boolean
   /** The exit code of an `exec` or `image` operation. */
   exitCode?: number
-  /** A machine-readable reason for a failure: `exit-code`, `timeout`, `worker-lost`, `cancelled`, … */
+  /** A machine-readable reason for a failure: `exit-code`, `timeout`, `output-too-large`, `worker-lost`, `cancelled`, … */
   reason?: string
   /** Words for a person. */
   message?: string

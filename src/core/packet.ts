@@ -12,7 +12,7 @@ import { resourceVariable } from './job-variables.ts'
 import { defaultLimits, limitExceeded } from './limits.ts'
 import type { Limits } from './limits.ts'
 import type { Operation, Resource, TargetPolicy } from './model.ts'
-import { nameSchema, operationSchema, parseInput } from './schema.ts'
+import { nameSchema, operationSchema, parseInput, timeoutMsSchema } from './schema.ts'
 
 /** Limits on one packet; a server takes them from its configuration. */
 export interface PacketLimits {
@@ -50,12 +50,7 @@ const packetJobSchema = z.strictObject({
   target: nameSchema.optional(),
   uses: z.array(nameSchema).optional(),
   failure: failurePolicySchema.optional(),
-  timeoutMs: z
-    .number()
-    .int()
-    .min(1)
-    .max(7 * 86_400_000)
-    .optional(),
+  timeoutMs: timeoutMsSchema.optional(),
   /**
    * A cache key: jobs with the same key make the same product. A job whose product a live
    * target already holds succeeds at once without running; jobs with the same key in flight

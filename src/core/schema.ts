@@ -67,6 +67,16 @@ export const operationSchema = z
   })
   .transform((op) => op as Operation)
 
+/**
+ * How long one attempt of a job may run, in milliseconds: a whole number from 1 ms to 7 days. An
+ * attempt running longer is ended with its process group and fails with reason `timeout`.
+ */
+export const timeoutMsSchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(7 * 86_400_000)
+
 const distributionSchema = z.enum(distributions as [string, ...string[]], {
   error: () => `must be one of ${distributions.join(', ')}`,
 })
@@ -83,6 +93,7 @@ export const stepSchema: z.ZodType<StepSpec> = z.lazy(() =>
         kind: z.enum(['initialize', 'parallel', 'finalize', 'round-robin']),
         op: operationSchema,
         distribution: distributionSchema.optional(),
+        timeoutMs: timeoutMsSchema.optional(),
       }),
       z.strictObject({
         kind: z.literal('sequential'),
@@ -90,6 +101,7 @@ export const stepSchema: z.ZodType<StepSpec> = z.lazy(() =>
         init: operationSchema.optional(),
         final: operationSchema.optional(),
         distribution: distributionSchema.optional(),
+        timeoutMs: timeoutMsSchema.optional(),
       }),
       z.strictObject({
         kind: z.literal('iterate'),

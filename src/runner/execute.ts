@@ -1,10 +1,13 @@
 /**
  * One attempt from start to product, wherever it runs (a worker agent or the initiator inside
  * the scheduler): a fresh job directory, inputs fetched from the targets that hold them and
- * linked under `inputs/<name>/`, the job run, and its `out/` (with stdout and stderr) kept as
- * the product.
+ * given as read-only copies under `inputs/<name>/`, the job run, and its `out/` (with stdout and
+ * stderr) kept as the product.
+ *
+ * Invariant: no job changes a product in the cache. An input is a copy (`job-dir.ts`), and a
+ * product is kept only after the job's whole process group has ended (`exec-job.ts`).
  */
-import { mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { CAPABILITY_SCHEME } from '../core/capability.ts'
@@ -13,6 +16,8 @@ import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
 import { productHash, unpack } from './products.ts'
+import type { ExecLimits } from './exec-job.ts'
+import { giveInput, removeJobDir } from './job-dir.ts'
 import { runJob } from './run-job.ts'
 import type { RunningJob } from './run-job.ts'
 
@@ -39,6 +44,8 @@ export interface ExecuteOptions {
   relay?: string
   /** Called once the job runs, so that it can be cancelled. */
   started?(job: RunningJob): void
+  /** The limits an `exec` job runs under (kill grace, output caps). @default each default */
+  limits?: ExecLimits
 }
 
 /** What an attempt did: its result, and the products the cache gained and lost. */
@@ -57,10 +64,15 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     return out
   }
   const dir = join(o.jobsDir, `${a.jobId}-${a.attempt}`)
-  await rm(dir, { recursive: true, force: true })
+  await removeJobDir(dir)
   await mkdir(join(dir, 'inputs'), { recursive: true })
-  // The job reads its inputs through links into the cache: none is evicted while it runs.
+  // No input is evicted between its fetch and its copy into the job directory.
   for (const input of a.inputs) o.cache.pin(input.productId)
+  let pinned = true
+  const unpin = () => {
+    if (pinned) for (const input of a.inputs) o.cache.unpin(input.productId)
+    pinned = false
+  }
   try {
     try {
       for (const input of a.inputs) {
@@ -75,13 +87,21 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
         }
         o.cache.touch(input.productId)
         const product = await o.cache.materialise(input.productId)
-        await symlink(join(product, 'out'), join(dir, 'inputs', input.name))
+        await giveInput(product, join(dir, 'inputs', input.name))
       }
     } catch (e) {
       out.result = { ok: false, reason: 'input-unavailable', message: (e as Error).message }
       return out
     }
-    const job = runJob(a, { dir, data: o.data, initiator: o.initiator, secrets: o.secrets })
+    // The job has its own copies now: the cache may evict the originals.
+    unpin()
+    const job = runJob(a, {
+      dir,
+      data: o.data,
+      initiator: o.initiator,
+      secrets: o.secrets,
+      limits: o.limits,
+    })
     o.started?.(job)
     out.result = await job.result
     if (out.result.ok) {
@@ -98,8 +118,8 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
     }
     return out
   } finally {
-    for (const input of a.inputs) o.cache.unpin(input.productId)
-    await rm(dir, { recursive: true, force: true })
+    unpin()
+    await removeJobDir(dir)
   }
 }
 

@@ -1,13 +1,12 @@
 /**
  * Runs one attempt in a fresh job directory: inputs under `inputs/<name>/`, the product is what
  * the job writes to `out/`, stdout and stderr are kept beside it. An `exec` operation runs as its
- * own process group, so a timeout or a cancellation kills everything it started.
+ * own process group (`exec-job.ts`), ended whole when its main process exits, on a timeout, a
+ * cancellation or output past a cap.
  */
-import { spawn } from 'node:child_process'
-import { open } from 'node:fs/promises'
 import { randomInt } from 'node:crypto'
-import { constants, readFileSync } from 'node:fs'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Assignment } from '../core/protocol.ts'
 import { aggregate, isAnalytic, local, parseCsv } from '../core/analytics.ts'
@@ -16,6 +15,8 @@ import { ValidationError } from '../core/errors.ts'
 import { parseArtefacts } from '../core/job-variables.ts'
 import type { JobResult } from '../core/model.ts'
 import { ARTEFACTS_FILE, dataFor, jobEnvironment } from './environment.ts'
+import { runExec } from './exec-job.ts'
+import type { ExecLimits } from './exec-job.ts'
 
 /** What a running job can be asked to do from outside. */
 export interface RunningJob {
@@ -36,65 +37,27 @@ export interface RunContext {
   initiator?: boolean
   /** Where the initiator keeps what it must not share (a secure count's mask). */
   secrets?: string
+  /** The limits an `exec` job runs under (kill grace, output caps). @default each default */
+  limits?: ExecLimits
 }
 
 export function runJob(a: Assignment, ctx: RunContext): RunningJob {
   const op = a.op
-  let cancel: (reason: string) => void = () => {}
+  // A cancel that comes before the process does is kept and applied once it starts.
+  let early: string | undefined
+  let cancel: (reason: string) => void = (reason) => {
+    early ??= reason
+  }
   const result = (async (): Promise<JobResult> => {
     await mkdir(join(ctx.dir, 'out'), { recursive: true })
     if ('builtin' in op) return runBuiltin(op.builtin, op.args ?? {}, a, ctx)
     if ('exec' in op) {
       const env = jobEnvironment(a, ctx.dir, dataFor(a, ctx.data))
-      const stdout = await open(join(ctx.dir, 'stdout'), 'w')
-      const stderr = await open(join(ctx.dir, 'stderr'), 'w')
-      try {
-        const ended = await new Promise<JobResult>((resolve) => {
-          const child = spawn(op.exec[0]!, op.exec.slice(1), {
-            cwd: ctx.dir,
-            env,
-            detached: true,
-            stdio: ['ignore', stdout.fd, stderr.fd],
-          })
-          let stopped: JobResult | undefined
-          const kill = (why: JobResult) => {
-            stopped ??= why
-            try {
-              if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL')
-            } catch {
-              // Already gone.
-            }
-          }
-          cancel = (reason) => kill({ ok: false, reason: 'cancelled', message: reason })
-          const timer =
-            a.timeoutMs === undefined
-              ? undefined
-              : setTimeout(
-                  () =>
-                    kill({
-                      ok: false,
-                      reason: 'timeout',
-                      message: `ran longer than ${a.timeoutMs} ms`,
-                    }),
-                  a.timeoutMs,
-                )
-          child.on('error', (e) => {
-            if (timer !== undefined) clearTimeout(timer)
-            resolve({ ok: false, reason: 'spawn-failed', message: e.message })
-          })
-          child.on('exit', (code, signal) => {
-            if (timer !== undefined) clearTimeout(timer)
-            if (stopped !== undefined) resolve(stopped)
-            else if (code === 0) resolve({ ok: true, exitCode: 0 })
-            else if (code !== null) resolve({ ok: false, exitCode: code, message: tail(ctx.dir) })
-            else resolve({ ok: false, reason: 'signal', message: `killed by ${signal}` })
-          })
-        })
-        return await withArtefacts(ended, ctx.dir)
-      } finally {
-        await stdout.close()
-        await stderr.close()
-      }
+      const ended = await runExec(a, op, ctx.dir, env, ctx.limits ?? {}, (stop) => {
+        cancel = stop
+        if (early !== undefined) stop(early)
+      })
+      return withArtefacts(ended, ctx.dir)
     }
     return {
       ok: false,
@@ -163,17 +126,6 @@ async function readArtefactsFile(
     return { text: buffer.subarray(0, bytesRead).toString('utf8') }
   } finally {
     await file.close()
-  }
-}
-
-/** The last lines of a failed job's stderr: kept with the attempt, as its product is not. */
-function tail(dir: string): string | undefined {
-  try {
-    const text = readFileSync(join(dir, 'stderr'), 'utf8')
-    const last = text.length > 2000 ? text.slice(-2000) : text
-    return last.trim() === '' ? undefined : last.trimEnd()
-  } catch {
-    return undefined
   }
 }
 

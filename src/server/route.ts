@@ -23,7 +23,7 @@ import type { EventStreams } from './streams.ts'
 import { orderOptionsSchema } from '../core/order.ts'
 import { packetSchema } from '../core/packet.ts'
 import { heartbeatSchema, targetRegistrationSchema } from '../core/protocol.ts'
-import { artifactSchema, toIssues } from '../core/schema.ts'
+import { artifactSchema, stepSchema, toIssues } from '../core/schema.ts'
 import type { SchedulerService } from '../service/service.ts'
 import type { AttemptUnit, ProductSource } from '../targets/target-driver.ts'
 import type { Caller, Role } from './auth.ts'
@@ -84,6 +84,9 @@ export const serializerCompiler: FastifySerializerCompiler<z.ZodType> = ({
 const components: readonly (readonly [z.ZodType, string])[] = [
   [packetSchema, 'Packet'],
   [artifactSchema, 'Artifact'],
+  // Named because it refers to itself (an iterate's steps): unnamed, its definition was lost
+  // and the Artifact's steps pointed at nothing.
+  [stepSchema, 'Step'],
   [orderOptionsSchema, 'OrderOptions'],
   [targetRegistrationSchema, 'TargetRegistration'],
   [heartbeatSchema, 'Heartbeat'],

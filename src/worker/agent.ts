@@ -3,7 +3,7 @@
  * heartbeats: results and cache changes in, jobs out. It runs each job in a fresh directory,
  * keeps products in its cache, serves them to peers, and fetches its inputs from the workers
  * that hold them. On stop it takes no more jobs, lets running ones finish within a grace
- * period, reports them, and leaves.
+ * period, ends the process groups of those still running, reports them, and leaves.
  */
 import { pino } from 'pino'
 import type { Logger } from 'pino'
@@ -54,6 +54,18 @@ export interface AgentOptions {
    * arrives anyway (reason `refused`). `lockstep worker --allow`. @default ['builtin', 'exec']
    */
   runs?: readonly OperationKind[]
+  /**
+   * How long a job's process group has after SIGTERM (its main process exited, it was cancelled
+   * or timed out) before SIGKILL. `lockstep worker --kill-grace-ms`. @default 2000
+   */
+  killGraceMs?: number
+  /**
+   * The most a job may write to stdout; past it the job is ended and fails with reason
+   * `output-too-large`. `lockstep worker --max-stdout-bytes`. @default 64 MiB
+   */
+  maxStdoutBytes?: number
+  /** The same cap for stderr. `lockstep worker --max-stderr-bytes`. @default 64 MiB */
+  maxStderrBytes?: number
 }
 
 interface Running {
@@ -231,7 +243,12 @@ export class WorkerAgent {
       await sleep(50)
       if (++beat % 20 === 0) await this.flushReports(true)
     }
-    for (const r of this.running.values()) r.job?.cancel('the worker is stopping')
+    // A cancelled job ends with its whole process group: nothing it started outlives the worker.
+    // (A worker that exits without this stop still kills them, from the runner's exit hook.)
+    for (const r of this.running.values()) {
+      if (r.job === undefined) r.stopped ??= 'the worker is stopping'
+      else r.job.cancel('the worker is stopping')
+    }
     while (this.running.size > 0) await sleep(20)
     await this.loopDone.catch(() => {})
     await this.flushReports()
@@ -386,6 +403,11 @@ export class WorkerAgent {
       data: this.options.data ?? {},
       locate: async (id) => (await this.client.locate(id)).holders,
       relay: `${this.client.url}/v1/products`,
+      limits: {
+        killGraceMs: this.options.killGraceMs,
+        maxStdoutBytes: this.options.maxStdoutBytes,
+        maxStderrBytes: this.options.maxStderrBytes,
+      },
       started: (job) => {
         entry.job = job
         if (entry.stopped !== undefined) job.cancel(entry.stopped)

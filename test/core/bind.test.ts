@@ -321,6 +321,55 @@ describe('bind', () => {
   })
 })
 
+describe('a step’s timeoutMs', () => {
+  it('is carried into every job the step binds, the ends of a sequential step too', () => {
+    const steps: StepSpec[] = [
+      { kind: 'initialize', op: op('init') },
+      { kind: 'parallel', op: op('work'), timeoutMs: 60_000 },
+      iterate(2, [{ kind: 'sequential', op: op('add'), timeoutMs: 5_000 }]),
+      fin(),
+    ]
+    const jobs = run(steps, 2)
+    expect(jobs.map((j) => [j.stepPath, j.timeoutMs ?? null])).toEqual([
+      ['steps[0]', null],
+      ['steps[1]', 60_000],
+      ['steps[1]', 60_000],
+      ...Array.from({ length: 2 }, () =>
+        Array.from({ length: 4 }, () => ['steps[2].steps[0]', 5_000]),
+      ).flat(),
+      ['steps[3]', null],
+    ])
+    const graph = toJobGraph(jobs, new IdGenerator(), 0)
+    expect(graph.jobs.map((j) => j.timeoutMs ?? null)).toEqual(jobs.map((j) => j.timeoutMs ?? null))
+  })
+
+  it.each<{ timeoutMs: unknown; message: string }>([
+    { timeoutMs: 0, message: 'Too small: expected number to be >=1' },
+    { timeoutMs: -5, message: 'Too small: expected number to be >=1' },
+    { timeoutMs: 1.5, message: 'expected a whole number' },
+    { timeoutMs: 7 * 86_400_000 + 1, message: 'Too big: expected number to be <=604800000' },
+    { timeoutMs: '60s', message: 'expected number, received string' },
+  ])('refuses $timeoutMs, naming its path', ({ timeoutMs, message }) => {
+    const artifact = {
+      project: 'p',
+      steps: [init(), iterate(1, [{ kind: 'parallel', op: op('x'), timeoutMs } as StepSpec])],
+    }
+    expect(() => bind(artifact, { initiator: 'I', workers: workers(2) })).toThrow(
+      `steps[1].steps[0].timeoutMs: ${message}`,
+    )
+  })
+
+  it('is a field of the steps that run, not of an iterate', () => {
+    const artifact = {
+      project: 'p',
+      steps: [{ ...iterate(1, [fin()]), timeoutMs: 10 } as StepSpec],
+    }
+    expect(() => bind(artifact, { initiator: 'I', workers: workers(2) })).toThrow(
+      'steps[0].timeoutMs: unknown field',
+    )
+  })
+})
+
 describe('toJobGraph', () => {
   it('gives every job a UUIDv7 and turns locks into rows', () => {
     const bound = run([init('distribute'), par('collect'), fin()])

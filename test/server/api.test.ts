@@ -56,6 +56,7 @@ describe.each(backends)('HTTP API: %s', (_name, make) => {
     expect(Object.keys(doc.components.schemas)).toEqual([
       'Packet',
       'Artifact',
+      'Step',
       'OrderOptions',
       'TargetRegistration',
       'Heartbeat',

@@ -107,7 +107,7 @@ export function artifactSubmission(
       policy: g.policy,
       uses: [],
       failure,
-      timeoutMs: undefined,
+      timeoutMs: g.timeoutMs,
       state: 'waiting',
       attempt: 0,
       step: g.step,
