@@ -12,7 +12,8 @@ import { LockstepError } from '../core/errors.ts'
 import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
-import { productHash, unpack } from './products.ts'
+import { unpack } from './archive.ts'
+import { productHash } from './products.ts'
 import { runJob } from './run-job.ts'
 import type { RunningJob } from './run-job.ts'
 
@@ -39,6 +40,8 @@ export interface ExecuteOptions {
   relay?: string
   /** Called once the job runs, so that it can be cancelled. */
   started?(job: RunningJob): void
+  /** A fetched product that unpacks to more than this is refused. @default 10 GiB */
+  maxInputBytes?: number
 }
 
 /** What an attempt did: its result, and the products the cache gained and lost. */
@@ -180,7 +183,10 @@ async function fetchProduct(input: Wanted, o: ExecuteOptions): Promise<string[]>
       })
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
       const dir = await o.cache.scratch(productId)
-      await unpack(Readable.fromWeb(res.body as never), dir)
+      await unpack(Readable.fromWeb(res.body as never), dir, {
+        maxBytes: o.maxInputBytes,
+        capName: '--max-input-bytes',
+      })
       await verify(productId, hash, dir)
       return await o.cache.add(productId, dir)
     } catch (e) {
