@@ -27,6 +27,9 @@ const usage = `lockstep — a distributed job scheduler
                   [--allow builtin,exec]       the operation kinds it runs (builtin only:
                                                no user process on this machine)
                   [--host H --port P --advertise URL]  where peers fetch its products
+                  [--cache-bytes 1GiB]         products kept beyond it are evicted
+                  [--max-product-bytes 10GiB]  a job leaving more fails (output-too-large)
+                  [--max-input-bytes 10GiB]    a fetched product unpacking to more is refused
   lockstep submit FILE [--priority N] [--follow]
   lockstep status [ORDER]
   lockstep cancel ORDER | --job JOB
@@ -34,6 +37,7 @@ const usage = `lockstep — a distributed job scheduler
                   [--state S] [--limit N]      (newest first; running, failed, …)
   lockstep logs JOB                            its output, or why its attempts failed
   lockstep download ORDER [--to DIR]           its products (when the server allows it)
+                  [--max-bytes 10GiB]          the most one product may unpack to
 
 Workbench commands find the scheduler in --server/--token, LOCKSTEP_URL/LOCKSTEP_TOKEN, or the
 credentials that 'lockstep up' writes to cli.json in the data directory (LOCKSTEP_DATA_DIR,

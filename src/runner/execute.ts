@@ -13,7 +13,7 @@ import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
 import { unpack } from './archive.ts'
-import { productHash } from './products.ts'
+import { productHash, refuseOversized } from './products.ts'
 import { runJob } from './run-job.ts'
 import type { RunningJob } from './run-job.ts'
 
@@ -40,6 +40,8 @@ export interface ExecuteOptions {
   relay?: string
   /** Called once the job runs, so that it can be cancelled. */
   started?(job: RunningJob): void
+  /** A product larger than this fails its attempt (`output-too-large`). @default 10 GiB */
+  maxProductBytes?: number
   /** A fetched product that unpacks to more than this is refused. @default 10 GiB */
   maxInputBytes?: number
 }
@@ -95,6 +97,8 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
           writeFile(join(product, stream), ''),
         )
       }
+      const refused = await refuseOversized(product, o.maxProductBytes)
+      if (refused !== undefined) return { ...out, result: refused }
       out.removed.push(...(await o.cache.add(a.productId, product)))
       // Hashed as it is kept, and so as it is served: what consumers will check their copy by.
       out.result.productHash = await o.cache.hash(a.productId)

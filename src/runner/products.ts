@@ -1,7 +1,7 @@
 /**
  * A worker's products: one directory per product under the cache directory, evicted oldest
  * first beyond a size limit, and moved between targets as a tar archive (`archive.ts`) whose
- * SHA-256 is the product's hash.
+ * SHA-256 is the product's hash. A product over its cap is refused before it is kept.
  */
 import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
@@ -10,6 +10,8 @@ import { join } from 'node:path'
 import type { ServerResponse } from 'node:http'
 import { Writable } from 'node:stream'
 import { capabilityOfHeader } from '../core/capability.ts'
+import type { JobResult } from '../core/model.ts'
+import { formatSize } from '../core/sizes.ts'
 import { pack, packMemory, treeBytes } from './archive.ts'
 import type { CapabilityVerdict } from './capability-check.ts'
 
@@ -179,6 +181,28 @@ function hashSink(hash: Hash): Writable {
       done()
     },
   })
+}
+
+/** The largest product a job may leave unless the target says otherwise. @default 10 GiB */
+export const DEFAULT_MAX_PRODUCT_BYTES = 10 * 1024 ** 3
+
+/**
+ * Refuses a product over the cap, measured as it would be archived (its files' bytes: `out/`,
+ * stdout and stderr): removes its directory and answers the failed result (`output-too-large`,
+ * naming the cap); answers undefined for a product that fits. The walk stops at the cap, so an
+ * oversized product costs no more than the cap to find out.
+ */
+export async function refuseOversized(
+  dir: string,
+  maxBytes = DEFAULT_MAX_PRODUCT_BYTES,
+): Promise<JobResult | undefined> {
+  if ((await treeBytes(dir, maxBytes)) <= maxBytes) return undefined
+  await rm(dir, { recursive: true, force: true })
+  return {
+    ok: false,
+    reason: 'output-too-large',
+    message: `the product (out/, stdout and stderr) holds more than ${formatSize(maxBytes)}, the cap on a product (--max-product-bytes)`,
+  }
 }
 
 /**

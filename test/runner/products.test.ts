@@ -1,7 +1,8 @@
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { execute } from '../../src/runner/execute.ts'
 import { ProductCache } from '../../src/runner/products.ts'
 
 let dir: string
@@ -38,5 +39,55 @@ describe('the product cache', () => {
     await made(cache, 'cache:lib/a@1', 10)
     const again = new ProductCache(dir, 10_000)
     expect(await again.open()).toEqual(['cache:lib/a@1'])
+  })
+
+  it.each([
+    ['over the cap fails output-too-large, naming the cap, and is not kept', 4096, false],
+    ['within the cap is kept', 64 * 1024, true],
+  ])('a product %s', async (_, maxProductBytes, kept) => {
+    dir = mkdtempSync(join(tmpdir(), 'lockstep-cache-'))
+    const cache = new ProductCache(join(dir, 'cache'), 1024 ** 3)
+    await cache.open()
+    const done = await execute(
+      {
+        orderId: '0',
+        jobId: 'big',
+        productId: 'big',
+        name: 'big',
+        attempt: 1,
+        target: 'me',
+        // 5000 bytes in out/: over 4 KiB, under 64 KiB.
+        op: {
+          exec: ['sh', '-c', 'head -c 3000 /dev/zero > out/a && head -c 2000 /dev/zero > out/b'],
+        },
+        resources: [],
+        timeoutMs: undefined,
+        inputs: [],
+      },
+      {
+        cache,
+        jobsDir: join(dir, 'jobs'),
+        self: 'me',
+        data: {},
+        locate: () => Promise.resolve([]),
+        maxProductBytes,
+      },
+    )
+    if (kept) {
+      expect(done.result).toMatchObject({ ok: true })
+      expect(cache.has('big')).toBe(true)
+      return
+    }
+    expect(done.result).toEqual({
+      ok: false,
+      reason: 'output-too-large',
+      message:
+        'the product (out/, stdout and stderr) holds more than 4 KiB, the cap on a product (--max-product-bytes)',
+    })
+    expect(cache.has('big')).toBe(false)
+    // Neither the product nor its job directory is left on disk.
+    expect(readdirSync(join(dir, 'cache', 'incoming'))).toEqual([])
+    expect(readdirSync(join(dir, 'cache', 'products'))).toEqual([])
+    expect(readdirSync(join(dir, 'jobs'))).toEqual([])
   })
 })
