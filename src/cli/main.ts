@@ -31,13 +31,17 @@ const usage = `lockstep — a distributed job scheduler
                   [--max-stderr-bytes N]       (64 MiB each by default)
                   [--kill-grace-ms MS]         SIGTERM to SIGKILL for a job's leftover
                                                processes (2000 by default)
-  lockstep submit FILE [--priority N] [--follow]
+                  [--cache-bytes 1GiB]         products kept beyond it are evicted
+                  [--max-product-bytes 10GiB]  a job leaving more fails (output-too-large)
+                  [--max-input-bytes 10GiB]    a fetched product unpacking to more is refused
+  lockstep submit FILE [--priority N] [--min-sites N] [--wait-for-sites-ms MS] [--follow]
   lockstep status [ORDER]
   lockstep cancel ORDER | --job JOB
   lockstep workers | targets [NAME]            every target; or one, with its attempts
                   [--state S] [--limit N]      (newest first; running, failed, …)
   lockstep logs JOB                            its output, or why its attempts failed
   lockstep download ORDER [--to DIR]           its products (when the server allows it)
+                  [--max-bytes 10GiB]          the most one product may unpack to
 
 Workbench commands find the scheduler in --server/--token, LOCKSTEP_URL/LOCKSTEP_TOKEN, or the
 credentials that 'lockstep up' writes to cli.json in the data directory (LOCKSTEP_DATA_DIR,

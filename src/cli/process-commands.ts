@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { isWorkerUrl } from '../core/protocol.ts'
+import { parseSize } from '../core/sizes.ts'
 import { parseTokens } from '../server/auth.ts'
 import type { TokenEntry } from '../server/auth.ts'
 import { defaultDataDir } from '../store/open-store.ts'
@@ -168,6 +169,8 @@ export async function worker(args: string[], out: Out): Promise<number> {
       data: { type: 'string', multiple: true, default: [] },
       cache: { type: 'string' },
       'cache-bytes': { type: 'string' },
+      'max-product-bytes': { type: 'string', default: '10GiB' },
+      'max-input-bytes': { type: 'string', default: '10GiB' },
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
       advertise: { type: 'string' },
@@ -187,7 +190,12 @@ export async function worker(args: string[], out: Out): Promise<number> {
     slots: Number(values.slots),
     data: parseData(values.data),
     cacheDir: resolve(values.cache ?? join(defaultDataDir, 'workers', values.id)),
-    cacheBytes: values['cache-bytes'] === undefined ? undefined : Number(values['cache-bytes']),
+    cacheBytes:
+      values['cache-bytes'] === undefined
+        ? undefined
+        : parseSize(values['cache-bytes'], '--cache-bytes'),
+    maxProductBytes: parseSize(values['max-product-bytes'], '--max-product-bytes'),
+    maxInputBytes: parseSize(values['max-input-bytes'], '--max-input-bytes'),
     host: values.host,
     port: Number(values.port),
     advertiseUrl: values.advertise,

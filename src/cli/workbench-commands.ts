@@ -15,7 +15,8 @@ import type { AttemptState, OrderFulfilment } from '../core/engine/fulfilment.ts
 import { LockstepError, ValidationError } from '../core/errors.ts'
 import { leavesProduct, productOf } from '../core/model.ts'
 import type { OrderSites, Target } from '../core/model.ts'
-import { unpack } from '../runner/products.ts'
+import { formatSize, parseSize } from '../core/sizes.ts'
+import { DEFAULT_MAX_UNPACKED_BYTES, unpack } from '../runner/archive.ts'
 import { credentialsPath, readCredentials } from './credentials.ts'
 import type { Out } from './output.ts'
 
@@ -344,14 +345,24 @@ export async function readProduct<T>(
   }
 }
 
-/** `lockstep download ORDER [--to DIR]`: its products, one folder per job. */
+/**
+ * `lockstep download ORDER [--to DIR] [--max-bytes SIZE]`: its products, one folder per job. A
+ * product that would unpack to more than `--max-bytes` (10 GiB unless given) is refused, and so
+ * is one that names a path outside its folder or holds a link or a device: the download stops
+ * there, naming the product and the entry, and leaves no partial folder for it.
+ */
 export async function download(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...clientOptions, to: { type: 'string' } },
+    options: {
+      ...clientOptions,
+      to: { type: 'string' },
+      'max-bytes': { type: 'string', default: formatSize(DEFAULT_MAX_UNPACKED_BYTES) },
+    },
   })
   if (positionals.length !== 1) throw new Error('give an order: lockstep download ORDER')
+  const maxBytes = parseSize(values['max-bytes'], '--max-bytes')
   const c = client(values)
   const orderId = positionals[0]!
   const to = resolve(values.to ?? `lockstep-${orderId}`)
@@ -374,7 +385,11 @@ export async function download(args: string[], out: Out): Promise<number> {
       missing.push(p.name)
       continue
     }
-    await unpack(content, join(to, p.name))
+    try {
+      await unpack(content, join(to, p.name), { maxBytes, capName: '--max-bytes' })
+    } catch (e) {
+      throw new Error(`product ${p.name} (${p.productId}): ${(e as Error).message}`)
+    }
     products.push(p.name)
   }
   out(

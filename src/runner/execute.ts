@@ -15,7 +15,8 @@ import { LockstepError } from '../core/errors.ts'
 import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
-import { productHash, unpack } from './products.ts'
+import { unpack } from './archive.ts'
+import { productHash, refuseOversized } from './products.ts'
 import type { ExecLimits } from './exec-job.ts'
 import { giveInput, removeJobDir } from './job-dir.ts'
 import { runJob } from './run-job.ts'
@@ -46,6 +47,10 @@ export interface ExecuteOptions {
   started?(job: RunningJob): void
   /** The limits an `exec` job runs under (kill grace, output caps). @default each default */
   limits?: ExecLimits
+  /** A product larger than this fails its attempt (`output-too-large`). @default 10 GiB */
+  maxProductBytes?: number
+  /** A fetched product that unpacks to more than this is refused. @default 10 GiB */
+  maxInputBytes?: number
 }
 
 /** What an attempt did: its result, and the products the cache gained and lost. */
@@ -112,6 +117,8 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
           writeFile(join(product, stream), ''),
         )
       }
+      const refused = await refuseOversized(product, o.maxProductBytes)
+      if (refused !== undefined) return { ...out, result: refused }
       out.removed.push(...(await o.cache.add(a.productId, product)))
       // Hashed as it is kept, and so as it is served: what consumers will check their copy by.
       out.result.productHash = await o.cache.hash(a.productId)
@@ -200,7 +207,10 @@ async function fetchProduct(input: Wanted, o: ExecuteOptions): Promise<string[]>
       })
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
       const dir = await o.cache.scratch(productId)
-      await unpack(Readable.fromWeb(res.body as never), dir)
+      await unpack(Readable.fromWeb(res.body as never), dir, {
+        maxBytes: o.maxInputBytes,
+        capName: '--max-input-bytes',
+      })
       await verify(productId, hash, dir)
       return await o.cache.add(productId, dir)
     } catch (e) {

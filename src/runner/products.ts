@@ -1,16 +1,18 @@
 /**
  * A worker's products: one directory per product under the cache directory, evicted oldest
- * first beyond a size limit, and moved between workers as a simple archive (a JSON header line
- * per file, then its bytes).
+ * first beyond a size limit, and moved between targets as a tar archive (`archive.ts`) whose
+ * SHA-256 is the product's hash. A product over its cap is refused before it is kept.
  */
-import { createReadStream } from 'node:fs'
 import { createHash } from 'node:crypto'
+import type { Hash } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { dirname, join, relative, sep } from 'node:path'
+import { join } from 'node:path'
 import type { ServerResponse } from 'node:http'
 import { Writable } from 'node:stream'
-import type { Readable } from 'node:stream'
 import { capabilityOfHeader } from '../core/capability.ts'
+import type { JobResult } from '../core/model.ts'
+import { formatSize } from '../core/sizes.ts'
+import { pack, packMemory, treeBytes } from './archive.ts'
 import type { CapabilityVerdict } from './capability-check.ts'
 
 interface Entry {
@@ -57,7 +59,7 @@ export class ProductCache {
       const id = await readFile(join(this.dir, 'products', name, ID_FILE), 'utf8').catch(() => name)
       if (dirName(id) !== name) continue
       const info = await stat(this.path(id))
-      const bytes = await sizeOf(this.path(id))
+      const bytes = await treeBytes(this.path(id))
       this.entries.set(id, { id, bytes, usedAt: info.mtimeMs, empty: false })
       this.total += bytes
     }
@@ -87,7 +89,7 @@ export class ProductCache {
     await writeFile(join(from, ID_FILE), id)
     await rm(to, { recursive: true, force: true })
     await rename(from, to)
-    const bytes = await sizeOf(to)
+    const bytes = await treeBytes(to)
     const old = this.entries.get(id)
     if (old !== undefined) this.total -= old.bytes
     this.entries.set(id, { id, bytes, usedAt: Date.now(), empty: false })
@@ -131,7 +133,7 @@ export class ProductCache {
   async hash(id: string): Promise<string> {
     const e = this.entries.get(id)
     if (e?.hash !== undefined) return e.hash
-    const hash = e?.empty === true ? emptyProductHash(id) : await productHash(this.path(id))
+    const hash = e?.empty === true ? await emptyProductHash(id) : await productHash(this.path(id))
     // Kept only if the product was not replaced meanwhile.
     if (e !== undefined && this.entries.get(id) === e) e.hash = hash
     return hash
@@ -158,117 +160,49 @@ export class ProductCache {
   }
 }
 
-async function sizeOf(dir: string): Promise<number> {
-  let total = 0
-  for (const file of await walk(dir)) total += (await stat(file)).size
-  return total
-}
-
-/** Files in name order at every level: the archive of a directory is the same wherever it is. */
-async function walk(dir: string): Promise<string[]> {
-  const out: string[] = []
-  const entries = await readdir(dir, { withFileTypes: true })
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-  for (const entry of entries) {
-    const p = join(dir, entry.name)
-    if (entry.isDirectory()) out.push(...(await walk(p)))
-    else if (entry.isFile()) out.push(p)
-  }
-  return out
-}
-
-const fileHeader = (path: string, size: number) => `${JSON.stringify({ path, size })}\n`
-const END = `${JSON.stringify({ end: true })}\n`
-
-/**
- * Writes a directory as an archive: per file a JSON header line, then its bytes. Deterministic
- * (files in name order, nothing of the file system but paths and bytes), so that a product's hash
- * is the hash of its archive on every target that holds a copy.
- */
-export async function pack(dir: string, out: Writable): Promise<void> {
-  for (const file of await walk(dir)) {
-    const size = (await stat(file)).size
-    const path = relative(dir, file).split(sep).join('/')
-    out.write(fileHeader(path, size))
-    for await (const chunk of createReadStream(file)) out.write(chunk as Buffer)
-  }
-  out.end(END)
-}
-
 /** The SHA-256 (hex) of a directory's archive, as {@link pack} writes it. */
 export async function productHash(dir: string): Promise<string> {
   const hash = createHash('sha256')
-  const sink = new Writable({
+  await pack(dir, hashSink(hash))
+  return hash.digest('hex')
+}
+
+/** The hash of an empty product: the archive of the directory it becomes on first use. */
+export async function emptyProductHash(id: string): Promise<string> {
+  const hash = createHash('sha256')
+  await packMemory({ [ID_FILE]: id, 'out/': '' }, hashSink(hash))
+  return hash.digest('hex')
+}
+
+function hashSink(hash: Hash): Writable {
+  return new Writable({
     write(chunk: Buffer, _encoding, done) {
       hash.update(chunk)
       done()
     },
   })
-  const finished = new Promise<void>((resolve, reject) => {
-    sink.on('finish', resolve)
-    sink.on('error', reject)
-  })
-  await pack(dir, sink)
-  await finished
-  return hash.digest('hex')
 }
 
-/** The hash of an empty product: its archive holds only the file that names it. */
-export function emptyProductHash(id: string): string {
-  return createHash('sha256')
-    .update(fileHeader(ID_FILE, Buffer.byteLength(id)))
-    .update(id)
-    .update(END)
-    .digest('hex')
-}
+/** The largest product a job may leave unless the target says otherwise. @default 10 GiB */
+export const DEFAULT_MAX_PRODUCT_BYTES = 10 * 1024 ** 3
 
-/** Reads an archive into a directory; refuses paths that would leave it. */
-export async function unpack(
-  input: Readable | AsyncIterable<Uint8Array>,
+/**
+ * Refuses a product over the cap, measured as it would be archived (its files' bytes: `out/`,
+ * stdout and stderr): removes its directory and answers the failed result (`output-too-large`,
+ * naming the cap); answers undefined for a product that fits. The walk stops at the cap, so an
+ * oversized product costs no more than the cap to find out.
+ */
+export async function refuseOversized(
   dir: string,
-): Promise<void> {
-  let buffer = Buffer.alloc(0)
-  let current: { path: string; size: number; chunks: Buffer[]; got: number } | undefined
-  let ended = false
-  const flush = async () => {
-    for (;;) {
-      if (current === undefined) {
-        const nl = buffer.indexOf(10)
-        if (nl < 0) return
-        const header = JSON.parse(buffer.subarray(0, nl).toString('utf8')) as {
-          path?: string
-          size?: number
-          end?: boolean
-        }
-        buffer = buffer.subarray(nl + 1)
-        if (header.end === true) {
-          ended = true
-          return
-        }
-        const path = header.path ?? ''
-        if (path === '' || path.startsWith('/') || path.split('/').includes('..')) {
-          throw new Error(`the archive names an unsafe path: ${path}`)
-        }
-        current = { path, size: header.size ?? 0, chunks: [], got: 0 }
-      }
-      const need = current.size - current.got
-      const take = buffer.subarray(0, need)
-      current.chunks.push(take)
-      current.got += take.length
-      buffer = buffer.subarray(take.length)
-      if (current.got < current.size) return
-      const target = join(dir, current.path)
-      await mkdir(dirname(target), { recursive: true })
-      await writeFile(target, Buffer.concat(current.chunks))
-      current = undefined
-    }
+  maxBytes = DEFAULT_MAX_PRODUCT_BYTES,
+): Promise<JobResult | undefined> {
+  if ((await treeBytes(dir, maxBytes)) <= maxBytes) return undefined
+  await rm(dir, { recursive: true, force: true })
+  return {
+    ok: false,
+    reason: 'output-too-large',
+    message: `the product (out/, stdout and stderr) holds more than ${formatSize(maxBytes)}, the cap on a product (--max-product-bytes)`,
   }
-  for await (const chunk of input) {
-    buffer = Buffer.concat([buffer, Buffer.from(chunk)])
-    await flush()
-    if (ended) break
-  }
-  if (!ended) throw new Error('the archive ended early')
 }
 
 /**

@@ -38,6 +38,16 @@ export interface AgentOptions {
   cacheDir: string
   /** Products beyond this size are evicted, oldest first. @default 1 GiB */
   cacheBytes?: number
+  /**
+   * A job whose product (`out/`, stdout and stderr) holds more fails with reason
+   * `output-too-large`. `lockstep worker --max-product-bytes`. @default 10 GiB
+   */
+  maxProductBytes?: number
+  /**
+   * A product fetched from a peer or the relay that would unpack to more is refused, and that
+   * fetch fails. `lockstep worker --max-input-bytes`. @default 10 GiB
+   */
+  maxInputBytes?: number
   /** Where the product server listens. @default 127.0.0.1, a free port */
   host?: string
   port?: number
@@ -408,6 +418,8 @@ export class WorkerAgent {
         maxStdoutBytes: this.options.maxStdoutBytes,
         maxStderrBytes: this.options.maxStderrBytes,
       },
+      maxProductBytes: this.options.maxProductBytes,
+      maxInputBytes: this.options.maxInputBytes,
       started: (job) => {
         entry.job = job
         if (entry.stopped !== undefined) job.cancel(entry.stopped)

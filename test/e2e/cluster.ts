@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { LockstepClient } from '../../src/client/client.ts'
 import type { StreamEvent } from '../../src/client/client.ts'
-import { unpack } from '../../src/runner/products.ts'
+import { unpack } from '../../src/runner/archive.ts'
 import type { Opened } from '../leaks.ts'
 
 export const WORKBENCH = 'bench-token-123'

@@ -15,10 +15,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Assignment, JobInput } from '../../src/core/protocol.ts'
 import { execute } from '../../src/runner/execute.ts'
 import type { Holder } from '../../src/runner/execute.ts'
+import { pack } from '../../src/runner/archive.ts'
 import {
   ProductCache,
   emptyProductHash,
-  pack,
   productHash,
   sendProduct,
 } from '../../src/runner/products.ts'
@@ -121,9 +121,9 @@ describe('product hashes', () => {
     const cache = new ProductCache(join(dir, 'c'), 1_000_000)
     await cache.open()
     cache.addEmpty('noop-product')
-    expect(await cache.hash('noop-product')).toBe(emptyProductHash('noop-product'))
+    expect(await cache.hash('noop-product')).toBe(await emptyProductHash('noop-product'))
     expect(await productHash(await cache.materialise('noop-product'))).toBe(
-      emptyProductHash('noop-product'),
+      await emptyProductHash('noop-product'),
     )
   })
 
@@ -163,7 +163,7 @@ describe('product hashes', () => {
         locate: () => Promise.resolve([]),
       },
     )
-    expect(noop.result.productHash).toBe(emptyProductHash('noop'))
+    expect(noop.result.productHash).toBe(await emptyProductHash('noop'))
     expect(noop.result.productHash).toBe(await productHash(await cache.materialise('noop')))
   })
 })

@@ -1,9 +1,9 @@
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough, Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ProductCache, pack, unpack } from '../../src/runner/products.ts'
+import { execute } from '../../src/runner/execute.ts'
+import { ProductCache } from '../../src/runner/products.ts'
 
 let dir: string
 
@@ -41,18 +41,53 @@ describe('the product cache', () => {
     expect(await again.open()).toEqual(['cache:lib/a@1'])
   })
 
-  it('moves a product as an archive and refuses paths that leave the directory', async () => {
+  it.each([
+    ['over the cap fails output-too-large, naming the cap, and is not kept', 4096, false],
+    ['within the cap is kept', 64 * 1024, true],
+  ])('a product %s', async (_, maxProductBytes, kept) => {
     dir = mkdtempSync(join(tmpdir(), 'lockstep-cache-'))
-    mkdirSync(join(dir, 'src', 'out', 'deep'), { recursive: true })
-    writeFileSync(join(dir, 'src', 'out', 'deep', 'f'), 'hello')
-    writeFileSync(join(dir, 'src', 'stdout'), 'OK\n')
-    const stream = new PassThrough()
-    const packed = pack(join(dir, 'src'), stream)
-    await unpack(stream, join(dir, 'dst'))
-    await packed
-    expect(readFileSync(join(dir, 'dst', 'out', 'deep', 'f'), 'utf8')).toBe('hello')
-    expect(readFileSync(join(dir, 'dst', 'stdout'), 'utf8')).toBe('OK\n')
-    const evil = Readable.from([`${JSON.stringify({ path: '../escape', size: 1 })}\nx`])
-    await expect(unpack(evil, join(dir, 'evil'))).rejects.toThrow('unsafe path: ../escape')
+    const cache = new ProductCache(join(dir, 'cache'), 1024 ** 3)
+    await cache.open()
+    const done = await execute(
+      {
+        orderId: '0',
+        jobId: 'big',
+        productId: 'big',
+        name: 'big',
+        attempt: 1,
+        target: 'me',
+        // 5000 bytes in out/: over 4 KiB, under 64 KiB.
+        op: {
+          exec: ['sh', '-c', 'head -c 3000 /dev/zero > out/a && head -c 2000 /dev/zero > out/b'],
+        },
+        resources: [],
+        timeoutMs: undefined,
+        inputs: [],
+      },
+      {
+        cache,
+        jobsDir: join(dir, 'jobs'),
+        self: 'me',
+        data: {},
+        locate: () => Promise.resolve([]),
+        maxProductBytes,
+      },
+    )
+    if (kept) {
+      expect(done.result).toMatchObject({ ok: true })
+      expect(cache.has('big')).toBe(true)
+      return
+    }
+    expect(done.result).toEqual({
+      ok: false,
+      reason: 'output-too-large',
+      message:
+        'the product (out/, stdout and stderr) holds more than 4 KiB, the cap on a product (--max-product-bytes)',
+    })
+    expect(cache.has('big')).toBe(false)
+    // Neither the product nor its job directory is left on disk.
+    expect(readdirSync(join(dir, 'cache', 'incoming'))).toEqual([])
+    expect(readdirSync(join(dir, 'cache', 'products'))).toEqual([])
+    expect(readdirSync(join(dir, 'jobs'))).toEqual([])
   })
 })

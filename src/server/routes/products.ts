@@ -5,6 +5,8 @@
  * every route that sends bytes, and workbenches only the products of their own orders' jobs;
  * workers always may.
  */
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { z } from 'zod'
 import { orderProductsSchema, productHoldersSchema } from '../../core/api.ts'
 import { LockstepError } from '../../core/errors.ts'
@@ -177,15 +179,12 @@ export function productRoutes(ctx: RouteContext): void {
         }
         reply.hijack()
         res.writeHead(200, { 'content-type': 'application/octet-stream' })
-        try {
-          for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
-            if (!res.write(chunk)) await new Promise((r) => res.once('drain', r))
-          }
-          res.end()
-        } catch {
+        // Piped, so that the holder is read no faster than the caller reads (the relay holds a
+        // few chunks, never a product), and a caller that goes away ends the fetch upstream.
+        await pipeline(Readable.fromWeb(upstream.body as never), res).catch(() => {
           // The status is sent: all that is left is to cut the response short.
           res.destroy()
-        }
+        })
         return STREAMED
       }
       throw new LockstepError(
