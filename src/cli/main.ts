@@ -22,13 +22,18 @@ const usage = `lockstep — a distributed job scheduler
                                                without it; such jobs wait)
                   [--targets FILE]             Kubernetes clusters to run image jobs on
                                                (docs/kubernetes.md)
+                  [--max-jobs-per-order N]     limits on what one request may cause, with
+                  [--max-locks-per-order N]    their defaults in docs/operations.md
+                  [--max-resources-per-packet N]
+                  [--max-orders-in-flight-per-owner N]
+                  [--max-streams-per-caller N]
   lockstep worker --server URL --id ID         a worker agent
                   [--token T] [--slots N] [--data project=PATH …] [--cache DIR]
                   [--allow builtin,exec]       the operation kinds it runs (builtin only:
                                                no user process on this machine)
                   [--host H --port P --advertise URL]  where peers fetch its products
-                  [--max-stdout-bytes N]       a job writing more fails: output-too-large
-                  [--max-stderr-bytes N]       (64 MiB each by default)
+                  [--max-stdout-bytes 64MiB]   a job writing more fails: output-too-large
+                  [--max-stderr-bytes 64MiB]   (to stdout or to stderr)
                   [--kill-grace-ms MS]         SIGTERM to SIGKILL for a job's leftover
                                                processes (2000 by default)
                   [--cache-bytes 1GiB]         products kept beyond it are evicted

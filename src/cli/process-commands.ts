@@ -176,8 +176,8 @@ export async function worker(args: string[], out: Out): Promise<number> {
       advertise: { type: 'string' },
       allow: { type: 'string', default: 'builtin,exec' },
       'kill-grace-ms': { type: 'string' },
-      'max-stdout-bytes': { type: 'string' },
-      'max-stderr-bytes': { type: 'string' },
+      'max-stdout-bytes': { type: 'string', default: '64MiB' },
+      'max-stderr-bytes': { type: 'string', default: '64MiB' },
     },
   })
   const serverUrl = values.server ?? process.env.LOCKSTEP_URL
@@ -201,8 +201,8 @@ export async function worker(args: string[], out: Out): Promise<number> {
     advertiseUrl: values.advertise,
     runs: parseAllow(values.allow),
     killGraceMs: count(values['kill-grace-ms'], '--kill-grace-ms', 0),
-    maxStdoutBytes: count(values['max-stdout-bytes'], '--max-stdout-bytes', 1),
-    maxStderrBytes: count(values['max-stderr-bytes'], '--max-stderr-bytes', 1),
+    maxStdoutBytes: parseSize(values['max-stdout-bytes'], '--max-stdout-bytes'),
+    maxStderrBytes: parseSize(values['max-stderr-bytes'], '--max-stderr-bytes'),
     logger: pino(pino.destination(2)),
   })
   out(`lockstep worker ${agent.id} serving products on ${agent.productUrl}`)

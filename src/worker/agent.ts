@@ -21,6 +21,7 @@ import { CapabilityVerifier } from '../runner/capability-check.ts'
 import type { CapabilityVerdict, VerifyKey } from '../runner/capability-check.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
 import { execute } from '../runner/execute.ts'
+import { untilReachable } from './until-reachable.ts'
 import type { RunningJob } from '../runner/run-job.ts'
 
 /** Options of a {@link WorkerAgent}. */
@@ -161,7 +162,7 @@ export class WorkerAgent {
     this.url =
       this.options.advertiseUrl ?? `http://${this.options.host ?? '127.0.0.1'}:${address.port}`
     try {
-      await this.register(cached)
+      await untilReachable(() => this.register(cached), this.log)
     } catch (e) {
       // Nothing started: leave no server behind to keep the process alive.
       await new Promise<void>((resolve) => this.productServer!.close(() => resolve()))
