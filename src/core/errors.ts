@@ -57,6 +57,15 @@ export const errorCatalogue = {
     summary: 'The database was migrated by a newer Lockstep than this one.',
   },
   UNAVAILABLE: { status: 503, summary: 'The server is starting or stopping.' },
+  STORE_UNAVAILABLE: {
+    status: 503,
+    summary:
+      'The database cannot be written now (unreachable, restarting, disk full); retry after the Retry-After header’s seconds.',
+  },
+  STORE_HELD: {
+    status: 409,
+    summary: 'Another scheduler process holds this store; the message names its pid and host.',
+  },
   INTERNAL: { status: 500, summary: 'An internal error; the log has the details under its id.' },
 } as const satisfies Record<string, { status: number; summary: string }>
 

@@ -166,6 +166,18 @@ CREATE INDEX target_fulfilments_target
   ON target_fulfilments (target, started_at, job_id, attempt);
 `,
   },
+  {
+    version: 6,
+    name: 'the token of the last commit, so that a retried batch is written once',
+    // One row at most. A commit whose answer was lost (the connection cut during COMMIT) may
+    // have landed; its retry finds its own token here and writes nothing.
+    sql: () => `
+CREATE TABLE last_commit (
+  one INTEGER PRIMARY KEY,
+  token TEXT NOT NULL
+);
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */
