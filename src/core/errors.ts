@@ -92,6 +92,17 @@ export class LockstepError extends Error {
   }
 }
 
+/** STORE_UNAVAILABLE, with when to try again: the answer's `Retry-After` header. */
+export class StoreUnavailableError extends LockstepError {
+  /** Seconds until the scheduler tries the database again; at least 1. */
+  readonly retryAfterS: number
+  constructor(message: string, retryAfterS = 1) {
+    super('STORE_UNAVAILABLE', message)
+    this.name = 'StoreUnavailableError'
+    this.retryAfterS = Math.max(1, Math.ceil(retryAfterS))
+  }
+}
+
 /** Bad input: one or more {@link Issue}s, each naming a path. */
 export class ValidationError extends LockstepError {
   readonly issues: readonly Issue[]

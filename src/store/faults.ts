@@ -9,7 +9,7 @@
  * may have committed and the retry can tell (see `Batch.token`); never for a write that could
  * have landed in part.
  */
-import { LockstepError } from '../core/errors.ts'
+import { LockstepError, StoreUnavailableError } from '../core/errors.ts'
 
 /** Socket and DNS errors Node reports: the database did not answer. */
 const networkCodes = new Set([
@@ -89,11 +89,32 @@ export function describeFault(error: unknown): string {
 
 /**
  * The error a caller gets while the store is failing: STORE_UNAVAILABLE (503), with the fault
- * that caused it in the message.
+ * that caused it in the message and the seconds until the next try.
  */
-export function storeUnavailable(cause: unknown): LockstepError {
-  return new LockstepError(
-    'STORE_UNAVAILABLE',
+export function storeUnavailable(cause: unknown, retryAfterS = 1): StoreUnavailableError {
+  return new StoreUnavailableError(
     `the database cannot be written now (${describeFault(cause)}); the scheduler retries and carries on when it returns`,
+    retryAfterS,
   )
+}
+
+/**
+ * The store with every call's transient fault answered as STORE_UNAVAILABLE: what the read model
+ * reads through, so a read the database cannot serve now is a 503 with Retry-After, not a 500.
+ */
+export function guardedReads<S extends object>(store: S): S {
+  return new Proxy(store, {
+    get(target, key, receiver) {
+      const value: unknown = Reflect.get(target, key, receiver)
+      if (typeof value !== 'function') return value
+      return (...args: unknown[]) => {
+        const out: unknown = (value as (...a: unknown[]) => unknown).apply(target, args)
+        return out instanceof Promise
+          ? out.catch((e: unknown) => {
+              throw isTransient(e) ? storeUnavailable(e) : e
+            })
+          : out
+      }
+    },
+  })
 }
