@@ -34,7 +34,8 @@ export function metaRoutes({ app, callerOf, metrics, service }: RouteContext): v
     },
     handler: async ({ reply }) => {
       const status = service.storeStatus()
-      if (!status.ready) await reply.code(503).header('retry-after', String(status.retryAfterS))
+      // Not awaited: a reply is thenable, and resolves only once sent.
+      if (!status.ready) void reply.code(503).header('retry-after', String(status.retryAfterS))
       await reply.header('content-type', 'application/json').send(JSON.stringify(status))
       return STREAMED
     },
