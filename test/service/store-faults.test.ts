@@ -12,7 +12,9 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { StoreUnavailableError } from '../../src/core/errors.ts'
+import { FakeClock } from '../../src/core/clock.ts'
 import { SchedulerService } from '../../src/service/service.ts'
+import type { SchedulerServiceOptions } from '../../src/service/service.ts'
 import { SqliteStore } from '../../src/store/sqlite-store.ts'
 import { checkLeaks } from '../leaks.ts'
 
@@ -42,13 +44,16 @@ describe('a store that fails for a while', () => {
     for (const c of cleanups.splice(0).reverse()) await c()
   })
 
-  async function start(path: string, options: { maxPending?: number } = {}) {
+  async function start(
+    path: string,
+    options: Pick<SchedulerServiceOptions, 'maxPending' | 'clock' | 'engine'> = {},
+  ) {
     const service = await SchedulerService.start({
       store: new SqliteStore({ path, synchronous: 'normal', busyTimeoutMs: 20 }),
       onStoreFault: () => {},
       ...options,
     })
-    opened.service(service)
+    opened.service(service, options.clock instanceof FakeClock ? { clock: options.clock } : {})
     cleanups.push(() => service.close())
     return service
   }
@@ -98,6 +103,32 @@ describe('a store that fails for a while', () => {
     expect(after.state).toBe('running')
   })
 
+  it('loses no worker to an outage: a refused heartbeat still renews its lease', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lockstep-lease-'))
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    const path = join(dir, 'lockstep.db')
+    const clock = new FakeClock()
+    const service = await start(path, { clock, engine: { leaseMs: 1000 } })
+    await service.registerTarget({ id: 'w1', slots: 1 })
+    const other = new Database(path)
+    other.exec('BEGIN IMMEDIATE')
+    // The first heartbeat renews the lease and waits for nothing: the batch it would store fails.
+    await expect(service.registerTarget({ id: 'w2', slots: 1 })).rejects.toMatchObject({
+      code: 'STORE_UNAVAILABLE',
+    })
+    for (let i = 0; i < 5; i++) {
+      clock.advance(600)
+      await expect(service.heartbeat('w1', {})).rejects.toMatchObject({
+        code: 'STORE_UNAVAILABLE',
+      })
+    }
+    other.exec('COMMIT')
+    other.close()
+    await expect.poll(() => service.storeStatus().ready, { timeout: 10_000 }).toBe(true)
+    expect(service.targets().find((t) => t.target.id === 'w1')).toMatchObject({ live: true })
+    expect(await service.heartbeat('w1', {})).toMatchObject({ assignments: [] })
+  })
+
   it('refuses new writes beyond the cap on changes waiting for the store', async () => {
     dir = mkdtempSync(join(tmpdir(), 'lockstep-cap-'))
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
@@ -111,7 +142,7 @@ describe('a store that fails for a while', () => {
     const refused = outcomes.filter((o) => o.status === 'rejected')
     expect(refused.length).toBeGreaterThan(0)
     for (const r of refused) {
-      expect((r).reason).toMatchObject({ code: 'STORE_UNAVAILABLE' })
+      expect(r.reason).toMatchObject({ code: 'STORE_UNAVAILABLE' })
     }
     // Once the first commit drains them, writes are taken again.
     await submit(service, 'd')
