@@ -112,7 +112,7 @@ describe('a store that fails for a while', () => {
     await service.registerTarget({ id: 'w1', slots: 1 })
     const other = new Database(path)
     other.exec('BEGIN IMMEDIATE')
-    // The first heartbeat renews the lease and waits for nothing: the batch it would store fails.
+    // A write while the lock is held fails: the store is in its fault from here on.
     await expect(service.registerTarget({ id: 'w2', slots: 1 })).rejects.toMatchObject({
       code: 'STORE_UNAVAILABLE',
     })
