@@ -116,6 +116,44 @@ describe('the PostgreSQL session that holds a schema', () => {
     await backend.destroy()
   })
 
+  /** Ends this process's holding sessions from outside, as a network cut or a restart would. */
+  async function terminateHolders(): Promise<void> {
+    const admin = new pg.Client({ connectionString: pgUrl })
+    await admin.connect()
+    try {
+      const { rows } = await admin.query<{ done: boolean }>(
+        `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+         WHERE application_name LIKE $1`,
+        [`lockstep ${process.pid} %`],
+      )
+      expect(rows).toEqual([{ done: true }])
+    } finally {
+      await admin.end()
+    }
+  }
+
+  it('never writes once another process took the schema while its session was down', async () => {
+    backend = postgresBackend('hold-fenced')
+    const first = backend.open()
+    const second = backend.open()
+    try {
+      const lost: Error[] = []
+      await first.hold({ onLost: (e) => lost.push(e) })
+      await first.migrate()
+      await terminateHolders()
+      await expect.poll(() => lost.length, { timeout: 10_000 }).toBe(1)
+      await second.hold()
+      const event = { at: 1, type: 'x', body: '{}' }
+      await expect(first.commit({ ...emptyBatch(), events: [event] })).rejects.toMatchObject({
+        code: 'STORE_HELD',
+      })
+      expect(await second.events(0, 10)).toEqual([])
+    } finally {
+      await first.close()
+      await second.close()
+    }
+  })
+
   it('is noticed when it drops, and taken again by the next commit', async () => {
     backend = postgresBackend('hold-session')
     const store = backend.open()
@@ -123,18 +161,7 @@ describe('the PostgreSQL session that holds a schema', () => {
       const lost: Error[] = []
       await store.hold({ onLost: (e) => lost.push(e) })
       await store.migrate()
-      const admin = new pg.Client({ connectionString: pgUrl })
-      await admin.connect()
-      try {
-        const { rows } = await admin.query<{ done: boolean }>(
-          `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
-           WHERE application_name LIKE $1`,
-          [`lockstep ${process.pid} %`],
-        )
-        expect(rows).toEqual([{ done: true }])
-      } finally {
-        await admin.end()
-      }
+      await terminateHolders()
       await expect.poll(() => lost.length, { timeout: 10_000 }).toBe(1)
       await store.commit({ ...emptyBatch(), events: [{ at: 1, type: 'x', body: '{}' }] })
       expect(await store.events(0, 10)).toHaveLength(1)
