@@ -36,6 +36,7 @@ export type { Id, RandomSource } from './core/ids.ts'
 export {
   CycleError,
   LockstepError,
+  StoreUnavailableError,
   ValidationError,
   errorCatalogue,
   formatIssue,

@@ -6,6 +6,7 @@
  * a new submission works, /readyz is 200, and every order acknowledged is stored.
  */
 import { afterEach, describe, expect, it } from 'vitest'
+import { StoreUnavailableError } from '../../src/core/errors.ts'
 import { checkLeaks } from '../leaks.ts'
 import { pgUrl, postgresBackend } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
@@ -78,6 +79,13 @@ describe('a PostgreSQL outage', () => {
       expect(during.body.error?.code).toBe('STORE_UNAVAILABLE')
       expect(Number(during.res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
     }
+    // The client turns the answer into an error that says when to try again.
+    const refused = await cluster
+      .client()
+      .submit(waiting('client'))
+      .catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(StoreUnavailableError)
+    expect((refused as StoreUnavailableError).retryAfterS).toBeGreaterThanOrEqual(1)
     const read = await call('GET', `/v1/orders/${before.body.orderId}`)
     expect(read.status).toBe(200)
     expect((await call('GET', '/healthz')).status).toBe(200)
