@@ -64,6 +64,8 @@ describe.each(backends)('holding the store (%s)', (_name, make) => {
     expect(refusal).toBeInstanceOf(LockstepError)
     expect(refusal).toMatchObject({ code: 'STORE_HELD', status: 409 })
     expect((refusal as Error).message).toContain(`process ${process.pid} on ${hostname()} since 20`)
+    // The refused handle let go of nothing: a third is refused as well.
+    await expect(open().hold()).rejects.toMatchObject({ code: 'STORE_HELD' })
     // Reads of a store held by another handle still work: audits and backups read it.
     expect(await second.listOrders(10)).toEqual([])
   })
