@@ -150,7 +150,14 @@ export class GroupCommit {
     if (this.fault !== undefined) {
       return Promise.reject(storeUnavailable(this.fault, this.retryAfterS))
     }
-    if (this.options.pending() === 0) return this.inflight ?? Promise.resolve()
+    if (this.options.pending() === 0) {
+      // Everything is in the batch in flight: its outcome, in the words a caller gets.
+      return (this.inflight ?? Promise.resolve()).catch((error: unknown) => {
+        throw this.failure === undefined
+          ? storeUnavailable(this.fault ?? error, this.retryAfterS)
+          : this.unavailable()
+      })
+    }
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }))
   }
 
@@ -225,23 +232,32 @@ export class GroupCommit {
     if (this.options.pending() > 0) this.changed()
   }
 
-  /** Tries the kept batch (or, with none, what is pending or an empty batch) once more. */
+  /**
+   * Tries the kept batch once more; with none (the store reported its fault itself), commits
+   * what is pending, or an empty batch that only takes the store again, and releases the callers
+   * waiting for it.
+   */
   private async retry(): Promise<void> {
     this.retryTimer = undefined
     if (this.inflight !== undefined || this.failure !== undefined) return
     let batch = this.kept
+    let waiters: typeof this.waiters = []
     if (batch === undefined) {
       batch = this.options.pending() > 0 ? this.options.take() : emptyBatch()
       batch.token = randomUUID()
+      waiters = this.waiters.splice(0)
     }
     batch.retried = true
     const error = await this.write(batch)
     if (error === undefined) {
+      for (const w of waiters) w.resolve()
       // The store is back: what waited is committed in order, as new writes are.
       if (this.options.pending() > 0) this.changed()
       return
     }
-    for (const w of this.waiters.splice(0)) w.reject(storeUnavailable(error, this.retryAfterS))
+    const e =
+      this.failure === undefined ? storeUnavailable(error, this.retryAfterS) : this.unavailable()
+    for (const w of [...waiters, ...this.waiters.splice(0)]) w.reject(e)
   }
 
   /** Commits one batch; answers the error, after recording the fault or the failure it is. */
