@@ -34,7 +34,9 @@ export interface SqliteStoreOptions {
   synchronous?: 'full' | 'normal'
   /**
    * How long a statement waits for another connection's lock before SQLITE_BUSY. The store is
-   * written by one process; a wait means a backup or an audit holds the file. @default 10000
+   * written by one process; a wait means a backup or an audit holds the file. SQLite waits
+   * with the process blocked, so the wait is short: a commit that gives up is kept and tried
+   * again (see `service/group-commit.ts`), and the process serves in between. @default 1000
    */
   busyTimeoutMs?: number
 }
@@ -104,7 +106,7 @@ export class SqliteStore implements Store {
     this.db = new Database(options.path)
     this.db.pragma('journal_mode = WAL')
     this.db.pragma(`synchronous = ${options.synchronous ?? 'full'}`)
-    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 10000}`)
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 1000}`)
     this.hold_ = options.path === ':memory:' ? undefined : new SqliteHold(options.path)
     this.db.pragma('foreign_keys = OFF')
   }
