@@ -38,6 +38,7 @@ export type { Id, RandomSource } from './core/ids.ts'
 export {
   CycleError,
   LockstepError,
+  StoreUnavailableError,
   ValidationError,
   errorCatalogue,
   formatIssue,

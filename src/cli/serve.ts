@@ -51,6 +51,8 @@ export async function serve(options: {
   // already handed out stay good.
   mkdirSync(options.dataDir, { recursive: true })
   const privateKey = capabilityKeyFile(join(options.dataDir, 'capability-key.pem'))
+  // A store held by another scheduler (STORE_HELD), or one that cannot be read, is let go
+  // before the error is said: an open pool would keep the process alive.
   const service = await SchedulerService.start({
     store,
     capabilities: { privateKey, ttlMs: options.capabilityTtlMs },
@@ -63,6 +65,9 @@ export async function serve(options: {
       process.stderr.write(`lockstep server: a commit failed, stopping: ${describe(e)}\n`)
       process.exit(3)
     },
+  }).catch(async (e: unknown) => {
+    await store.close().catch(() => {})
+    throw e
   })
   // Push targets: the initiator in this process, and the clusters of the targets file.
   const initiator = new InitiatorDriver(service, {

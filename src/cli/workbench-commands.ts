@@ -122,7 +122,9 @@ export async function follow(
     try {
       await c.follow(order.orderId, onEvent)
     } catch (e) {
-      if (!(e instanceof LockstepError && e.code === 'UNAVAILABLE') && !(e instanceof TypeError)) {
+      const passes =
+        e instanceof LockstepError && (e.code === 'UNAVAILABLE' || e.code === 'STORE_UNAVAILABLE')
+      if (!passes && !(e instanceof TypeError)) {
         throw e
       }
     }

@@ -5,7 +5,7 @@
  */
 import type { HeartbeatInput, HeartbeatReply, TargetRegistration } from '../core/protocol.ts'
 import type { AttemptState, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
-import { LockstepError, ValidationError } from '../core/errors.ts'
+import { LockstepError, StoreUnavailableError, ValidationError } from '../core/errors.ts'
 import type { ErrorCode, Issue } from '../core/errors.ts'
 import type { Job, Order, Target } from '../core/model.ts'
 import type { OrderOptions } from '../core/order.ts'
@@ -72,7 +72,7 @@ export class LockstepClient {
       )
     }
     const text = await res.text()
-    if (!res.ok) throw errorFrom(res.status, text)
+    if (!res.ok) throw errorFrom(res.status, text, res.headers.get('retry-after'))
     return (text === '' ? undefined : JSON.parse(text)) as T
   }
 
@@ -184,7 +184,8 @@ export class LockstepClient {
     const res = await fetch(`${this.url}/v1/products/${encodeURIComponent(productId)}/content`, {
       headers,
     })
-    if (!res.ok || res.body === null) throw errorFrom(res.status, await res.text())
+    if (!res.ok || res.body === null)
+      throw errorFrom(res.status, await res.text(), res.headers.get('retry-after'))
     return res.body
   }
 
@@ -201,7 +202,8 @@ export class LockstepClient {
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
     const query = orderId === undefined ? '' : `?order=${encodeURIComponent(orderId)}`
     const res = await fetch(`${this.url}/v1/events${query}`, { headers, signal })
-    if (!res.ok || res.body === null) throw errorFrom(res.status, await res.text())
+    if (!res.ok || res.body === null)
+      throw errorFrom(res.status, await res.text(), res.headers.get('retry-after'))
     const decoder = new TextDecoder()
     let buffer = ''
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -222,7 +224,7 @@ export class LockstepClient {
   }
 }
 
-function errorFrom(status: number, text: string): LockstepError {
+function errorFrom(status: number, text: string, retryAfter: string | null): LockstepError {
   let parsed: { error?: { code?: string; message?: string; issues?: Issue[] } } | undefined
   try {
     parsed = JSON.parse(text) as typeof parsed
@@ -232,6 +234,10 @@ function errorFrom(status: number, text: string): LockstepError {
   const e = parsed?.error
   if (e?.issues !== undefined && e.code !== undefined) {
     return new ValidationError(e.issues, e.code as ErrorCode)
+  }
+  if (e?.code === 'STORE_UNAVAILABLE') {
+    // The scheduler's database fails: the caller learns when it is worth trying again.
+    return new StoreUnavailableError(e.message ?? 'the database fails', Number(retryAfter) || 1)
   }
   const error = new LockstepError(
     (e?.code as ErrorCode | undefined) ?? (status >= 500 ? 'INTERNAL' : 'NOT_FOUND'),

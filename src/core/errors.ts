@@ -65,6 +65,15 @@ export const errorCatalogue = {
     summary: 'The database was migrated by a newer Lockstep than this one.',
   },
   UNAVAILABLE: { status: 503, summary: 'The server is starting or stopping.' },
+  STORE_UNAVAILABLE: {
+    status: 503,
+    summary:
+      'The database cannot be written now (unreachable, restarting, disk full); retry after the Retry-After header’s seconds.',
+  },
+  STORE_HELD: {
+    status: 409,
+    summary: 'Another scheduler process holds this store; the message names its pid and host.',
+  },
   INTERNAL: { status: 500, summary: 'An internal error; the log has the details under its id.' },
 } as const satisfies Record<string, { status: number; summary: string }>
 
@@ -88,6 +97,17 @@ export class LockstepError extends Error {
     this.name = 'LockstepError'
     this.code = code
     this.status = errorCatalogue[code].status
+  }
+}
+
+/** STORE_UNAVAILABLE, with when to try again: the answer's `Retry-After` header. */
+export class StoreUnavailableError extends LockstepError {
+  /** Seconds until the scheduler tries the database again; at least 1. */
+  readonly retryAfterS: number
+  constructor(message: string, retryAfterS = 1) {
+    super('STORE_UNAVAILABLE', message)
+    this.name = 'StoreUnavailableError'
+    this.retryAfterS = Math.max(1, Math.ceil(retryAfterS))
   }
 }
 

@@ -42,6 +42,22 @@ export class Metrics {
       },
     })
     new Gauge({
+      name: 'lockstep_store_ready',
+      help: '1 when the database takes writes, 0 while it fails (writes are answered 503).',
+      registers,
+      collect() {
+        this.set(service.storeStatus().ready ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'lockstep_store_pending_changes',
+      help: 'Changes recorded and not yet stored (a failed batch kept for retry included).',
+      registers,
+      collect() {
+        this.set(service.storeStatus().pending)
+      },
+    })
+    new Gauge({
       name: 'lockstep_targets_live',
       help: 'Targets connected now.',
       registers,

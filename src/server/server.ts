@@ -15,7 +15,8 @@ import Fastify, { LogController } from 'fastify'
 import type { FastifyError, FastifyReply } from 'fastify'
 import { readDocument, treeProblem } from '../core/document.ts'
 import { defaultLimits } from '../core/limits.ts'
-import { LockstepError, ValidationError } from '../core/errors.ts'
+import { LockstepError, StoreUnavailableError, ValidationError } from '../core/errors.ts'
+import { isTransient, storeUnavailable } from '../store/faults.ts'
 import type { SchedulerService } from '../service/service.ts'
 import type { ProductSource, TargetDriver } from '../targets/target-driver.ts'
 import { EventStreams } from './streams.ts'
@@ -156,6 +157,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (e !== undefined) {
       const body: Record<string, unknown> = { code: e.code, message: e.message }
       if (e instanceof ValidationError) body.issues = e.issues
+      // The database fails: try again when the scheduler will have tried it again.
+      if (e instanceof StoreUnavailableError)
+        void reply.header('retry-after', String(e.retryAfterS))
       return reply.code(e.status).send({ error: body })
     }
     request.log.error({ err: error, id: request.id }, 'internal error')
@@ -300,6 +304,8 @@ function badParameter(patterns: readonly string[][], url: string): string | unde
 /** Fastify's own errors as the catalogue's codes; undefined for an unexpected error. */
 function asLockstepError(error: FastifyError, limit: number): LockstepError | undefined {
   if (error instanceof LockstepError) return error
+  // A store fault that reached here past the service's guards is still the database failing.
+  if (isTransient(error)) return storeUnavailable(error)
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new LockstepError('PAYLOAD_TOO_LARGE', `the body is larger than ${limit} bytes`)

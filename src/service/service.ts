@@ -25,10 +25,12 @@ import type {
   RunningAttempt,
   TargetRegistration,
 } from '../core/protocol.ts'
+import { describeFault, guardedReads } from '../store/faults.ts'
 import type { AttemptsOnTarget, Batch, Store } from '../store/store.ts'
 import { CapabilitySigner } from './capabilities.ts'
 import type { CapabilityKey, CapabilityOptions } from './capabilities.ts'
-import { GroupCommit } from './group-commit.ts'
+import { GroupCommit, logStoreFault } from './group-commit.ts'
+import type { StoreStatus } from './group-commit.ts'
 import { Journal } from './journal.ts'
 import { Queries } from './queries.ts'
 import type { JobDetail, ListedJob, ProductHolder, ServiceStats, TargetStatus } from './queries.ts'
@@ -47,8 +49,20 @@ export interface SchedulerServiceOptions {
    * event loop's turn: every request that arrived in that turn shares the transaction. @default 0
    */
   commitDelayMs?: number
-  /** Called once when a commit fails: the service stops taking work. */
+  /** Called once when a commit fails with a fault that does not pass: the service stops taking work. */
   onFatal?: (error: unknown) => void
+  /**
+   * Hears the store start failing with a fault that passes (writes are refused, the batch is
+   * tried again), and come back (undefined). @default written to standard error
+   */
+  onStoreFault?: (fault: string | undefined) => void
+  /**
+   * Take the store for this process alone ({@link Store.hold}) before reading it: one scheduler
+   * per store. @default true
+   */
+  hold?: boolean
+  /** Changes waiting for the store beyond which new writes are refused (503). @default 100000 */
+  maxPending?: number
   /** Hears a listener's failure on an event. @default written to standard error */
   onListenerError?: (error: unknown, event: EngineEvent) => void
   /** The key and lifetime of the capabilities on assignment inputs. @default a key per process */
@@ -99,25 +113,39 @@ export class SchedulerService {
     this.commit = new GroupCommit({
       store: options.store,
       commitDelayMs: options.commitDelayMs,
-      pending: () => !this.journal.empty,
+      maxPending: options.maxPending,
+      pending: () => this.journal.size,
       take: () => this.take(),
       committed: (batch) => this.committed(batch),
       failed: (error) => {
         this.engine.stop()
         this.onFatal?.(error)
       },
+      faulted: (fault) =>
+        (options.onStoreFault ?? logStoreFault)(
+          fault === undefined ? undefined : describeFault(fault),
+        ),
     })
     this.capabilities = new CapabilitySigner(options.clock ?? systemClock, options.capabilities)
     this.workers = new WorkerProtocol(this.engine, this.commit, this.capabilities)
-    this.queries = new Queries(this.engine, options.store)
+    this.queries = new Queries(this.engine, guardedReads(options.store))
     this.engine.on((e) => this.record(e))
   }
 
   /** Migrates the store, rebuilds the engine from it, and stores what recovery changed. */
   static async start(options: SchedulerServiceOptions): Promise<SchedulerService> {
+    // A hold lost before the service exists is told to it once it does.
+    const lost: { to?: GroupCommit; early?: Error } = {}
+    if (options.hold ?? true) {
+      await options.store.hold({
+        onLost: (e) => (lost.to === undefined ? (lost.early = e) : lost.to.storeFault(e)),
+      })
+    }
     await options.store.migrate()
     const snapshot = await options.store.load()
     const service = new SchedulerService(options)
+    lost.to = service.commit
+    if (lost.early !== undefined) service.commit.storeFault(lost.early)
     service.engine.restore(snapshot)
     await service.durable()
     return service
@@ -380,6 +408,11 @@ export class SchedulerService {
 
   stats(): ServiceStats {
     return this.queries.stats()
+  }
+
+  /** Whether the store takes writes now, and what waits for it: `GET /readyz`. */
+  storeStatus(): StoreStatus {
+    return this.commit.status
   }
 
   // ---- lifecycle ----

@@ -6,7 +6,7 @@
  *
  * Invariants: a result is applied only to the job's current attempt (the engine refuses the
  * rest, and the refusal goes back to the worker); a long poll never outlasts half a lease, so a
- * worker is never lost while it waits; every assignment and every stop in an answer is stored
+ * worker is never lost while it waits, nor while the database fails; every assignment and every stop in an answer is stored
  * before the answer leaves; every input of an assignment carries a capability signed for its
  * product and this worker.
  */
@@ -43,7 +43,15 @@ export class WorkerProtocol {
     input: HeartbeatInput = {},
     signal?: AbortSignal,
   ): Promise<HeartbeatReply> {
-    this.commit.check()
+    try {
+      this.commit.check()
+    } catch (e) {
+      // While the database fails, a refused heartbeat still renews its worker's lease: that
+      // lives in memory and is never stored, and a worker must not be lost, and its attempts
+      // run again, for an outage it had no part in.
+      if (e instanceof LockstepError && e.code === 'STORE_UNAVAILABLE') this.renewLease(targetId)
+      throw e
+    }
     const body = parseInput(heartbeatSchema, input)
     const engine = this.engine
     engine.heartbeat(targetId)
@@ -85,6 +93,14 @@ export class WorkerProtocol {
     await this.commit.durable()
     // Each input's capability lets this worker fetch it from the peer that holds it.
     return { assignments: this.capabilities.attach(assignments), refused, stop }
+  }
+
+  private renewLease(targetId: string): void {
+    try {
+      this.engine.heartbeat(targetId)
+    } catch {
+      // An unknown or lost worker registers again once the database is back.
+    }
   }
 
   /** Resolves when work arrives, after `ms`, or when the caller goes away. */

@@ -168,6 +168,18 @@ CREATE INDEX target_fulfilments_target
   },
   {
     version: 6,
+    name: 'the token of the last commit, so that a retried batch is written once',
+    // One row at most. A commit whose answer was lost (the connection cut during COMMIT) may
+    // have landed; its retry finds its own token here and writes nothing.
+    sql: () => `
+CREATE TABLE last_commit (
+  one INTEGER PRIMARY KEY,
+  token TEXT NOT NULL
+);
+`,
+  },
+  {
+    version: 7,
     name: "orders: the sites an artifact's order was bound over",
     // A JSON object { bound, offline, minSites? }; NULL for packets and for orders bound before.
     sql: () => `

@@ -4,8 +4,12 @@
  * are spread with `unnest`.
  */
 import pg from 'pg'
+import { isTransient } from './faults.ts'
 import { specBody, specHash, SpecIds } from './job-specs.ts'
 import { migrationsTable, pendingMigrations } from './migrations.ts'
+import { PostgresHold } from './postgres-hold.ts'
+import { clientSettings, defaultTimeouts } from './postgres-settings.ts'
+import type { PostgresTimeouts } from './postgres-settings.ts'
 import { readSnapshot, StoreReads } from './reads.ts'
 import type { Query, Reads } from './reads.ts'
 import {
@@ -18,7 +22,7 @@ import {
   rowValues,
   toBin,
 } from './rows.ts'
-import type { Batch, Snapshot, Store, StoreCapabilities } from './store.ts'
+import type { Batch, HoldOptions, Snapshot, Store, StoreCapabilities } from './store.ts'
 
 /** Options of a {@link PostgresStore}. */
 export interface PostgresStoreOptions {
@@ -28,6 +32,8 @@ export interface PostgresStoreOptions {
   schema?: string
   /** Connections in the pool. @default 4 */
   poolSize?: number
+  /** Timeouts and keepalive of every connection. @default {@link defaultTimeouts} */
+  timeouts?: PostgresTimeouts
 }
 
 const INT8 = 20
@@ -50,7 +56,7 @@ function numbered(sql: string): string {
 }
 
 /** The shared reads' {@link Query} on the pool, or on one connection inside a transaction. */
-function queryOn(c: pg.Pool | pg.PoolClient): Query {
+function queryOn(c: pg.Pool | pg.ClientBase): Query {
   return async <R>(sql: string, params: readonly unknown[]) =>
     (await c.query(numbered(sql), [...params])).rows as R[]
 }
@@ -115,36 +121,57 @@ export class PostgresStore implements Store {
   private readonly pool: pg.Pool
   readonly schema: string
   private readonly reads: Reads
+  private readonly holding: PostgresHold
 
   constructor(options: PostgresStoreOptions) {
     this.schema = options.schema ?? 'lockstep'
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.schema)) {
       throw new Error(`schema '${this.schema}' must be a lower-case SQL identifier`)
     }
+    const settings = clientSettings(options.timeouts ?? defaultTimeouts)
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 4,
       options: `-c search_path=${this.schema}`,
       types,
+      ...settings,
+    })
+    this.holding = new PostgresHold({
+      schema: this.schema,
+      client: {
+        connectionString: options.url,
+        // The server probes the holder's session too, and frees the lock within ~25 s of the
+        // holder's host vanishing.
+        options: `-c search_path=${this.schema} -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3`,
+        types,
+        ...settings,
+      },
     })
     // An idle connection that dies is replaced by the pool; the error must not crash the process.
     this.pool.on('error', () => {})
     this.reads = new StoreReads(queryOn(this.pool))
   }
 
-  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  private async transaction<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
     const client = await this.pool.connect()
+    let broken: Error | undefined
     try {
-      await client.query('BEGIN')
-      const out = await fn(client)
-      await client.query('COMMIT')
-      return out
+      return await inTransaction(client, fn)
     } catch (e) {
-      await client.query('ROLLBACK').catch(() => {})
+      // A connection that failed is not put back: the pool opens a new one.
+      if (isTransient(e)) broken = e as Error
       throw e
     } finally {
-      client.release()
+      client.release(broken)
     }
+  }
+
+  /**
+   * Takes the schema for this process: an advisory lock on a session of its own, on which every
+   * commit then runs (see `postgres-hold.ts`).
+   */
+  async hold(options?: HoldOptions): Promise<void> {
+    await this.holding.take(options)
   }
 
   async migrate(): Promise<number> {
@@ -172,17 +199,39 @@ export class PostgresStore implements Store {
   }
 
   async commit(batch: Batch): Promise<void> {
-    await this.transaction(async (c) => {
+    const write = async (c: pg.ClientBase) => {
       try {
+        // A batch tried again is written only if its first try did not land.
+        if (batch.retried === true && batch.token !== undefined) {
+          const { rows } = await c.query<{ token: string }>(
+            'SELECT token FROM last_commit WHERE one = 1',
+          )
+          if (rows[0]?.token === batch.token) return
+        }
+        if (batch.token !== undefined) {
+          await c.query(
+            'INSERT INTO last_commit (one, token) VALUES (1, $1) ON CONFLICT (one) DO UPDATE SET token = excluded.token',
+            [batch.token],
+          )
+        }
         await this.write(c, batch)
       } catch (e) {
         this.specIds.clear()
         throw e
       }
+    }
+    if (!this.holding.wanted) return this.transaction(write)
+    await this.holding.run(async (c) => {
+      try {
+        await inTransaction(c, write)
+      } catch (e) {
+        if (isTransient(e)) this.holding.drop(e as Error)
+        throw e
+      }
     })
   }
 
-  private async write(c: pg.PoolClient, batch: Batch): Promise<void> {
+  private async write(c: pg.ClientBase, batch: Batch): Promise<void> {
     {
       // One block, so that the statements read in the order they run.
       // `{rows}` in the SQL becomes `unnest($1::t1[], …)` over the given column types.
@@ -293,7 +342,7 @@ export class PostgresStore implements Store {
   private readonly specIds = new SpecIds()
 
   /** Makes sure every body has a stored spec and a known id. */
-  private async resolveSpecs(c: pg.PoolClient, bodies: string[]): Promise<void> {
+  private async resolveSpecs(c: pg.ClientBase, bodies: string[]): Promise<void> {
     const missing = [...new Set(bodies.filter((b) => this.specIds.get(b) === undefined))]
     if (missing.length === 0) return
     const hashes = missing.map(specHash)
@@ -332,7 +381,28 @@ export class PostgresStore implements Store {
     await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`)
   }
 
+  private closed = false
+
   async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.holding.close()
     await this.pool.end()
+  }
+}
+
+/** Runs `fn` in one transaction on `client`; a failure rolls it back. */
+async function inTransaction<T>(
+  client: pg.ClientBase,
+  fn: (c: pg.ClientBase) => Promise<T>,
+): Promise<T> {
+  try {
+    await client.query('BEGIN')
+    const out = await fn(client)
+    await client.query('COMMIT')
+    return out
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw e
   }
 }

@@ -23,6 +23,7 @@ import {
   rowValues,
   toBin,
 } from './rows.ts'
+import { SqliteHold } from './sqlite-hold.ts'
 import type { Batch, Snapshot, Store, StoreCapabilities } from './store.ts'
 
 /** Options of a {@link SqliteStore}. */
@@ -31,6 +32,13 @@ export interface SqliteStoreOptions {
   path: string
   /** `full` survives power loss; `normal` survives a process crash. @default 'full' */
   synchronous?: 'full' | 'normal'
+  /**
+   * How long a statement waits for another connection's lock before SQLITE_BUSY. The store is
+   * written by one process; a wait means a backup or an audit holds the file. SQLite waits
+   * with the process blocked, so the wait is short: a commit that gives up is kept and tried
+   * again (see `service/group-commit.ts`), and the process serves in between. @default 1000
+   */
+  busyTimeoutMs?: number
 }
 
 /** Runs a synchronous call and reports its outcome as a promise, throws included. */
@@ -84,6 +92,7 @@ export class SqliteStore implements Store {
   readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: false }
   private readonly db: Database.Database
   private readonly path: string
+  private readonly hold_: SqliteHold | undefined
   private statements: ReturnType<SqliteStore['prepare']> | undefined
   /** Read statements by their SQL: the reads are a fixed set, so this stays small. */
   private readonly readStatements = new Map<string, Database.Statement>()
@@ -97,8 +106,14 @@ export class SqliteStore implements Store {
     this.db = new Database(options.path)
     this.db.pragma('journal_mode = WAL')
     this.db.pragma(`synchronous = ${options.synchronous ?? 'full'}`)
-    this.db.pragma('busy_timeout = 10000')
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 1000}`)
+    this.hold_ = options.path === ':memory:' ? undefined : new SqliteHold(options.path)
     this.db.pragma('foreign_keys = OFF')
+  }
+
+  /** A `:memory:` store is this handle's alone already: nothing to take. */
+  hold(): Promise<void> {
+    return settle(() => this.hold_?.take())
   }
 
   migrate(): Promise<number> {
@@ -191,6 +206,10 @@ export class SqliteStore implements Store {
       holderSet: db.prepare(
         'INSERT INTO resources (key, holder) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder',
       ),
+      lastToken: db.prepare('SELECT token FROM last_commit WHERE one = 1').pluck(),
+      tokenSet: db.prepare(
+        'INSERT INTO last_commit (one, token) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET token = excluded.token',
+      ),
     }
   }
 
@@ -211,6 +230,9 @@ export class SqliteStore implements Store {
       for (const row of rows) statement.run(...values(row))
     }
     this.db.transaction(() => {
+      // A batch tried again is written only if its first try did not land.
+      if (batch.retried === true && s.lastToken.get() === batch.token) return
+      if (batch.token !== undefined) s.tokenSet.run(batch.token)
       each(s.packet, batch.packets, rowValues.packet)
       each(s.artifact, batch.artifacts, rowValues.artifact)
       for (const o of batch.orders) {
@@ -300,6 +322,7 @@ export class SqliteStore implements Store {
 
   close(): Promise<void> {
     if (this.db.open) this.db.close()
+    this.hold_?.release()
     return Promise.resolve()
   }
 }

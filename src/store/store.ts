@@ -115,6 +115,13 @@ export interface Batch {
   /** Unique resources taken (`holder` set) or freed (`holder` undefined). */
   holders: { key: string; holder: Id | undefined }[]
   events: EventRow[]
+  /**
+   * Kept with the commit, when set: a batch tried again after a fault (`retried`) whose token is
+   * the last one stored has landed already, and is not written twice.
+   */
+  token?: string
+  /** The batch failed once with a transient fault: the store checks its token first. */
+  retried?: boolean
 }
 
 /** An empty {@link Batch}. */
@@ -147,9 +154,32 @@ export interface Snapshot {
   holders: { key: string; holder: Id }[]
 }
 
+/** The process that holds a store (see {@link Store.hold}). */
+export interface StoreHolder {
+  pid: number
+  host: string
+  /** When it took the store, in Unix milliseconds. */
+  since: number
+}
+
+/** What the holder of a store hears. */
+export interface HoldOptions {
+  /**
+   * The hold was lost (the database session that held it dropped). Until the next commit takes
+   * it again, nothing is written; a commit that finds another holder throws STORE_HELD.
+   */
+  onLost?: (error: Error) => void
+}
+
 /** Durable state. Every method is one transaction; a resolved commit is on disk. */
 export interface Store {
   readonly capabilities: StoreCapabilities
+  /**
+   * Takes the store for this process alone, for as long as it is open: one scheduler per store.
+   * Throws STORE_HELD naming the holder (pid, host, since when) when another process or handle
+   * holds it. A holder that dies, even by SIGKILL, lets go at once. `close()` lets go.
+   */
+  hold(options?: HoldOptions): Promise<void>
   /** Brings the schema up to date; returns its version. Safe to run twice, or at once from two processes. */
   migrate(): Promise<number>
   /** Writes a batch in one transaction. */

@@ -82,7 +82,11 @@ export class PushLoop {
     }
     this.cycling = this.cycle()
       .catch((e: unknown) => {
-        if (!(e instanceof LockstepError && e.code === 'UNAVAILABLE')) this.onError(e)
+        // A scheduler stopping, or a database failing (the service says so once), is no error
+        // of the loop's: the next wake-up tries again.
+        const expected =
+          e instanceof LockstepError && (e.code === 'UNAVAILABLE' || e.code === 'STORE_UNAVAILABLE')
+        if (!expected) this.onError(e)
       })
       .finally(() => {
         this.cycling = undefined

@@ -182,6 +182,8 @@ describe('the push loop after a restart', () => {
     // The scheduler dies with both attempts running; the cluster keeps one Pod of the two.
     await loop.close()
     service.abandon()
+    // As a killed process's would, its hold on the store goes with it.
+    await service.store.close()
     service = await SchedulerService.start({
       store: new SqliteStore({ path: join(dir, 'db') }),
       engine: { cacheTimeoutMs: 0, depsTimeoutMs: 0 },
