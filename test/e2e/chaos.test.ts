@@ -49,7 +49,7 @@ let postgres: PrivatePostgres | undefined
 
 afterEach(async () => {
   await cluster?.stopAll()
-  postgres?.stop()
+  postgres?.destroy()
   cluster = undefined
   postgres = undefined
 })

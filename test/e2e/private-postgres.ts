@@ -14,7 +14,12 @@ export interface PrivatePostgres {
   url: string
   /** Stops it at once (as a crash would) and starts it again on the same port and data. */
   restart(): void
-  stop(): void
+  /** Stops it as an operator would (a fast shutdown: sessions are ended, 57P01). */
+  halt(): void
+  /** Starts it again after {@link halt}. */
+  start(): void
+  /** Stops it, if it runs, and removes its data. */
+  destroy(): void
 }
 
 function binDir(): string {
@@ -43,19 +48,27 @@ export async function privatePostgres(): Promise<PrivatePostgres> {
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'])
   const port = await freePort()
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`
-  const start = () =>
+  let running = false
+  const start = () => {
     run('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'log'), '-w', 'start'])
-  const stop = () => run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'])
+    running = true
+  }
+  const stop = (mode: 'immediate' | 'fast') => {
+    run('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop'])
+    running = false
+  }
   start()
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     restart() {
-      stop()
+      stop('immediate')
       start()
     },
-    stop() {
+    halt: () => stop('fast'),
+    start,
+    destroy() {
       try {
-        stop()
+        if (running) stop('immediate')
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }
