@@ -4,6 +4,7 @@
  */
 import { describe } from './output.ts'
 import type { Out } from './output.ts'
+import { backup } from './backup.ts'
 import { guardProcess } from './process-guards.ts'
 import { up, server, worker } from './process-commands.ts'
 import { cancel, download, logs, status, submit, workers } from './workbench-commands.ts'
@@ -47,6 +48,8 @@ const usage = `lockstep — a distributed job scheduler
   lockstep logs JOB                            its output, or why its attempts failed
   lockstep download ORDER [--to DIR]           its products (when the server allows it)
                   [--max-bytes 10GiB]          the most one product may unpack to
+  lockstep backup FILE [--data-dir DIR]        a consistent copy of the SQLite store, taken
+                                               while the scheduler runs
 
 Workbench commands find the scheduler in --server/--token, LOCKSTEP_URL/LOCKSTEP_TOKEN, or the
 credentials that 'lockstep up' writes to cli.json in the data directory (LOCKSTEP_DATA_DIR,
@@ -71,6 +74,8 @@ export async function main(
         return await worker(rest, out)
       case 'submit':
         return await submit(rest, out)
+      case 'backup':
+        return await backup(rest, out)
       case 'status':
         return await status(rest, out)
       case 'cancel':
