@@ -14,7 +14,7 @@ import { Engine } from '../core/engine/engine.ts'
 import type { EngineOptions, JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
-import { LockstepError, SitesOfflineError } from '../core/errors.ts'
+import { LockstepError } from '../core/errors.ts'
 import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
 import type { Job, JobResult, Lock, Order, Target } from '../core/model.ts'
@@ -35,6 +35,7 @@ import { Journal } from './journal.ts'
 import { Queries } from './queries.ts'
 import type { JobDetail, ListedJob, ProductHolder, ServiceStats, TargetStatus } from './queries.ts'
 import { SiteWaits } from './site-waits.ts'
+import { StoredEvents } from './stored-events.ts'
 import { WorkerProtocol } from './worker-protocol.ts'
 
 /** Options of a {@link SchedulerService}. */
@@ -89,24 +90,15 @@ export class SchedulerService {
   private readonly capabilities: CapabilitySigner
   private readonly queries: Queries
   private readonly onFatal: ((error: unknown) => void) | undefined
-  private readonly onListenerError: (error: unknown, event: EngineEvent) => void
-  private listeners: ((e: EngineEvent) => void)[] = []
+  private readonly events: StoredEvents
   /** What push targets' drivers say keeps them from work, by target id. */
   private readonly problems = new Map<string, string>()
-  /** Events waiting for their commit, kept only while someone listens. */
-  private unstored: EngineEvent[] = []
-  private delivering: EngineEvent[] = []
   private closed = false
 
   private constructor(options: SchedulerServiceOptions) {
     this.store = options.store
     this.onFatal = options.onFatal
-    this.onListenerError =
-      options.onListenerError ??
-      ((error, event) =>
-        process.stderr.write(
-          `lockstep: a listener failed on ${event.type}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-        ))
+    this.events = new StoredEvents(options.onListenerError)
     this.clock = options.clock ?? systemClock
     this.siteWaits = new SiteWaits(this.clock)
     this.engine = new Engine({ ...options.engine, clock: this.clock })
@@ -186,10 +178,7 @@ export class SchedulerService {
 
   /** Listens to every event once it is stored, in order. */
   on(listener: (e: EngineEvent) => void): () => void {
-    this.listeners.push(listener)
-    return () => {
-      this.listeners = this.listeners.filter((l) => l !== listener)
-    }
+    return this.events.on(listener)
   }
 
   // ---- writes: each answers once its change is stored ----
@@ -218,23 +207,11 @@ export class SchedulerService {
    * `waitForSitesMs` waits for them (binding again whenever a target registers) and is answered
    * once bound, or refused with SITES_OFFLINE when the time is up.
    */
-  async submitArtifact(
-    input: unknown,
-    options: unknown,
-    submitter: string,
-  ): Promise<OrderFulfilment> {
-    let deadline: number | undefined
-    for (;;) {
-      try {
-        return await this.commit.apply(() => this.engine.submitArtifact(input, options, submitter))
-      } catch (e) {
-        if (!(e instanceof SitesOfflineError) || e.waitMs === 0 || this.closed) throw e
-        deadline ??= this.clock.now() + e.waitMs
-        const left = deadline - this.clock.now()
-        if (left <= 0) throw e
-        await this.siteWaits.wait(left)
-      }
-    }
+  submitArtifact(input: unknown, options: unknown, submitter: string): Promise<OrderFulfilment> {
+    return this.siteWaits.retrying(
+      () => this.commit.apply(() => this.engine.submitArtifact(input, options, submitter)),
+      () => this.closed,
+    )
   }
 
   async cancelOrder(orderId: Id, reason?: string): Promise<OrderFulfilment> {
@@ -449,7 +426,7 @@ export class SchedulerService {
   private record(e: EngineEvent): void {
     if (e.type === 'target:registered') this.siteWaits.wake()
     this.journal.add(e, this.engine)
-    if (this.listeners.length > 0) this.unstored.push(e)
+    this.events.recorded(e)
     // A waiting heartbeat looks again: for a job to take, or for stops the engine now holds
     // for its worker. Push targets hear of both from the stored events.
     if (e.type === 'job:ready' || e.type === 'attempt:stop') this.workers.workArrived()
@@ -457,8 +434,7 @@ export class SchedulerService {
   }
 
   private take(): Batch {
-    this.delivering = this.unstored
-    this.unstored = []
+    this.events.taken()
     return this.journal.take(this.engine)
   }
 
@@ -469,18 +445,6 @@ export class SchedulerService {
         if (this.engine.order(e.orderId)?.state !== 'running') this.engine.forgetOrder(e.orderId)
       }
     }
-    const events = this.delivering
-    this.delivering = []
-    for (const e of events) {
-      for (const listener of this.listeners) {
-        // A listener that throws (a stream whose client left, a driver) loses its event; the
-        // commit, the other listeners and the other events go on.
-        try {
-          listener(e)
-        } catch (error) {
-          this.onListenerError(error, e)
-        }
-      }
-    }
+    this.events.stored()
   }
 }

@@ -17,10 +17,9 @@ import type { Assignment, HeartbeatInput, HeartbeatReply } from '../core/protoco
 import { LockstepError } from '../core/errors.ts'
 import { operationKind } from '../core/model.ts'
 import type { JobResult, OperationKind } from '../core/model.ts'
-import { CapabilityVerifier } from '../runner/capability-check.ts'
-import type { CapabilityVerdict, VerifyKey } from '../runner/capability-check.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
 import { execute } from '../runner/execute.ts'
+import { PeerCapabilities } from './peer-capabilities.ts'
 import { untilReachable } from './until-reachable.ts'
 import type { RunningJob } from '../runner/run-job.ts'
 
@@ -114,11 +113,8 @@ export class WorkerAgent {
   /** Ends the long poll in flight when the agent stops: it leaves right after, so nothing is lost. */
   private readonly quit = new AbortController()
   private readonly log: Logger
-  /** Checks peers' capabilities with the scheduler's public key, once fetched. */
-  private verifier: CapabilityVerifier | undefined
-  /** The fetch of the scheduler's key in flight, and when the last fetch after start began. */
-  private keyLoading: Promise<void> | undefined
-  private keyRefreshedAt = -Infinity
+  /** Checks peers' capabilities with the scheduler's public key. */
+  private readonly peers: PeerCapabilities
 
   private constructor(options: AgentOptions) {
     this.options = options
@@ -128,6 +124,7 @@ export class WorkerAgent {
     this.client = new LockstepClient({ url: options.server, token: options.token })
     this.cache = new ProductCache(options.cacheDir, options.cacheBytes ?? 1024 ** 3)
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ worker: options.id })
+    this.peers = new PeerCapabilities(this.client, this.log)
   }
 
   static async start(options: AgentOptions): Promise<WorkerAgent> {
@@ -168,60 +165,8 @@ export class WorkerAgent {
       await new Promise<void>((resolve) => this.productServer!.close(() => resolve()))
       throw e
     }
-    await this.loadKey()
+    await this.peers.loadKey()
     this.loopDone = this.loop()
-  }
-
-  /**
-   * Fetches the scheduler's public key. Failing is not fatal: peers' capabilities are refused
-   * until a later fetch succeeds, and they fall back to the scheduler's relay.
-   */
-  private loadKey(): Promise<void> {
-    this.keyLoading ??= (async () => {
-      try {
-        const key = await this.client.request<VerifyKey>('GET', '/v1/capabilities/key')
-        this.verifier = new CapabilityVerifier(key)
-      } catch (e) {
-        this.log.warn({ error: (e as Error).message }, 'could not fetch the capability key')
-      } finally {
-        this.keyLoading = undefined
-      }
-    })()
-    return this.keyLoading
-  }
-
-  /** A peer's capability for `productId`: checked, and logged with the consumer it names. */
-  private async checkCapability(text: string, productId: string): Promise<CapabilityVerdict> {
-    const check = (): CapabilityVerdict =>
-      this.verifier?.check(text, productId, Date.now()) ?? {
-        ok: false,
-        status: 401,
-        code: 'CAPABILITY_INVALID',
-        message: 'this worker does not hold the scheduler’s key yet',
-        unknownKey: true,
-      }
-    let verdict = check()
-    // A key it does not know: the scheduler may have a new one (it restarted without its key
-    // file). Asked at once the first time, then at most every few seconds, so that made-up key
-    // ids cannot make it call the scheduler on every request.
-    if (
-      !verdict.ok &&
-      verdict.unknownKey === true &&
-      Date.now() - this.keyRefreshedAt > KEY_RETRY_MS
-    ) {
-      this.keyRefreshedAt = Date.now()
-      await this.loadKey()
-      verdict = check()
-    }
-    if (verdict.ok) {
-      this.log.info(
-        { product: productId, consumer: verdict.capability.consumer },
-        'serving a product to a peer',
-      )
-    } else {
-      this.log.warn({ product: productId, code: verdict.code }, 'refused a capability')
-    }
-    return verdict
   }
 
   private async register(cached = this.cache.ids()): Promise<void> {
@@ -448,13 +393,10 @@ export class WorkerAgent {
       return
     }
     await sendProduct(this.cache, id, authorization, this.options.token, res, (text, product) =>
-      this.checkCapability(text, product),
+      this.peers.check(text, product),
     )
   }
 }
-
-/** The least time between two fetches of the scheduler's key. */
-const KEY_RETRY_MS = 5000
 
 /** Report heartbeats in flight at once. */
 const MAX_REPORTS = 3

@@ -179,7 +179,14 @@ describe('federated flows over three workers', () => {
   it('binds only to live workers holding the project, and refuses when there are none', () => {
     const w = world()
     w.engine.registerTarget({ id: 'w4', projects: ['other'] })
-    expect(w.engine.workersFor('clinic')).toEqual(WORKERS)
+    const bound = w.engine.submitArtifact(
+      { project: 'clinic', steps: [{ kind: 'parallel', op }] },
+      {},
+      'ana',
+    )
+    expect(w.engine.jobs(bound.orderId).map((j) => j.policy)).toEqual(
+      WORKERS.map((target) => ({ kind: 'strict', target })),
+    )
     const artifact = { project: 'genomes', steps: [{ kind: 'parallel', op }] }
     expect(errorCode(() => w.engine.submitArtifact(artifact, {}, 'ana'))).toBe(
       'NO_WORKER_FOR_PROJECT',
@@ -191,7 +198,7 @@ describe('federated flows over three workers', () => {
         'ana',
       ),
     ).toThrow(/override: an artifact's jobs are bound/)
-    expect(w.engine.listOrders()).toHaveLength(0)
+    expect(w.engine.listOrders().map((o) => o.id)).toEqual([bound.orderId])
   })
 })
 

@@ -33,11 +33,13 @@ import { ProductLedger } from './product-ledger.ts'
 import { CacheReports } from './cache-reports.ts'
 import { compileLimits } from '../limits.ts'
 import type { LimitsOptions } from '../limits.ts'
+import { recover } from './recovery.ts'
+import type { EngineState } from './recovery.ts'
 import { Submissions } from './submissions.ts'
 import { TargetRegistry } from './target-registry.ts'
 import type { TargetRecord } from './target-registry.ts'
 
-export type { JobWait, PacketAccess, PacketRecord }
+export type { EngineState, JobWait, PacketAccess, PacketRecord }
 
 /** Options of an {@link Engine}. */
 export interface EngineOptions {
@@ -64,15 +66,6 @@ export interface EngineOptions {
   ids?: IdGenerator
   /** What one submission may bind to, and how many orders an owner may have in flight. */
   limits?: LimitsOptions
-}
-
-/** What {@link Engine.restore} rebuilds from: the store's snapshot of what is in flight. */
-export interface EngineState {
-  packets: PacketRecord[]
-  orders: StoredOrder[]
-  attempts: TargetFulfilment[]
-  targets: { target: Target; live: boolean }[]
-  products: { productId: string; targetId: string; hash?: string | undefined }[]
 }
 
 /**
@@ -285,11 +278,6 @@ export class Engine {
     return this.submissions.submitArtifact(input, options, submitter)
   }
 
-  /** The live workers holding a project's data, in id order: an artifact's context. */
-  workersFor(project: string): string[] {
-    return this.registry.holding(project)
-  }
-
   // ---- dispatch ----
 
   /** Hands up to `max` jobs to a pulling target and starts their attempts. */
@@ -343,26 +331,10 @@ export class Engine {
 
   // ---- recovery ----
 
-  /**
-   * Rebuilds a fresh engine from stored state, emitting nothing for what is already stored:
-   * ready jobs are queued again, running attempts stay with their targets (whose leases start
-   * over, a grace period for live workers to heartbeat), backoffs and timeouts resume where they
-   * were. Attempts on targets that were not live are lost at once, with events.
-   */
+  /** Rebuilds a fresh engine from stored state (`recovery.ts`), emitting nothing. */
   restore(state: EngineState): void {
-    if (this.orders.size > 0 || this.packets.size > 0) {
-      throw new Error('restore() needs a fresh engine')
-    }
-    this.packets.restore(state.packets)
-    this.registry.restore(
-      state.targets.filter((t) => t.target.id !== this.initiator),
-      (target) => capabilitiesOf(target.kind, this.leaseMs, target.runs),
-    )
-    for (const p of state.products) {
-      if (this.registry.isLive(p.targetId)) this.dispatch.addCached(p.targetId, p.productId)
-    }
-    this.ledger.restore(state.products)
-    this.orders.restore(state.orders, state.attempts, (id) => this.registry.get(id))
+    const { initiator, leaseMs, packets, registry, dispatch, ledger, orders } = this
+    recover({ initiator, leaseMs, packets, registry, dispatch, ledger, orders }, state)
   }
 
   // ---- queries ----
