@@ -167,6 +167,34 @@ describe.each(backends)('scheduler service: %s', (_name, make) => {
     await waiting
   })
 
+  it('wakes every waiting heartbeat for a ready job, but answers only the one that takes it', async () => {
+    backend = make('herd')
+    const service = await SchedulerService.start({
+      store: backend.open(),
+      engine: { leaseMs: 20_000 },
+    })
+    services.push(opened.service(service))
+    const ids = ['w1', 'w2', 'w3', 'w4', 'w5']
+    for (const id of ids) await service.registerTarget({ id, slots: 1 })
+    const answered: string[] = []
+    const polls = ids.map((id) =>
+      service.heartbeat(id, { free: 1, waitMs: 1500 }).then((reply) => {
+        answered.push(`${id}:${reply.assignments.length}`)
+        return reply
+      }),
+    )
+    await new Promise((r) => setTimeout(r, 100))
+    await service.submitPacket({ name: 'p', jobs: [{ name: 'a', op }] }, {}, 'ana')
+    await expect.poll(() => answered).toHaveLength(1)
+    // The others were woken too, found nothing for themselves, and wait on: none answers empty
+    // until its time is up.
+    await new Promise((r) => setTimeout(r, 300))
+    expect(answered).toHaveLength(1)
+    expect(answered[0]).toMatch(/^w\d:1$/)
+    const replies = await Promise.all(polls)
+    expect(replies.map((r) => r.assignments.length).sort()).toEqual([0, 0, 0, 0, 1])
+  })
+
   it('carries on after a crash: running attempts, locks, resources and caches come back', async () => {
     backend = make('recover')
     const clock = new FakeClock()
