@@ -7,7 +7,7 @@ import type { Out } from './output.ts'
 import { backup } from './backup.ts'
 import { guardProcess } from './process-guards.ts'
 import { up, server, worker } from './process-commands.ts'
-import { cancel, download, logs, status, submit, workers } from './workbench-commands.ts'
+import { cancel, download, forget, logs, status, submit, workers } from './workbench-commands.ts'
 
 const usage = `lockstep — a distributed job scheduler
 
@@ -45,6 +45,8 @@ const usage = `lockstep — a distributed job scheduler
   lockstep cancel ORDER | --job JOB
   lockstep workers | targets [NAME]            every target; or one, with its attempts
                   [--state S] [--limit N]      (newest first; running, failed, …)
+  lockstep forget TARGET                       a worker that left or was lost is no longer a
+                                               site of its projects (admins)
   lockstep logs JOB                            its output, or why its attempts failed
   lockstep download ORDER [--to DIR]           its products (when the server allows it)
                   [--max-bytes 10GiB]          the most one product may unpack to
@@ -80,6 +82,8 @@ export async function main(
         return await status(rest, out)
       case 'cancel':
         return await cancel(rest, out)
+      case 'forget':
+        return await forget(rest, out)
       case 'workers':
       case 'targets':
         return await workers(rest, out)

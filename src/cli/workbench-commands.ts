@@ -189,6 +189,19 @@ function sitesLine(sites: OrderSites): string {
   return `${bound}; without ${sites.offline.length} offline: ${sites.offline.join(', ')} (minSites ${sites.minSites})`
 }
 
+/** `lockstep forget TARGET`: a target that left or was lost is no longer a site (admins). */
+export async function forget(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: clientOptions,
+  })
+  if (positionals.length !== 1) throw new Error('give one target: lockstep forget TARGET')
+  await client(values).forgetTarget(positionals[0]!)
+  out(`forgot ${positionals[0]!}: it is no longer a site of the projects it held`)
+  return 0
+}
+
 /** `lockstep cancel ORDER | --job JOB`. */
 export async function cancel(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -169,6 +169,11 @@ export class LockstepClient {
     })
   }
 
+  /** Forgets a target that left or was lost (an admin's call): it is no longer a site. */
+  forgetTarget(targetId: string): Promise<void> {
+    return this.request('POST', `/v1/targets/${encodeURIComponent(targetId)}/forget`)
+  }
+
   leave(workerId: string): Promise<void> {
     return this.request('DELETE', `/v1/targets/${encodeURIComponent(workerId)}`)
   }

@@ -41,6 +41,10 @@ export const errorCatalogue = {
     status: 404,
     summary: 'No target is registered with this id, or it was lost.',
   },
+  TARGET_LIVE: {
+    status: 409,
+    summary: 'The target is live; only a target that left or was lost can be forgotten.',
+  },
   PRODUCT_NOT_FOUND: { status: 404, summary: 'No live target holds this product.' },
   PRODUCT_CORRUPT: {
     status: 502,

@@ -25,6 +25,7 @@ export class Journal {
   /** Product and target → added (true) or removed (false); the last change wins. */
   private products = new Map<string, boolean>()
   private cachesDropped = new Set<string>()
+  private targetsForgotten = new Set<string>()
   private holders = new Map<string, Id | undefined>()
   private events: EventRow[] = []
 
@@ -91,6 +92,11 @@ export class Journal {
         break
       case 'target:registered':
         this.targets.set(e.target.id, { target: e.target, live: true, at: e.at })
+        this.targetsForgotten.delete(e.target.id)
+        break
+      case 'target:forgotten':
+        this.targets.delete(e.targetId)
+        this.targetsForgotten.add(e.targetId)
         break
       case 'target:lost':
       case 'target:left': {
@@ -165,6 +171,7 @@ export class Journal {
     batch.released = this.released
     batch.targets = [...this.targets.values()]
     batch.cachesDropped = [...this.cachesDropped]
+    batch.targetsForgotten = [...this.targetsForgotten]
     for (const [key, present] of this.products) {
       const tab = key.indexOf('\t')
       const location: ProductLocation = {
@@ -193,6 +200,7 @@ export class Journal {
     this.targets = new Map()
     this.products = new Map()
     this.cachesDropped = new Set()
+    this.targetsForgotten = new Set()
     this.holders = new Map()
     this.events = []
   }

@@ -11,7 +11,7 @@
 import type { Clock } from '../core/clock.ts'
 import { systemClock } from '../core/clock.ts'
 import { Engine } from '../core/engine/engine.ts'
-import type { EngineOptions, JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
+import type { JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError } from '../core/errors.ts'
@@ -28,7 +28,7 @@ import type {
 import { describeFault, guardedReads } from '../store/faults.ts'
 import type { AttemptsOnTarget, Batch, Store } from '../store/store.ts'
 import { CapabilitySigner } from './capabilities.ts'
-import type { CapabilityKey, CapabilityOptions } from './capabilities.ts'
+import type { CapabilityKey } from './capabilities.ts'
 import { GroupCommit, logStoreFault } from './group-commit.ts'
 import type { StoreStatus } from './group-commit.ts'
 import { Journal } from './journal.ts'
@@ -37,38 +37,9 @@ import type { JobDetail, ListedJob, ProductHolder, ServiceStats, TargetStatus } 
 import { SiteWaits } from './site-waits.ts'
 import { StoredEvents } from './stored-events.ts'
 import { WorkerProtocol } from './worker-protocol.ts'
+import type { SchedulerServiceOptions } from './service-options.ts'
 
-/** Options of a {@link SchedulerService}. */
-export interface SchedulerServiceOptions {
-  store: Store
-  /** @default the system clock */
-  clock?: Clock
-  /** The engine's timeouts, lease and initiator id. */
-  engine?: Omit<EngineOptions, 'clock'>
-  /**
-   * How long a change may wait for others to share its commit. 0 commits at the end of the
-   * event loop's turn: every request that arrived in that turn shares the transaction. @default 0
-   */
-  commitDelayMs?: number
-  /** Called once when a commit fails with a fault that does not pass: the service stops taking work. */
-  onFatal?: (error: unknown) => void
-  /**
-   * Hears the store start failing with a fault that passes (writes are refused, the batch is
-   * tried again), and come back (undefined). @default written to standard error
-   */
-  onStoreFault?: (fault: string | undefined) => void
-  /**
-   * Take the store for this process alone ({@link Store.hold}) before reading it: one scheduler
-   * per store. @default true
-   */
-  hold?: boolean
-  /** Changes waiting for the store beyond which new writes are refused (503). @default 100000 */
-  maxPending?: number
-  /** Hears a listener's failure on an event. @default written to standard error */
-  onListenerError?: (error: unknown, event: EngineEvent) => void
-  /** The key and lifetime of the capabilities on assignment inputs. @default a key per process */
-  capabilities?: CapabilityOptions
-}
+export type { SchedulerServiceOptions }
 
 /** Cache changes a push target reports with an attempt's result. */
 export interface CacheChanges {
@@ -239,6 +210,11 @@ export class SchedulerService {
 
   removeTarget(targetId: string): Promise<void> {
     return this.commit.apply(() => this.engine.removeTarget(targetId))
+  }
+
+  /** Forgets a target that left or was lost (TARGET_LIVE while live): no longer a site. */
+  forgetTarget(targetId: string): Promise<void> {
+    return this.commit.apply(() => this.engine.forgetTarget(targetId))
   }
 
   /** Says where a target serves its products (an in-process target learns it once the server listens). */

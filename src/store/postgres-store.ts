@@ -312,6 +312,9 @@ export class PostgresStore implements Store {
           batch.cachesDropped,
         ])
       }
+      if (batch.targetsForgotten.length > 0) {
+        await c.query('DELETE FROM targets WHERE id = ANY($1::text[])', [batch.targetsForgotten])
+      }
       await q(
         // A product made again where a copy was kept takes the new copy's hash.
         `INSERT INTO products (product_id, target_id, hash) SELECT * FROM {rows}

@@ -203,6 +203,7 @@ export class SqliteStore implements Store {
       ),
       productRemove: db.prepare('DELETE FROM products WHERE product_id = ? AND target_id = ?'),
       cacheDrop: db.prepare('DELETE FROM products WHERE target_id = ?'),
+      targetForget: db.prepare('DELETE FROM targets WHERE id = ?'),
       holderSet: db.prepare(
         'INSERT INTO resources (key, holder) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder',
       ),
@@ -246,6 +247,7 @@ export class SqliteStore implements Store {
       s.release.run(batch.released.map((id) => [toBin(id)]))
       each(s.target, batch.targets, rowValues.target)
       for (const id of batch.cachesDropped) s.cacheDrop.run(id)
+      for (const id of batch.targetsForgotten) s.targetForget.run(id)
       s.productsAdd.run(batch.productsAdded.map(rowValues.product))
       each(s.productRemove, batch.productsRemoved, rowValues.productKey)
       each(s.holderSet, batch.holders, rowValues.holder)

@@ -108,6 +108,8 @@ export interface Batch {
   /** Jobs whose outgoing locks are now released. */
   released: Id[]
   targets: { target: Target; live: boolean; at: number }[]
+  /** Targets forgotten: their rows go. */
+  targetsForgotten: string[]
   productsAdded: ProductLocation[]
   productsRemoved: ProductLocation[]
   /** Targets whose whole cache is gone (lost or left). */
@@ -135,6 +137,7 @@ export function emptyBatch(): Batch {
     attempts: [],
     released: [],
     targets: [],
+    targetsForgotten: [],
     productsAdded: [],
     productsRemoved: [],
     cachesDropped: [],

@@ -36,9 +36,8 @@ let service: SchedulerService
 let server: RunningServer
 const client = () => new LockstepClient({ url: server.url })
 
-beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'lockstep-sites-'))
-  clock = new FakeClock(Date.now() - 60_000)
+/** A scheduler on the test's store, and its server. */
+async function startScheduler(): Promise<void> {
   service = opened.service(
     await SchedulerService.start({
       store: new SqliteStore({ path: join(dir, 'db') }),
@@ -48,6 +47,12 @@ beforeEach(async () => {
     { clock },
   )
   server = opened.server(await startServer({ service, port: 0 }))
+}
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'lockstep-sites-'))
+  clock = new FakeClock(Date.now() - 60_000)
+  await startScheduler()
   // Three sites hold the data; c stops answering and its lease runs out.
   for (const id of ['a', 'b', 'c']) await service.registerTarget({ id, projects: ['clinics'] })
   clock.advance(LEASE / 2)
@@ -145,4 +150,23 @@ describe('an artifact while a site is offline', () => {
       )
     },
   )
+
+  it('is bound over the rest once an operator forgets the offline site, also after a restart', async () => {
+    const lines: string[] = []
+    const cli = (...args: string[]) => main([...args, '--server', server.url], (l) => lines.push(l))
+    expect(await cli('forget', 'a')).toBe(1)
+    expect((await refusal(client().forgetTarget('a'))).code).toBe('TARGET_LIVE')
+    expect(await cli('forget', 'c')).toBe(0)
+    expect(lines).toEqual(['forgot c: it is no longer a site of the projects it held'])
+    const order = await client().submit({ artifact })
+    expect((await client().order(order.orderId)).order.sites).toEqual({
+      bound: ['a', 'b'],
+      offline: [],
+    })
+    // The store forgot it too: a scheduler started again on it knows a and b only.
+    await server.close()
+    await service.close()
+    await startScheduler()
+    expect(service.targets().map((t) => t.target.id)).toEqual(['initiator', 'a', 'b'])
+  })
 })

@@ -11,7 +11,7 @@
  */
 import type { Clock } from '../clock.ts'
 import { systemClock } from '../clock.ts'
-import { LockstepError, ValidationError } from '../errors.ts'
+import { ValidationError } from '../errors.ts'
 import { IdGenerator } from '../ids.ts'
 import type { Id } from '../ids.ts'
 import type { Job, JobResult, OperationKind, Order, Target } from '../model.ts'
@@ -37,7 +37,6 @@ import { recover } from './recovery.ts'
 import type { EngineState } from './recovery.ts'
 import { Submissions } from './submissions.ts'
 import { TargetRegistry } from './target-registry.ts'
-import type { TargetRecord } from './target-registry.ts'
 
 export type { EngineState, JobWait, PacketAccess, PacketRecord }
 
@@ -177,12 +176,12 @@ export class Engine {
   /** Renews a worker's lease. Throws TARGET_NOT_FOUND for a worker that is unknown or lost. */
   heartbeat(targetId: string, running?: readonly RunningAttempt[]): void {
     // An attempt the worker does not say it runs is lost once it had a lease's time to arrive.
-    this.registry.heartbeat(this.workerRecord(targetId), running, this.leaseMs)
+    this.registry.heartbeat(this.registry.worker(targetId), running, this.leaseMs)
   }
 
   /** A target leaves: its running attempts fail with `worker-lost` and follow their policy. */
   removeTarget(targetId: string): void {
-    this.registry.remove(this.workerRecord(targetId))
+    this.registry.remove(this.registry.worker(targetId))
   }
 
   /**
@@ -190,7 +189,13 @@ export class Engine {
    * once. TARGET_NOT_FOUND for a target that is unknown or lost.
    */
   takeStops(targetId: string): Stop[] {
-    return this.registry.takeStops(this.workerRecord(targetId))
+    return this.registry.takeStops(this.registry.worker(targetId))
+  }
+
+  /** Forgets a target that left or was lost: no longer a site of its projects (TARGET_LIVE if live). */
+  forgetTarget(targetId: string): void {
+    this.registry.forget(targetId)
+    this.events.emit('target:forgotten', { targetId })
   }
 
   /** Says where a target serves its products (the initiator learns it once the server listens). */
@@ -380,23 +385,25 @@ export class Engine {
     return this.dispatch.holders(productId)
   }
 
-  /** Counts for metrics: jobs by state over the orders in memory, and the dispatch queues. */
+  /**
+   * Counts for metrics: jobs by state over the orders in memory, the dispatch queues, and the
+   * announced products that were not believed since the engine started.
+   */
   stats(): {
     jobs: JobCounts
     queued: number
     targets: number
     running: number
-    /** Announced products that were not believed, since the engine started. */
     refusedAnnouncements: number
   } {
-    const jobs = this.orders.counts()
     const d = this.dispatch.stats()
+    const refusedAnnouncements = this.ledger.refused
     return {
-      jobs,
+      jobs: this.orders.counts(),
       queued: d.waiting,
       targets: d.targets,
       running: d.running,
-      refusedAnnouncements: this.ledger.refused,
+      refusedAnnouncements,
     }
   }
 
@@ -425,22 +432,5 @@ export class Engine {
     this.dispatch.stop()
     this.registry.stop()
     this.orders.stop()
-  }
-
-  // ---- internals ----
-
-  /**
-   * A live target that speaks for itself (it holds a lease): never one the scheduler pushes to,
-   * such as the initiator or a cluster, whose driver speaks for it.
-   */
-  private workerRecord(targetId: string): TargetRecord<JobRecord> {
-    const record = this.registry.live(targetId)
-    if (record.capabilities.leaseMs === 0) {
-      throw new LockstepError(
-        'TARGET_NOT_FOUND',
-        `'${targetId}' is pushed to by the scheduler, not a worker that calls it`,
-      )
-    }
-    return record
   }
 }

@@ -58,6 +58,8 @@ export interface EngineEventMap {
   'target:lost': { targetId: string }
   /** A worker said goodbye. */
   'target:left': { targetId: string }
+  /** An operator forgot a target that was not live: it is no longer a site of its projects. */
+  'target:forgotten': { targetId: string }
   /** Products a target gained or lost from its cache. */
   'cache:changed': { targetId: string; added: string[]; removed: string[] }
   /**

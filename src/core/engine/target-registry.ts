@@ -232,6 +232,42 @@ export class TargetRegistry<J extends RunningJob> {
     return { live: live.sort(), offline: offline.sort() }
   }
 
+  /**
+   * A live target that speaks for itself (it holds a lease): never one the scheduler pushes to,
+   * such as the initiator or a cluster, whose driver speaks for it. TARGET_NOT_FOUND otherwise.
+   */
+  worker(targetId: string): TargetRecord<J> {
+    const record = this.live(targetId)
+    if (record.capabilities.leaseMs === 0) {
+      throw new LockstepError(
+        'TARGET_NOT_FOUND',
+        `'${targetId}' is pushed to by the scheduler, not a worker that calls it`,
+      )
+    }
+    return record
+  }
+
+  /**
+   * Forgets a target that is not live (lost or left): it is no longer known, nor a site of the
+   * projects it held. TARGET_LIVE for a live one, TARGET_NOT_FOUND for one not known.
+   */
+  forget(targetId: string): void {
+    const record = this.records.get(targetId)
+    if (record === undefined || record.target.kind === 'initiator') {
+      throw new LockstepError(
+        'TARGET_NOT_FOUND',
+        `no target is registered with the id '${targetId}'`,
+      )
+    }
+    if (record.live) {
+      throw new LockstepError(
+        'TARGET_LIVE',
+        `'${targetId}' is live: stop it first (a worker leaves when it stops), then forget it`,
+      )
+    }
+    this.records.delete(targetId)
+  }
+
   /** Ends every lease timer; a lease that ends later loses nothing. */
   stop(): void {
     this.stopped = true

@@ -117,6 +117,21 @@ export function targetRoutes(ctx: RouteContext): void {
   })
 
   addRoute(app, callerOf, {
+    method: 'POST',
+    url: '/v1/targets/:id/forget',
+    summary:
+      'Forget a target that left or was lost: it is no longer a site of the projects it held (409 TARGET_LIVE while live)',
+    roles: ['admin'],
+    params: byId,
+    status: 204,
+    response: z.undefined(),
+    handler: async ({ params }) => {
+      await service.forgetTarget(params.id)
+      return undefined
+    },
+  })
+
+  addRoute(app, callerOf, {
     method: 'GET',
     url: '/v1/capabilities/key',
     summary:
