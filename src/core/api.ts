@@ -73,8 +73,8 @@ export const jobSchema = z.object({
 export const orderSchema = z.object({
   id: z.string(),
   source: z.union([
-    z.object({ kind: z.literal('packet'), packetId: z.string() }),
-    z.object({ kind: z.literal('artifact'), artifactId: z.string() }),
+    z.object({ kind: z.literal('packet'), packetId: z.string(), name: z.string() }),
+    z.object({ kind: z.literal('artifact'), artifactId: z.string(), name: z.string() }),
   ]),
   priority: z.number(),
   owner: z.string(),
@@ -105,6 +105,8 @@ const counts = z.object({
 
 export const orderFulfilmentSchema = z.object({
   orderId: z.string(),
+  /** What the order runs: the packet's name or the artifact's project. */
+  source: z.object({ kind: z.enum(['packet', 'artifact']), name: z.string() }),
   state: orderState,
   priority: z.number(),
   owner: z.string(),
