@@ -15,7 +15,13 @@ import type { Id } from '../core/ids.ts'
 import { finalJobStates } from '../core/model.ts'
 import type { Job, Lock, Order, Target } from '../core/model.ts'
 import type { JobInput, RunningAttempt } from '../core/protocol.ts'
-import type { AttemptsOnTarget, OrderWithCounts, Store } from '../store/store.ts'
+import type {
+  AttemptsOnTarget,
+  OrderKey,
+  OrderQuery,
+  OrderWithCounts,
+  Store,
+} from '../store/store.ts'
 
 /**
  * A job as listed with its order: why it waits, while it waits, and the artefacts its latest
@@ -29,6 +35,15 @@ export interface JobDetail {
   attempts: TargetFulfilment[]
   inputs: JobInput[]
   wait: JobWait | undefined
+}
+
+/** One page of orders as {@link Queries.findOrders} reads it. */
+export interface OrderPage<T> {
+  orders: T[]
+  /** Every order the filters match, on every page. */
+  total: number
+  /** Where the next page starts; absent on the last page. */
+  next?: OrderKey
 }
 
 /** A registered target as the API lists it. */
@@ -69,6 +84,8 @@ export interface ServiceStats {
 export class Queries {
   private readonly engine: Engine
   private readonly store: Store
+  /** What push targets' drivers say keeps them from work, by target id. */
+  private readonly problems = new Map<string, string>()
 
   constructor(engine: Engine, store: Store) {
     this.engine = engine
@@ -90,11 +107,22 @@ export class Queries {
 
   /** Orders with their fulfilment, newest first, in one store read: all, or one owner's. */
   async listOrders(limit: number, owner?: string): Promise<OrderFulfilment[]> {
-    return (await this.store.listOrders(limit, owner)).map((o) =>
-      this.engine.order(o.order.id) !== undefined
-        ? this.engine.fulfilment(o.order.id)
-        : storedFulfilment(o),
-    )
+    return (await this.store.listOrders(limit, owner)).map((o) => this.current(o))
+  }
+
+  /**
+   * One page of the orders a query matches, each with its fulfilment, and how many match in all.
+   * The store holds every order, so it filters, sorts and pages; the engine's fulfilment
+   * replaces the stored one for an order in flight, as in {@link listOrders}. An order whose
+   * state in memory has moved past the state filter is left out of its page.
+   */
+  async findOrders(query: OrderQuery): Promise<OrderPage<OrderFulfilment>> {
+    const page = await this.store.findOrders(query)
+    const states = query.states === undefined ? undefined : new Set(query.states)
+    const orders = page.orders
+      .map((o) => this.current(o))
+      .filter((f) => states === undefined || states.has(f.state))
+    return { ...page, orders }
   }
 
   /**
@@ -165,9 +193,20 @@ export class Queries {
     return this.engine.job(jobId) === undefined ? undefined : this.engine.explain(jobId)
   }
 
-  /** Every registered target, with whether it is live. */
+  /** Every registered target, with whether it is live and any problem its driver reported. */
   targets(): TargetStatus[] {
-    return this.engine.targets()
+    const targets = this.engine.targets()
+    if (this.problems.size === 0) return targets
+    return targets.map((t) => {
+      const problem = this.problems.get(t.target.id)
+      return problem === undefined ? t : { ...t, problem }
+    })
+  }
+
+  /** Says why a push target takes no work now, or, with undefined, that it is healthy again. */
+  reportProblem(targetId: string, problem: string | undefined): void {
+    if (problem === undefined) this.problems.delete(targetId)
+    else this.problems.set(targetId, problem)
   }
 
   /** A registered target. */
@@ -223,6 +262,12 @@ export class Queries {
   stats(): ServiceStats {
     const s = this.engine.stats()
     return { ...s, orders: this.engine.listOrders().length }
+  }
+
+  /** A listed order's fulfilment: the engine's while it is in flight, else the stored one. */
+  private current(o: OrderWithCounts): OrderFulfilment {
+    const id = o.order.id
+    return this.engine.order(id) !== undefined ? this.engine.fulfilment(id) : storedFulfilment(o)
   }
 
   private async storedOrder(orderId: Id): Promise<OrderWithCounts> {

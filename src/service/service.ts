@@ -26,14 +26,21 @@ import type {
   TargetRegistration,
 } from '../core/protocol.ts'
 import { describeFault, guardedReads } from '../store/faults.ts'
-import type { AttemptsOnTarget, Batch, Store } from '../store/store.ts'
+import type { AttemptsOnTarget, Batch, OrderQuery, Store } from '../store/store.ts'
 import { CapabilitySigner } from './capabilities.ts'
 import type { CapabilityKey, CapabilityOptions } from './capabilities.ts'
 import { GroupCommit, logStoreFault } from './group-commit.ts'
 import type { StoreStatus } from './group-commit.ts'
 import { Journal } from './journal.ts'
 import { Queries } from './queries.ts'
-import type { JobDetail, ListedJob, ProductHolder, ServiceStats, TargetStatus } from './queries.ts'
+import type {
+  JobDetail,
+  ListedJob,
+  OrderPage,
+  ProductHolder,
+  ServiceStats,
+  TargetStatus,
+} from './queries.ts'
 import { SiteWaits } from './site-waits.ts'
 import { StoredEvents } from './stored-events.ts'
 import { WorkerProtocol } from './worker-protocol.ts'
@@ -91,8 +98,6 @@ export class SchedulerService {
   private readonly queries: Queries
   private readonly onFatal: ((error: unknown) => void) | undefined
   private readonly events: StoredEvents
-  /** What push targets' drivers say keeps them from work, by target id. */
-  private readonly problems = new Map<string, string>()
   private closed = false
 
   private constructor(options: SchedulerServiceOptions) {
@@ -309,6 +314,11 @@ export class SchedulerService {
     return this.queries.listOrders(limit, owner)
   }
 
+  /** One page of the orders a query matches, with their fulfilment, and how many match. */
+  findOrders(query: OrderQuery): Promise<OrderPage<OrderFulfilment>> {
+    return this.queries.findOrders(query)
+  }
+
   jobs(orderId: Id): Promise<ListedJob[]> {
     return this.queries.jobs(orderId)
   }
@@ -341,12 +351,7 @@ export class SchedulerService {
 
   /** Every registered target, with whether it is live and any problem its driver reported. */
   targets(): TargetStatus[] {
-    const targets = this.queries.targets()
-    if (this.problems.size === 0) return targets
-    return targets.map((t) => {
-      const problem = this.problems.get(t.target.id)
-      return problem === undefined ? t : { ...t, problem }
-    })
+    return this.queries.targets()
   }
 
   /**
@@ -354,8 +359,7 @@ export class SchedulerService {
    * that it is healthy again. Kept in memory: a restarted driver says it again.
    */
   reportProblem(targetId: string, problem: string | undefined): void {
-    if (problem === undefined) this.problems.delete(targetId)
-    else this.problems.set(targetId, problem)
+    this.queries.reportProblem(targetId, problem)
   }
 
   target(targetId: string): Target | undefined {
