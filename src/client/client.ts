@@ -52,6 +52,9 @@ export interface OrderPage {
   next?: string
 }
 
+/** Why a job waits: its machine-readable fields (see `JobWait`), and `text`, the same in words. */
+export type JobWaitWords = { kind: string; text: string } & Record<string, unknown>
+
 /** One server-sent event. */
 export interface StreamEvent {
   type: string
@@ -173,7 +176,7 @@ export class LockstepClient {
   }
 
   /** An order's jobs: why each waits, and the artefacts each one's latest attempt reported. */
-  jobs(orderId: string): Promise<(Job & { wait?: unknown; artefacts?: string[] })[]> {
+  jobs(orderId: string): Promise<(Job & { wait?: JobWaitWords; artefacts?: string[] })[]> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/jobs`)
   }
 

@@ -163,25 +163,29 @@ export const targetStatusSchema = z.object({
   problem: z.string().optional(),
 })
 
-/** Why a job has not started, as data: the API, the CLI and the dashboard put it into words. */
+/** A wait reason's fields, and `text`: the reason in words (`describeJobWait`). */
+const worded = <T extends z.ZodRawShape>(shape: T) =>
+  z.object({ ...shape, text: z.string().describe('why the job waits, in words') })
+
+/** Why a job has not started, as data and in words: the API, the CLI and the dashboard show it. */
 export const jobWaitSchema = z.union([
-  z.object({ kind: z.literal('locks'), waitingFor: z.array(z.string()) }),
-  z.object({ kind: z.literal('backoff'), until: z.number() }),
-  z.object({ kind: z.literal('same-product'), job: z.string() }),
-  z.object({
+  worded({ kind: z.literal('locks'), waitingFor: z.array(z.string()) }),
+  worded({ kind: z.literal('backoff'), until: z.number() }),
+  worded({ kind: z.literal('same-product'), job: z.string() }),
+  worded({
     kind: z.literal('locality'),
     stage: z.enum(['cached', 'deps']),
     preferred: z.array(z.string()),
     until: z.number(),
   }),
-  z.object({ kind: z.literal('resource'), resource: z.string(), holder: z.string() }),
-  z.object({
+  worded({ kind: z.literal('resource'), resource: z.string(), holder: z.string() }),
+  worded({
     kind: z.literal('no-eligible-target'),
     target: z.string().optional(),
     op: z.enum(operationKinds).optional(),
     refusal: z.string().optional(),
   }),
-  z.object({
+  worded({
     kind: z.literal('queued'),
     targets: z.union([z.literal('any'), z.array(z.string())]),
   }),

@@ -9,6 +9,7 @@
 import type { Engine, JobWait } from '../core/engine/engine.ts'
 import { orderFulfilment } from '../core/engine/fulfilment.ts'
 import type { JobCounts, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { describeJobWait } from '../core/engine/wait-text.ts'
 import { LockstepError } from '../core/errors.ts'
 import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
@@ -27,14 +28,17 @@ import type {
  * A job as listed with its order: why it waits, while it waits, and the artefacts its latest
  * attempt reported, when it reported any.
  */
-export type ListedJob = Job & { wait?: JobWait | undefined; artefacts?: string[] }
+export type ListedJob = Job & { wait?: WordedWait | undefined; artefacts?: string[] }
+
+/** Why a job waits, with the same in words (see `describeJobWait`). */
+export type WordedWait = JobWait & { text: string }
 
 /** One job in full: its attempts, its inputs and where they are, and why it waits. */
 export interface JobDetail {
   job: Job
   attempts: TargetFulfilment[]
   inputs: JobInput[]
-  wait: JobWait | undefined
+  wait: WordedWait | undefined
 }
 
 /** One page of orders as {@link Queries.findOrders} reads it. */
@@ -145,7 +149,7 @@ export class Queries {
       const listed: ListedJob =
         finalJobStates.has(job.state) || job.state === 'running'
           ? job
-          : { ...job, wait: this.engine.explain(job.id) }
+          : { ...job, wait: this.worded(this.engine.explain(job.id)) }
       const artefacts = this.engine.attempts(job.id).at(-1)?.artefacts
       return artefacts === undefined ? listed : { ...listed, artefacts }
     })
@@ -184,7 +188,7 @@ export class Queries {
       job,
       attempts: await this.attempts(job.id),
       inputs: live ? this.engine.inputs(job.id) : [],
-      wait: live ? this.engine.explain(job.id) : undefined,
+      wait: live ? this.worded(this.engine.explain(job.id)) : undefined,
     }
   }
 
@@ -262,6 +266,12 @@ export class Queries {
   stats(): ServiceStats {
     const s = this.engine.stats()
     return { ...s, orders: this.engine.listOrders().length }
+  }
+
+  /** A wait with its words, the jobs it names by name while they are in memory. */
+  private worded(wait: JobWait | undefined): WordedWait | undefined {
+    if (wait === undefined) return undefined
+    return { ...wait, text: describeJobWait(wait, (id) => this.engine.job(id)?.name) }
   }
 
   /** A listed order's fulfilment: the engine's while it is in flight, else the stored one. */
