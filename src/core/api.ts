@@ -160,8 +160,37 @@ export const targetStatusSchema = z.object({
   target: targetSchema,
   live: z.boolean(),
   running: z.number(),
+  /** Jobs in its first local queue (it holds their product) and its second (it holds an input). */
+  queues: z.object({ firstLocal: z.number(), secondLocal: z.number() }),
+  /** When it last heartbeated (workers only), in Unix milliseconds. */
+  lastHeartbeatAt: z.number().optional(),
   problem: z.string().optional(),
 })
+
+/** `GET /v1/stats`: the numbers the metrics show, with the global queue's depth. */
+export const statsSchema = z.object({
+  jobs: counts.describe('jobs of the orders in flight, by state'),
+  queues: z.object({
+    global: z.number().describe('jobs in the global queue'),
+    waiting: z.number().describe('jobs ready and waiting in any queue (lockstep_queue_depth)'),
+  }),
+  orders: z.number().describe('orders in flight'),
+  targets: z.number().describe('targets connected now'),
+})
+
+/** `GET /v1/stats/history`: one point per interval, oldest first. */
+export const statsHistorySchema = z.array(
+  z.object({
+    at: z.number().describe('end of the interval, Unix ms'),
+    jobs: z.object({ running: z.number(), ready: z.number(), waiting: z.number() }),
+    succeededPerS: z.number(),
+    failedPerS: z.number(),
+    commitMs: z
+      .number()
+      .nullable()
+      .describe('median group-commit time over the interval; null when nothing was committed'),
+  }),
+)
 
 /** A wait reason's fields, and `text`: the reason in words (`describeJobWait`). */
 const worded = <T extends z.ZodRawShape>(shape: T) =>

@@ -56,6 +56,10 @@ export interface TargetStatus {
   live: boolean
   /** Attempts it runs now. */
   running: number
+  /** Jobs in its first local queue (it holds their product) and its second (it holds an input). */
+  queues: { firstLocal: number; secondLocal: number }
+  /** When it last heartbeated (workers only), in Unix milliseconds. */
+  lastHeartbeatAt?: number
   /**
    * Why it takes no work now, when its driver knows (a cluster that does not answer, a
    * kubeconfig that cannot be read). Absent while it is healthy.
@@ -67,6 +71,21 @@ export interface TargetStatus {
 export interface ProductHolder {
   target: string
   url?: string
+}
+
+/** The figures of `GET /v1/stats`: the numbers the metrics show, and the global queue. */
+export interface Overview {
+  /** Jobs of the orders in flight, by state. */
+  jobs: JobCounts
+  /**
+   * `global`: jobs in the global queue (any target may take them); `waiting`: every job ready
+   * and waiting for a target, in any queue (the metric `lockstep_queue_depth`).
+   */
+  queues: { global: number; waiting: number }
+  /** Orders in flight. */
+  orders: number
+  /** Targets connected now. */
+  targets: number
 }
 
 /** Counts for the metrics. */
@@ -197,13 +216,16 @@ export class Queries {
     return this.engine.job(jobId) === undefined ? undefined : this.engine.explain(jobId)
   }
 
-  /** Every registered target, with whether it is live and any problem its driver reported. */
+  /**
+   * Every registered target: whether it is live, its queue depths, its last heartbeat, and any
+   * problem its driver reported.
+   */
   targets(): TargetStatus[] {
-    const targets = this.engine.targets()
-    if (this.problems.size === 0) return targets
-    return targets.map((t) => {
+    const depths = this.engine.queueDepths().targets
+    return this.engine.targets().map((t) => {
+      const queues = depths.get(t.target.id) ?? { firstLocal: 0, secondLocal: 0 }
       const problem = this.problems.get(t.target.id)
-      return problem === undefined ? t : { ...t, problem }
+      return problem === undefined ? { ...t, queues } : { ...t, queues, problem }
     })
   }
 
@@ -266,6 +288,13 @@ export class Queries {
   stats(): ServiceStats {
     const s = this.engine.stats()
     return { ...s, orders: this.engine.listOrders().length }
+  }
+
+  /** The figures of `GET /v1/stats`, from the numbers the metrics read. */
+  overview(): Overview {
+    const s = this.stats()
+    const queues = { global: this.engine.queueDepths().global, waiting: s.queued }
+    return { jobs: s.jobs, queues, orders: s.orders, targets: s.targets }
   }
 
   /** A wait with its words, the jobs it names by name while they are in memory. */

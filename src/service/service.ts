@@ -11,7 +11,7 @@
 import type { Clock } from '../core/clock.ts'
 import { systemClock } from '../core/clock.ts'
 import { Engine } from '../core/engine/engine.ts'
-import type { EngineOptions, JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
+import type { JobWait, PacketAccess, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
 import type { OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError } from '../core/errors.ts'
@@ -28,7 +28,7 @@ import type {
 import { describeFault, guardedReads } from '../store/faults.ts'
 import type { AttemptsOnTarget, Batch, OrderQuery, Store } from '../store/store.ts'
 import { CapabilitySigner } from './capabilities.ts'
-import type { CapabilityKey, CapabilityOptions } from './capabilities.ts'
+import type { CapabilityKey } from './capabilities.ts'
 import { GroupCommit, logStoreFault } from './group-commit.ts'
 import type { StoreStatus } from './group-commit.ts'
 import { Journal } from './journal.ts'
@@ -37,6 +37,7 @@ import type {
   JobDetail,
   ListedJob,
   OrderPage,
+  Overview,
   ProductHolder,
   ServiceStats,
   TargetStatus,
@@ -45,43 +46,11 @@ import { SiteWaits } from './site-waits.ts'
 import { StoredEvents } from './stored-events.ts'
 import { WorkerProtocol } from './worker-protocol.ts'
 
-/** Options of a {@link SchedulerService}. */
-export interface SchedulerServiceOptions {
-  store: Store
-  /** @default the system clock */
-  clock?: Clock
-  /** The engine's timeouts, lease and initiator id. */
-  engine?: Omit<EngineOptions, 'clock'>
-  /**
-   * How long a change may wait for others to share its commit. 0 commits at the end of the
-   * event loop's turn: every request that arrived in that turn shares the transaction. @default 0
-   */
-  commitDelayMs?: number
-  /** Called once when a commit fails with a fault that does not pass: the service stops taking work. */
-  onFatal?: (error: unknown) => void
-  /**
-   * Hears the store start failing with a fault that passes (writes are refused, the batch is
-   * tried again), and come back (undefined). @default written to standard error
-   */
-  onStoreFault?: (fault: string | undefined) => void
-  /**
-   * Take the store for this process alone ({@link Store.hold}) before reading it: one scheduler
-   * per store. @default true
-   */
-  hold?: boolean
-  /** Changes waiting for the store beyond which new writes are refused (503). @default 100000 */
-  maxPending?: number
-  /** Hears a listener's failure on an event. @default written to standard error */
-  onListenerError?: (error: unknown, event: EngineEvent) => void
-  /** The key and lifetime of the capabilities on assignment inputs. @default a key per process */
-  capabilities?: CapabilityOptions
-}
+import type { CacheChanges, SchedulerServiceOptions } from './service-options.ts'
+import { StatsHistory } from './stats-history.ts'
+import type { StatsPoint } from './stats-history.ts'
 
-/** Cache changes a push target reports with an attempt's result. */
-export interface CacheChanges {
-  added?: readonly string[]
-  removed?: readonly string[]
-}
+export type { CacheChanges, SchedulerServiceOptions } from './service-options.ts'
 
 const ORDER_ENDED = /^order:(succeeded|failed|cancelled)$/
 
@@ -98,6 +67,7 @@ export class SchedulerService {
   private readonly queries: Queries
   private readonly onFatal: ((error: unknown) => void) | undefined
   private readonly events: StoredEvents
+  private readonly history: StatsHistory
   private closed = false
 
   private constructor(options: SchedulerServiceOptions) {
@@ -107,6 +77,12 @@ export class SchedulerService {
     this.clock = options.clock ?? systemClock
     this.siteWaits = new SiteWaits(this.clock)
     this.engine = new Engine({ ...options.engine, clock: this.clock })
+    const jobs = () => this.engine.stats().jobs
+    this.history = new StatsHistory({
+      clock: this.clock,
+      jobs,
+      intervalMs: options.statsIntervalMs,
+    })
     this.commit = new GroupCommit({
       store: options.store,
       commitDelayMs: options.commitDelayMs,
@@ -114,6 +90,7 @@ export class SchedulerService {
       pending: () => this.journal.size,
       take: () => this.take(),
       committed: (batch) => this.committed(batch),
+      measured: (ms) => this.history.committed(ms),
       failed: (error) => {
         this.engine.stop()
         this.onFatal?.(error)
@@ -391,6 +368,16 @@ export class SchedulerService {
     return this.queries.stats()
   }
 
+  /** The figures `GET /v1/stats` shows: jobs by state, queue depths, orders and live targets. */
+  overview(): Overview {
+    return this.queries.overview()
+  }
+
+  /** The last hour, one point per interval, oldest first: `GET /v1/stats/history`. */
+  statsHistory(): StatsPoint[] {
+    return this.history.read()
+  }
+
   /** Whether the store takes writes now, and what waits for it: `GET /readyz`. */
   storeStatus(): StoreStatus {
     return this.commit.status
@@ -408,6 +395,7 @@ export class SchedulerService {
     if (this.closed) return
     this.closed = true
     this.siteWaits.wake()
+    this.history.stop()
     this.commit.closing()
     this.workers.workArrived()
     this.engine.stop()
@@ -420,6 +408,7 @@ export class SchedulerService {
    * store is left as the last commit left it, for a new service to start from.
    */
   abandon(): void {
+    this.history.stop()
     this.commit.closing()
     this.workers.workArrived()
     this.engine.stop()
@@ -431,6 +420,7 @@ export class SchedulerService {
     if (e.type === 'target:registered') this.siteWaits.wake()
     this.journal.add(e, this.engine)
     this.events.recorded(e)
+    this.history.event(e.type)
     // A waiting heartbeat looks again: for a job to take, or for stops the engine now holds
     // for its worker. Push targets hear of both from the stored events.
     if (e.type === 'job:ready' || e.type === 'attempt:stop') this.workers.workArrived()
