@@ -173,7 +173,7 @@ export async function status(args: string[], out: Out): Promise<number> {
   if (fulfilment.reason !== undefined) out(`  ${fulfilment.reason}`)
   if (order.sites !== undefined) out(`  ${sitesLine(order.sites)}`)
   for (const j of jobs) {
-    const why = j.reason ?? (j.wait === undefined ? '' : JSON.stringify(j.wait))
+    const why = j.reason ?? j.wait?.text ?? ''
     out(
       `  ${j.name.padEnd(16)} ${j.state.padEnd(10)} attempt ${j.attempt}${why === '' ? '' : `  ${why}`}`,
     )

@@ -7,7 +7,7 @@ import type { HeartbeatInput, HeartbeatReply, TargetRegistration } from '../core
 import type { AttemptState, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, StoreUnavailableError, ValidationError } from '../core/errors.ts'
 import type { ErrorCode, Issue } from '../core/errors.ts'
-import type { Job, Order, Target } from '../core/model.ts'
+import type { Job, Order, OrderState, Target } from '../core/model.ts'
 import type { OrderOptions } from '../core/order.ts'
 
 /** Options of a {@link LockstepClient}. */
@@ -26,6 +26,34 @@ export interface ProductHolders {
 
 /** An attempt on a target, with what runs it there when its driver says (a Pod and its phase). */
 export type TargetAttempt = TargetFulfilment & { unit?: { name: string; phase: string } }
+
+/** Which orders {@link LockstepClient.orders} lists: the query of `GET /v1/orders`. */
+export interface OrderFilter {
+  /** Only orders in these states. */
+  states?: readonly OrderState[]
+  /** Only this owner's (admins and viewers; a workbench sees only its own anyway). */
+  owner?: string
+  /** Text in the packet name or artifact project (any case), or the start of the order id. */
+  q?: string
+  /** @default 'created' (newest first); 'priority': highest first, then newest */
+  sort?: 'created' | 'priority'
+  /** 1–1000. @default 100 */
+  limit?: number
+  /** Where the page starts: the `next` of the page before. */
+  cursor?: string
+}
+
+/** One page of {@link LockstepClient.orderPage}. */
+export interface OrderPage {
+  orders: OrderFulfilment[]
+  /** Every order the filters match, on every page. */
+  total: number
+  /** The cursor of the next page; absent on the last page. */
+  next?: string
+}
+
+/** Why a job waits: its machine-readable fields (see `JobWait`), and `text`, the same in words. */
+export type JobWaitWords = { kind: string; text: string } & Record<string, unknown>
 
 /** One server-sent event. */
 export interface StreamEvent {
@@ -49,6 +77,16 @@ export class LockstepClient {
     body?: unknown,
     init: { signal?: AbortSignal; contentType?: string } = {},
   ): Promise<T> {
+    return (await this.exchange<T>(method, path, body, init)).value
+  }
+
+  /** {@link request}, with the answer's headers. */
+  private async exchange<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { signal?: AbortSignal; contentType?: string } = {},
+  ): Promise<{ value: T; headers: Headers }> {
     const headers: Record<string, string> = {}
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
     let payload: string | undefined
@@ -73,7 +111,7 @@ export class LockstepClient {
     }
     const text = await res.text()
     if (!res.ok) throw errorFrom(res.status, text, res.headers.get('retry-after'))
-    return (text === '' ? undefined : JSON.parse(text)) as T
+    return { value: (text === '' ? undefined : JSON.parse(text)) as T, headers: res.headers }
   }
 
   health(): Promise<{ ok: boolean }> {
@@ -105,8 +143,32 @@ export class LockstepClient {
     return this.request('POST', `/v1/orders${q}`, text, { contentType: 'application/yaml' })
   }
 
-  orders(limit = 100): Promise<OrderFulfilment[]> {
-    return this.request('GET', `/v1/orders?limit=${limit}`)
+  /** One page of orders, newest first unless sorted by priority; a number is the limit alone. */
+  async orders(filter: OrderFilter | number = {}): Promise<OrderFulfilment[]> {
+    return (await this.orderPage(typeof filter === 'number' ? { limit: filter } : filter)).orders
+  }
+
+  /**
+   * One page of orders with how many match in all, and the cursor of the next page (undefined
+   * on the last): pass it as `cursor`, with the same filters, to read on.
+   */
+  async orderPage(filter: OrderFilter = {}): Promise<OrderPage> {
+    const query = new URLSearchParams()
+    for (const state of filter.states ?? []) query.append('state', state)
+    for (const key of ['owner', 'q', 'sort', 'limit', 'cursor'] as const) {
+      const value = filter[key]
+      if (value !== undefined) query.set(key, String(value))
+    }
+    const { value, headers } = await this.exchange<OrderFulfilment[]>(
+      'GET',
+      `/v1/orders?${query.toString()}`,
+    )
+    const next = headers.get('lockstep-next-cursor')
+    return {
+      orders: value,
+      total: Number(headers.get('lockstep-total') ?? value.length),
+      ...(next === null ? {} : { next }),
+    }
   }
 
   order(orderId: string): Promise<{ order: Order; fulfilment: OrderFulfilment }> {
@@ -114,7 +176,7 @@ export class LockstepClient {
   }
 
   /** An order's jobs: why each waits, and the artefacts each one's latest attempt reported. */
-  jobs(orderId: string): Promise<(Job & { wait?: unknown; artefacts?: string[] })[]> {
+  jobs(orderId: string): Promise<(Job & { wait?: JobWaitWords; artefacts?: string[] })[]> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/jobs`)
   }
 

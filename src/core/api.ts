@@ -73,8 +73,8 @@ export const jobSchema = z.object({
 export const orderSchema = z.object({
   id: z.string(),
   source: z.union([
-    z.object({ kind: z.literal('packet'), packetId: z.string() }),
-    z.object({ kind: z.literal('artifact'), artifactId: z.string() }),
+    z.object({ kind: z.literal('packet'), packetId: z.string(), name: z.string() }),
+    z.object({ kind: z.literal('artifact'), artifactId: z.string(), name: z.string() }),
   ]),
   priority: z.number(),
   owner: z.string(),
@@ -105,6 +105,8 @@ const counts = z.object({
 
 export const orderFulfilmentSchema = z.object({
   orderId: z.string(),
+  /** What the order runs: the packet's name or the artifact's project. */
+  source: z.object({ kind: z.enum(['packet', 'artifact']), name: z.string() }),
   state: orderState,
   priority: z.number(),
   owner: z.string(),
@@ -158,28 +160,61 @@ export const targetStatusSchema = z.object({
   target: targetSchema,
   live: z.boolean(),
   running: z.number(),
+  /** Jobs in its first local queue (it holds their product) and its second (it holds an input). */
+  queues: z.object({ firstLocal: z.number(), secondLocal: z.number() }),
+  /** When it last heartbeated (workers only), in Unix milliseconds. */
+  lastHeartbeatAt: z.number().optional(),
   problem: z.string().optional(),
 })
 
-/** Why a job has not started, as data: the API, the CLI and the dashboard put it into words. */
-export const jobWaitSchema = z.union([
-  z.object({ kind: z.literal('locks'), waitingFor: z.array(z.string()) }),
-  z.object({ kind: z.literal('backoff'), until: z.number() }),
-  z.object({ kind: z.literal('same-product'), job: z.string() }),
+/** `GET /v1/stats`: the numbers the metrics show, with the global queue's depth. */
+export const statsSchema = z.object({
+  jobs: counts.describe('jobs of the orders in flight, by state'),
+  queues: z.object({
+    global: z.number().describe('jobs in the global queue'),
+    waiting: z.number().describe('jobs ready and waiting in any queue (lockstep_queue_depth)'),
+  }),
+  orders: z.number().describe('orders in flight'),
+  targets: z.number().describe('targets connected now'),
+})
+
+/** `GET /v1/stats/history`: one point per interval, oldest first. */
+export const statsHistorySchema = z.array(
   z.object({
+    at: z.number().describe('end of the interval, Unix ms'),
+    jobs: z.object({ running: z.number(), ready: z.number(), waiting: z.number() }),
+    succeededPerS: z.number(),
+    failedPerS: z.number(),
+    commitMs: z
+      .number()
+      .nullable()
+      .describe('median group-commit time over the interval; null when nothing was committed'),
+  }),
+)
+
+/** A wait reason's fields, and `text`: the reason in words (`describeJobWait`). */
+const worded = <T extends z.ZodRawShape>(shape: T) =>
+  z.object({ ...shape, text: z.string().describe('why the job waits, in words') })
+
+/** Why a job has not started, as data and in words: the API, the CLI and the dashboard show it. */
+export const jobWaitSchema = z.union([
+  worded({ kind: z.literal('locks'), waitingFor: z.array(z.string()) }),
+  worded({ kind: z.literal('backoff'), until: z.number() }),
+  worded({ kind: z.literal('same-product'), job: z.string() }),
+  worded({
     kind: z.literal('locality'),
     stage: z.enum(['cached', 'deps']),
     preferred: z.array(z.string()),
     until: z.number(),
   }),
-  z.object({ kind: z.literal('resource'), resource: z.string(), holder: z.string() }),
-  z.object({
+  worded({ kind: z.literal('resource'), resource: z.string(), holder: z.string() }),
+  worded({
     kind: z.literal('no-eligible-target'),
     target: z.string().optional(),
     op: z.enum(operationKinds).optional(),
     refusal: z.string().optional(),
   }),
-  z.object({
+  worded({
     kind: z.literal('queued'),
     targets: z.union([z.literal('any'), z.array(z.string())]),
   }),

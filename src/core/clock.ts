@@ -6,6 +6,8 @@
 /** A cancellable timer. */
 export interface Timer {
   cancel(): void
+  /** Lets the process exit while the timer waits (the system clock's timers; a no-op elsewhere). */
+  unref?(): void
 }
 
 /** The source of time for everything in the core. */
@@ -28,6 +30,7 @@ export const systemClock: Clock = {
     const handle = setTimeout(fn, ms)
     return {
       cancel: () => clearTimeout(handle),
+      unref: () => void handle.unref(),
     }
   },
 }

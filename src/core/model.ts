@@ -243,8 +243,13 @@ export type OrderState = 'running' | 'succeeded' | 'failed' | 'cancelled'
 /** One run of a packet or of a bound artifact. */
 export interface Order {
   id: Id
-  /** What the order runs. */
-  source: { kind: 'packet'; packetId: Id } | { kind: 'artifact'; artifactId: Id }
+  /**
+   * What the order runs, with its name: the packet's name or the artifact's project (what the
+   * dashboard shows and `GET /v1/orders?q=` searches).
+   */
+  source:
+    | { kind: 'packet'; packetId: Id; name: string }
+    | { kind: 'artifact'; artifactId: Id; name: string }
   /** 1–100; higher runs first. @default 50 */
   priority: number
   /** Who the order belongs to: only the owner (or an admin) may cancel it. */

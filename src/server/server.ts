@@ -28,6 +28,7 @@ import type { RouteContext } from './route.ts'
 import { eventRoutes } from './routes/events.ts'
 import { metaRoutes } from './routes/meta.ts'
 import { orderRoutes } from './routes/orders.ts'
+import { statsRoutes } from './routes/stats.ts'
 import { productRoutes } from './routes/products.ts'
 import { targetRoutes } from './routes/targets.ts'
 
@@ -215,6 +216,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   eventRoutes(ctx)
   targetRoutes(ctx)
   productRoutes(ctx)
+  statsRoutes(ctx)
 
   const host = options.host ?? '127.0.0.1'
   await app.listen({ port: options.port ?? 7300, host })

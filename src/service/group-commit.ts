@@ -33,6 +33,8 @@ export interface GroupCommitOptions {
   committed(batch: Batch): void
   /** Called once, when a commit fails with a fault that does not pass. */
   failed(error: unknown): void
+  /** Told how long each commit that landed took, in ms: the store's transaction alone. */
+  measured?(ms: number): void
   /** Called when the store starts failing (with the fault) and when it is back (undefined). */
   faulted?(fault: unknown): void
   /**
@@ -262,6 +264,7 @@ export class GroupCommit {
 
   /** Commits one batch; answers the error, after recording the fault or the failure it is. */
   private async write(batch: Batch): Promise<unknown> {
+    const began = performance.now()
     const commit = this.options.store.commit(batch)
     this.inflight = commit
     try {
@@ -281,6 +284,7 @@ export class GroupCommit {
       this.inflight = undefined
     }
     this.kept = undefined
+    this.options.measured?.(performance.now() - began)
     if (this.fault !== undefined) {
       this.fault = undefined
       this.retryDelayMs = this.options.retryMinMs ?? 250

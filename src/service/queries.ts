@@ -9,26 +9,45 @@
 import type { Engine, JobWait } from '../core/engine/engine.ts'
 import { orderFulfilment } from '../core/engine/fulfilment.ts'
 import type { JobCounts, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import { describeJobWait } from '../core/engine/wait-text.ts'
 import { LockstepError } from '../core/errors.ts'
 import { isId } from '../core/ids.ts'
 import type { Id } from '../core/ids.ts'
 import { finalJobStates } from '../core/model.ts'
 import type { Job, Lock, Order, Target } from '../core/model.ts'
 import type { JobInput, RunningAttempt } from '../core/protocol.ts'
-import type { AttemptsOnTarget, OrderWithCounts, Store } from '../store/store.ts'
+import type {
+  AttemptsOnTarget,
+  OrderKey,
+  OrderQuery,
+  OrderWithCounts,
+  Store,
+} from '../store/store.ts'
 
 /**
  * A job as listed with its order: why it waits, while it waits, and the artefacts its latest
  * attempt reported, when it reported any.
  */
-export type ListedJob = Job & { wait?: JobWait | undefined; artefacts?: string[] }
+export type ListedJob = Job & { wait?: WordedWait | undefined; artefacts?: string[] }
+
+/** Why a job waits, with the same in words (see `describeJobWait`). */
+export type WordedWait = JobWait & { text: string }
 
 /** One job in full: its attempts, its inputs and where they are, and why it waits. */
 export interface JobDetail {
   job: Job
   attempts: TargetFulfilment[]
   inputs: JobInput[]
-  wait: JobWait | undefined
+  wait: WordedWait | undefined
+}
+
+/** One page of orders as {@link Queries.findOrders} reads it. */
+export interface OrderPage<T> {
+  orders: T[]
+  /** Every order the filters match, on every page. */
+  total: number
+  /** Where the next page starts; absent on the last page. */
+  next?: OrderKey
 }
 
 /** A registered target as the API lists it. */
@@ -37,6 +56,10 @@ export interface TargetStatus {
   live: boolean
   /** Attempts it runs now. */
   running: number
+  /** Jobs in its first local queue (it holds their product) and its second (it holds an input). */
+  queues: { firstLocal: number; secondLocal: number }
+  /** When it last heartbeated (workers only), in Unix milliseconds. */
+  lastHeartbeatAt?: number
   /**
    * Why it takes no work now, when its driver knows (a cluster that does not answer, a
    * kubeconfig that cannot be read). Absent while it is healthy.
@@ -48,6 +71,21 @@ export interface TargetStatus {
 export interface ProductHolder {
   target: string
   url?: string
+}
+
+/** The figures of `GET /v1/stats`: the numbers the metrics show, and the global queue. */
+export interface Overview {
+  /** Jobs of the orders in flight, by state. */
+  jobs: JobCounts
+  /**
+   * `global`: jobs in the global queue (any target may take them); `waiting`: every job ready
+   * and waiting for a target, in any queue (the metric `lockstep_queue_depth`).
+   */
+  queues: { global: number; waiting: number }
+  /** Orders in flight. */
+  orders: number
+  /** Targets connected now. */
+  targets: number
 }
 
 /** Counts for the metrics. */
@@ -69,6 +107,8 @@ export interface ServiceStats {
 export class Queries {
   private readonly engine: Engine
   private readonly store: Store
+  /** What push targets' drivers say keeps them from work, by target id. */
+  private readonly problems = new Map<string, string>()
 
   constructor(engine: Engine, store: Store) {
     this.engine = engine
@@ -90,11 +130,22 @@ export class Queries {
 
   /** Orders with their fulfilment, newest first, in one store read: all, or one owner's. */
   async listOrders(limit: number, owner?: string): Promise<OrderFulfilment[]> {
-    return (await this.store.listOrders(limit, owner)).map((o) =>
-      this.engine.order(o.order.id) !== undefined
-        ? this.engine.fulfilment(o.order.id)
-        : storedFulfilment(o),
-    )
+    return (await this.store.listOrders(limit, owner)).map((o) => this.current(o))
+  }
+
+  /**
+   * One page of the orders a query matches, each with its fulfilment, and how many match in all.
+   * The store holds every order, so it filters, sorts and pages; the engine's fulfilment
+   * replaces the stored one for an order in flight, as in {@link listOrders}. An order whose
+   * state in memory has moved past the state filter is left out of its page.
+   */
+  async findOrders(query: OrderQuery): Promise<OrderPage<OrderFulfilment>> {
+    const page = await this.store.findOrders(query)
+    const states = query.states === undefined ? undefined : new Set(query.states)
+    const orders = page.orders
+      .map((o) => this.current(o))
+      .filter((f) => states === undefined || states.has(f.state))
+    return { ...page, orders }
   }
 
   /**
@@ -117,7 +168,7 @@ export class Queries {
       const listed: ListedJob =
         finalJobStates.has(job.state) || job.state === 'running'
           ? job
-          : { ...job, wait: this.engine.explain(job.id) }
+          : { ...job, wait: this.worded(this.engine.explain(job.id)) }
       const artefacts = this.engine.attempts(job.id).at(-1)?.artefacts
       return artefacts === undefined ? listed : { ...listed, artefacts }
     })
@@ -156,7 +207,7 @@ export class Queries {
       job,
       attempts: await this.attempts(job.id),
       inputs: live ? this.engine.inputs(job.id) : [],
-      wait: live ? this.engine.explain(job.id) : undefined,
+      wait: live ? this.worded(this.engine.explain(job.id)) : undefined,
     }
   }
 
@@ -165,9 +216,23 @@ export class Queries {
     return this.engine.job(jobId) === undefined ? undefined : this.engine.explain(jobId)
   }
 
-  /** Every registered target, with whether it is live. */
+  /**
+   * Every registered target: whether it is live, its queue depths, its last heartbeat, and any
+   * problem its driver reported.
+   */
   targets(): TargetStatus[] {
-    return this.engine.targets()
+    const depths = this.engine.queueDepths().targets
+    return this.engine.targets().map((t) => {
+      const queues = depths.get(t.target.id) ?? { firstLocal: 0, secondLocal: 0 }
+      const problem = this.problems.get(t.target.id)
+      return problem === undefined ? { ...t, queues } : { ...t, queues, problem }
+    })
+  }
+
+  /** Says why a push target takes no work now, or, with undefined, that it is healthy again. */
+  reportProblem(targetId: string, problem: string | undefined): void {
+    if (problem === undefined) this.problems.delete(targetId)
+    else this.problems.set(targetId, problem)
   }
 
   /** A registered target. */
@@ -223,6 +288,25 @@ export class Queries {
   stats(): ServiceStats {
     const s = this.engine.stats()
     return { ...s, orders: this.engine.listOrders().length }
+  }
+
+  /** The figures of `GET /v1/stats`, from the numbers the metrics read. */
+  overview(): Overview {
+    const s = this.stats()
+    const queues = { global: this.engine.queueDepths().global, waiting: s.queued }
+    return { jobs: s.jobs, queues, orders: s.orders, targets: s.targets }
+  }
+
+  /** A wait with its words, the jobs it names by name while they are in memory. */
+  private worded(wait: JobWait | undefined): WordedWait | undefined {
+    if (wait === undefined) return undefined
+    return { ...wait, text: describeJobWait(wait, (id) => this.engine.job(id)?.name) }
+  }
+
+  /** A listed order's fulfilment: the engine's while it is in flight, else the stored one. */
+  private current(o: OrderWithCounts): OrderFulfilment {
+    const id = o.order.id
+    return this.engine.order(id) !== undefined ? this.engine.fulfilment(id) : storedFulfilment(o)
   }
 
   private async storedOrder(orderId: Id): Promise<OrderWithCounts> {

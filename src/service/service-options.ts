@@ -1,4 +1,4 @@
-/** What a {@link SchedulerService} is started with. */
+/** What a scheduler service is started with, and what push targets report with a result. */
 import type { Clock } from '../core/clock.ts'
 import type { EngineOptions } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
@@ -25,7 +25,7 @@ export interface SchedulerServiceOptions {
    */
   onStoreFault?: (fault: string | undefined) => void
   /**
-   * Take the store for this process alone (`Store.hold`) before reading it: one scheduler
+   * Take the store for this process alone ({@link Store.hold}) before reading it: one scheduler
    * per store. @default true
    */
   hold?: boolean
@@ -35,4 +35,12 @@ export interface SchedulerServiceOptions {
   onListenerError?: (error: unknown, event: EngineEvent) => void
   /** The key and lifetime of the capabilities on assignment inputs. @default a key per process */
   capabilities?: CapabilityOptions
+  /** How long one point of the stats history covers (360 are kept). @default 10000 */
+  statsIntervalMs?: number
+}
+
+/** Cache changes a push target reports with an attempt's result. */
+export interface CacheChanges {
+  added?: readonly string[]
+  removed?: readonly string[]
 }

@@ -26,26 +26,30 @@ import type {
   TargetRegistration,
 } from '../core/protocol.ts'
 import { describeFault, guardedReads } from '../store/faults.ts'
-import type { AttemptsOnTarget, Batch, Store } from '../store/store.ts'
+import type { AttemptsOnTarget, Batch, OrderQuery, Store } from '../store/store.ts'
 import { CapabilitySigner } from './capabilities.ts'
 import type { CapabilityKey } from './capabilities.ts'
 import { GroupCommit, logStoreFault } from './group-commit.ts'
 import type { StoreStatus } from './group-commit.ts'
 import { Journal } from './journal.ts'
 import { Queries } from './queries.ts'
-import type { JobDetail, ListedJob, ProductHolder, ServiceStats, TargetStatus } from './queries.ts'
+import type {
+  JobDetail,
+  ListedJob,
+  OrderPage,
+  Overview,
+  ProductHolder,
+  ServiceStats,
+  TargetStatus,
+} from './queries.ts'
 import { SiteWaits } from './site-waits.ts'
 import { StoredEvents } from './stored-events.ts'
 import { WorkerProtocol } from './worker-protocol.ts'
-import type { SchedulerServiceOptions } from './service-options.ts'
+import type { CacheChanges, SchedulerServiceOptions } from './service-options.ts'
+import { StatsHistory } from './stats-history.ts'
+import type { StatsPoint } from './stats-history.ts'
 
-export type { SchedulerServiceOptions }
-
-/** Cache changes a push target reports with an attempt's result. */
-export interface CacheChanges {
-  added?: readonly string[]
-  removed?: readonly string[]
-}
+export type { CacheChanges, SchedulerServiceOptions } from './service-options.ts'
 
 const ORDER_ENDED = /^order:(succeeded|failed|cancelled)$/
 
@@ -62,8 +66,7 @@ export class SchedulerService {
   private readonly queries: Queries
   private readonly onFatal: ((error: unknown) => void) | undefined
   private readonly events: StoredEvents
-  /** What push targets' drivers say keeps them from work, by target id. */
-  private readonly problems = new Map<string, string>()
+  private readonly history: StatsHistory
   private closed = false
 
   private constructor(options: SchedulerServiceOptions) {
@@ -73,6 +76,12 @@ export class SchedulerService {
     this.clock = options.clock ?? systemClock
     this.siteWaits = new SiteWaits(this.clock)
     this.engine = new Engine({ ...options.engine, clock: this.clock })
+    const jobs = () => this.engine.stats().jobs
+    this.history = new StatsHistory({
+      clock: this.clock,
+      jobs,
+      intervalMs: options.statsIntervalMs,
+    })
     this.commit = new GroupCommit({
       store: options.store,
       commitDelayMs: options.commitDelayMs,
@@ -80,6 +89,7 @@ export class SchedulerService {
       pending: () => this.journal.size,
       take: () => this.take(),
       committed: (batch) => this.committed(batch),
+      measured: (ms) => this.history.committed(ms),
       failed: (error) => {
         this.engine.stop()
         this.onFatal?.(error)
@@ -285,6 +295,11 @@ export class SchedulerService {
     return this.queries.listOrders(limit, owner)
   }
 
+  /** One page of the orders a query matches, with their fulfilment, and how many match. */
+  findOrders(query: OrderQuery): Promise<OrderPage<OrderFulfilment>> {
+    return this.queries.findOrders(query)
+  }
+
   jobs(orderId: Id): Promise<ListedJob[]> {
     return this.queries.jobs(orderId)
   }
@@ -317,12 +332,7 @@ export class SchedulerService {
 
   /** Every registered target, with whether it is live and any problem its driver reported. */
   targets(): TargetStatus[] {
-    const targets = this.queries.targets()
-    if (this.problems.size === 0) return targets
-    return targets.map((t) => {
-      const problem = this.problems.get(t.target.id)
-      return problem === undefined ? t : { ...t, problem }
-    })
+    return this.queries.targets()
   }
 
   /**
@@ -330,8 +340,7 @@ export class SchedulerService {
    * that it is healthy again. Kept in memory: a restarted driver says it again.
    */
   reportProblem(targetId: string, problem: string | undefined): void {
-    if (problem === undefined) this.problems.delete(targetId)
-    else this.problems.set(targetId, problem)
+    this.queries.reportProblem(targetId, problem)
   }
 
   target(targetId: string): Target | undefined {
@@ -363,6 +372,16 @@ export class SchedulerService {
     return this.queries.stats()
   }
 
+  /** The figures `GET /v1/stats` shows: jobs by state, queue depths, orders and live targets. */
+  overview(): Overview {
+    return this.queries.overview()
+  }
+
+  /** The last hour, one point per interval, oldest first: `GET /v1/stats/history`. */
+  statsHistory(): StatsPoint[] {
+    return this.history.read()
+  }
+
   /** Whether the store takes writes now, and what waits for it: `GET /readyz`. */
   storeStatus(): StoreStatus {
     return this.commit.status
@@ -380,6 +399,7 @@ export class SchedulerService {
     if (this.closed) return
     this.closed = true
     this.siteWaits.wake()
+    this.history.stop()
     this.commit.closing()
     this.workers.workArrived()
     this.engine.stop()
@@ -392,6 +412,7 @@ export class SchedulerService {
    * store is left as the last commit left it, for a new service to start from.
    */
   abandon(): void {
+    this.history.stop()
     this.commit.closing()
     this.workers.workArrived()
     this.engine.stop()
@@ -403,6 +424,7 @@ export class SchedulerService {
     if (e.type === 'target:registered') this.siteWaits.wake()
     this.journal.add(e, this.engine)
     this.events.recorded(e)
+    this.history.event(e.type)
     // A waiting heartbeat looks again: for a job to take, or for stops the engine now holds
     // for its worker. Push targets hear of both from the stored events.
     if (e.type === 'job:ready' || e.type === 'attempt:stop') this.workers.workArrived()

@@ -186,6 +186,27 @@ CREATE TABLE last_commit (
 ALTER TABLE orders ADD COLUMN sites TEXT;
 `,
   },
+  {
+    version: 8,
+    name: 'orders: the name of what each runs, and indexes to filter, sort and page the list',
+    // `source_name`: the packet's name or the artifact's project, copied onto the order so the
+    // list is filtered and searched without a join; older rows take it from their source.
+    // Each index ends in the id, the key of the keyset pages (`GET /v1/orders?cursor=`): a page
+    // filtered by owner and/or state, newest first or by priority, is one index range read
+    // backwards, stopping at the limit. (state, id) replaces (state), of which it is a prefix.
+    sql: () => `
+ALTER TABLE orders ADD COLUMN source_name TEXT;
+UPDATE orders SET source_name = (SELECT p.name FROM packets p WHERE p.id = orders.source_id)
+  WHERE source_kind = 'packet';
+UPDATE orders SET source_name = (SELECT a.project FROM artifacts a WHERE a.id = orders.source_id)
+  WHERE source_kind = 'artifact';
+DROP INDEX orders_state;
+CREATE INDEX orders_state_id ON orders (state, id);
+CREATE INDEX orders_priority ON orders (priority, id);
+CREATE INDEX orders_owner_state ON orders (owner, state, id);
+CREATE INDEX orders_owner_priority ON orders (owner, priority, id);
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

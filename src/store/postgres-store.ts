@@ -86,6 +86,7 @@ const orderTypes = [
   'text',
   'int',
   'text',
+  'text',
 ]
 const jobTypes = [
   'bytea',
@@ -370,6 +371,7 @@ export class PostgresStore implements Store {
 
   order: Reads['order'] = (orderId) => this.reads.order(orderId)
   listOrders: Reads['listOrders'] = (limit, owner) => this.reads.listOrders(limit, owner)
+  findOrders: Reads['findOrders'] = (query) => this.reads.findOrders(query)
   jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
   job: Reads['job'] = (jobId) => this.reads.job(jobId)
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)

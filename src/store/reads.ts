@@ -10,6 +10,8 @@ import type { Job, Lock } from '../core/model.ts'
 import { emptyCounts } from '../core/engine/fulfilment.ts'
 import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { specMap } from './job-specs.ts'
+import { countSql, pageSql, sortKey } from './order-pages.ts'
+import type { OrderQuery } from './order-pages.ts'
 import {
   attemptColumns,
   decodeAttempt,
@@ -36,6 +38,7 @@ import type {
 } from './rows.ts'
 import type {
   AttemptsOnTarget,
+  OrderPage,
   OrderWithCounts,
   ProductLocation,
   Snapshot,
@@ -51,11 +54,11 @@ const prefixed = (columns: string, alias: string) => columns.replace(/(^|, )/g, 
  * null. The jobs are reached by a join from each listed order, never by `IN (…)`: PostgreSQL
  * plans an `IN` over many orders as a scan of every job, a join as one index lookup per order.
  */
-const countedOrders = (listed: string) => `WITH listed AS (${listed})
+const countedOrders = (listed: string, sort = 'id DESC') => `WITH listed AS (${listed})
   SELECT ${prefixed(orderColumns, 'l')}, c.state AS job_state, c.n FROM listed l
   LEFT JOIN (SELECT k.id, j.state, count(*) AS n FROM listed k JOIN jobs j ON j.order_id = k.id
     GROUP BY k.id, j.state) c ON c.id = l.id
-  ORDER BY l.id DESC`
+  ORDER BY ${prefixed(sort, 'l')}`
 
 /** One target's attempts with their order ids, newest first; `where` adds to the filter. */
 function onTarget(where: string): string {
@@ -256,6 +259,7 @@ export type Reads = Pick<
   Store,
   | 'order'
   | 'listOrders'
+  | 'findOrders'
   | 'jobs'
   | 'job'
   | 'attempts'
@@ -287,6 +291,19 @@ export class StoreReads implements Reads {
         ? await this.query<CountedOrderRow>(readSql.listOrders, [limit])
         : await this.query<CountedOrderRow>(readSql.listOwnOrders, [owner, limit])
     return ordersWithCounts(rows)
+  }
+
+  async findOrders(q: OrderQuery): Promise<OrderPage> {
+    const page = pageSql(q, orderColumns)
+    const count = countSql(q)
+    const orders = ordersWithCounts(
+      await this.query<CountedOrderRow>(countedOrders(page.sql, sortKey(q.sort)), page.params),
+    )
+    const total = Number((await this.query<{ n: number | string }>(count.sql, count.params))[0]!.n)
+    const last = orders.at(-1)?.order
+    return orders.length < q.limit || last === undefined
+      ? { orders, total }
+      : { orders, total, next: { id: last.id, priority: last.priority } }
   }
 
   async jobs(orderId: Id): Promise<Job[]> {

@@ -142,10 +142,11 @@ export interface OrderRow {
   reason: string | null
   iterations: number
   sites: string | null
+  source_name: string | null
 }
 
 export const orderColumns =
-  'id, source_kind, source_id, priority, owner, creator, override, state, created_at, started_at, ended_at, reason, iterations, sites'
+  'id, source_kind, source_id, priority, owner, creator, override, state, created_at, started_at, ended_at, reason, iterations, sites, source_name'
 
 export function orderValues(s: StoredOrder): unknown[] {
   const o = s.order
@@ -165,17 +166,20 @@ export function orderValues(s: StoredOrder): unknown[] {
     s.reason ?? null,
     s.iterations,
     o.sites === undefined ? null : JSON.stringify(o.sites),
+    o.source.name,
   ]
 }
 
 export function decodeOrder(r: OrderRow): StoredOrder {
   const sourceId = fromBin(r.source_id)
+  // NULL only if a row escaped migration 8's backfill (its packet or artifact gone): no name.
+  const name = r.source_name ?? ''
   const order: Order = {
     id: fromBin(r.id),
     source:
       r.source_kind === 'packet'
-        ? { kind: 'packet', packetId: sourceId }
-        : { kind: 'artifact', artifactId: sourceId },
+        ? { kind: 'packet', packetId: sourceId, name }
+        : { kind: 'artifact', artifactId: sourceId, name },
     priority: r.priority,
     owner: r.owner,
     creator: r.creator,

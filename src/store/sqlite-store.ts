@@ -147,7 +147,7 @@ export class SqliteStore implements Store {
       artifact: db.prepare(
         'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
       ),
-      order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(14)})`),
+      order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(15)})`),
       jobs: new Bulk(db, `INSERT INTO jobs (${jobColumns}) VALUES {rows}`, 11),
       locks: new Bulk(
         db,
@@ -313,6 +313,7 @@ export class SqliteStore implements Store {
 
   order: Reads['order'] = (orderId) => this.reads.order(orderId)
   listOrders: Reads['listOrders'] = (limit, owner) => this.reads.listOrders(limit, owner)
+  findOrders: Reads['findOrders'] = (query) => this.reads.findOrders(query)
   jobs: Reads['jobs'] = (orderId) => this.reads.jobs(orderId)
   job: Reads['job'] = (jobId) => this.reads.job(jobId)
   attempts: Reads['attempts'] = (jobId) => this.reads.attempts(jobId)

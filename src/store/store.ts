@@ -7,6 +7,9 @@ import type { Id } from '../core/ids.ts'
 import type { Artifact, Job, Lock, Order, OrderState, Target } from '../core/model.ts'
 import type { PacketRecord } from '../core/engine/engine.ts'
 import type { AttemptState, JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
+import type { OrderKey, OrderQuery } from './order-pages.ts'
+
+export type { OrderKey, OrderQuery, OrderSort } from './order-pages.ts'
 
 /** What a backend can do; tests and the service ask this, never the backend's name. */
 export interface StoreCapabilities {
@@ -39,6 +42,15 @@ export interface OrderWithCounts extends StoredOrder {
   counts: JobCounts
   /** Every job of the order, whatever its state. */
   total: number
+}
+
+/** One page of the order list (see {@link Store.findOrders}). */
+export interface OrderPage {
+  orders: OrderWithCounts[]
+  /** Every order the query's filters match, on every page. */
+  total: number
+  /** Where the next page starts; absent on the last page. */
+  next?: OrderKey
 }
 
 /** The fields of an order that change after it is stored. */
@@ -196,6 +208,12 @@ export interface Store {
    * given an `owner`, only that owner's (read through an index: as cheap as the unfiltered list).
    */
   listOrders(limit: number, owner?: string): Promise<OrderWithCounts[]>
+  /**
+   * One page of the orders a query's filters match, in its sort, each with its job counts, and
+   * how many orders match in all. Each page is an index range (see `order-pages.ts`); the count
+   * reads every matching order's index entry, and the text search every order's row.
+   */
+  findOrders(query: OrderQuery): Promise<OrderPage>
   /** An order's jobs in their order. */
   jobs(orderId: Id): Promise<Job[]>
   /** One job, running or ended. */

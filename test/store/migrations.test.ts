@@ -108,4 +108,35 @@ describe.each(backends)('migrations over an older store: %s', (_name, make) => {
     expect(await onTarget({ limit: 10, owner: 'ana' })).toEqual([2, 1])
     expect(await onTarget({ limit: 10, owner: 'bob' })).toEqual([])
   })
+
+  it('migration 8: older orders take the name of their packet or artifact, and are found by it', async () => {
+    backend = make('migrate_v7')
+    const ARTIFACT = '01900000-0000-7000-8000-00000000000d'
+    const ORDER2 = '01900000-0000-7000-8000-00000000000e'
+    await olderStore(
+      7,
+      `INSERT INTO packets (id, name, body, created_at, owner)
+         VALUES (${bin(PACKET)}, 'nightly', '{}', 900, 'ana');
+       INSERT INTO artifacts (id, project, body, created_at)
+         VALUES (${bin(ARTIFACT)}, 'clinics', '{}', 900);
+       INSERT INTO orders (id, source_kind, source_id, priority, owner, creator, state, created_at, iterations)
+         VALUES (${bin(ORDER)}, 'packet', ${bin(PACKET)}, 50, 'ana', 'ana', 'succeeded', 1000, 0),
+                (${bin(ORDER2)}, 'artifact', ${bin(ARTIFACT)}, 70, 'ana', 'ana', 'failed', 1001, 0)`,
+    )
+    const s = backend.open()
+    open.push(s)
+    expect(await s.migrate()).toBe(schemaVersion)
+    expect((await s.order(ORDER))?.order.source).toEqual({
+      kind: 'packet',
+      packetId: PACKET,
+      name: 'nightly',
+    })
+    const page = await s.findOrders({ limit: 10, text: 'CLINIC' })
+    expect(page.orders.map((o) => o.order.source)).toEqual([
+      { kind: 'artifact', artifactId: ARTIFACT, name: 'clinics' },
+    ])
+    expect(
+      (await s.findOrders({ limit: 10, sort: 'priority' })).orders.map((o) => o.order.id),
+    ).toEqual([ORDER2, ORDER])
+  })
 })

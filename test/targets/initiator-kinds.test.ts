@@ -107,6 +107,8 @@ describe('the initiator', () => {
       target: 'initiator',
       op: 'exec',
       refusal: 'the initiator runs builtins only; start the server with --initiator-exec',
+      // The API says it in the same words as the one function that words it.
+      text: describeWaitReason(wait),
     })
     expect(describeWaitReason(wait)).toBe(
       'target initiator does not run exec jobs (the initiator runs builtins only; start the server with --initiator-exec)',

@@ -11,6 +11,11 @@ export class Heap<T> {
     return this.items.length
   }
 
+  /** Calls `fn` on every item, in no particular order: for reports that look past the top. */
+  forEach(fn: (item: T) => void): void {
+    for (const item of this.items) fn(item)
+  }
+
   peek(): T | undefined {
     return this.items[0]
   }

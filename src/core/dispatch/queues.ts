@@ -22,6 +22,14 @@ import { KIND_COUNT, TargetQueues, WAITING, kindBit, runsJob } from './dispatch-
 import { Heap } from './heap.ts'
 import { Best, RANK_FIRST, RANK_GLOBAL, RANK_SECOND } from './ranking.ts'
 
+/** How many jobs wait in each dispatch queue (see {@link Queues.depths}). */
+export interface QueueDepths {
+  /** Jobs in the global queue. */
+  global: number
+  /** By target id: jobs in its first local queue (it holds their product) and its second (it holds an input). */
+  targets: Map<string, { firstLocal: number; secondLocal: number }>
+}
+
 export class Queues {
   /** Every target ever named, live or not. */
   readonly targets = new Map<string, TargetQueues>()
@@ -111,6 +119,21 @@ export class Queues {
     if (pushed) this.arrived(t)
   }
 
+  /**
+   * How many jobs stand in each queue now: the global one, and each target's first and second
+   * local queues. Stale entries are left out, so it walks every entry: for reports, not picks.
+   */
+  depths(): QueueDepths {
+    const targets = new Map<string, { firstLocal: number; secondLocal: number }>()
+    for (const t of this.targets.values()) {
+      targets.set(t.id, {
+        firstLocal: standing([t.first], RANK_FIRST, t),
+        secondLocal: standing([t.second], RANK_SECOND, t),
+      })
+    }
+    return { global: standing(this.global, RANK_GLOBAL), targets }
+  }
+
   /** The best valid job `t` may take from its own queues and, unless strict-only, the global one. */
   bestFor(t: TargetQueues): Best<DispatchJob, Heap<DispatchJob>, TargetQueues> {
     this.best.reset()
@@ -198,16 +221,26 @@ function validTop(
   for (;;) {
     const job = heap.peek()
     if (job === undefined) return undefined
-    if (
-      job.state === WAITING &&
-      !job.parked &&
-      (rank === RANK_GLOBAL ||
-        (runsJob(t!, job) && (rank === RANK_FIRST ? job.entry.holds(t!) : holdsAnyDep(job, t!))))
-    ) {
-      return job
-    }
+    if (isValid(job, rank, t)) return job
     heap.pop()
   }
+}
+
+/** Whether an entry of a queue of rank `rank` owned by `t` still stands (see {@link validTop}). */
+function isValid(job: DispatchJob, rank: number, t: TargetQueues | undefined): boolean {
+  return (
+    job.state === WAITING &&
+    !job.parked &&
+    (rank === RANK_GLOBAL ||
+      (runsJob(t!, job) && (rank === RANK_FIRST ? job.entry.holds(t!) : holdsAnyDep(job, t!))))
+  )
+}
+
+/** The jobs standing in `heaps`, each counted once, stale entries left out. */
+function standing(heaps: readonly Heap<DispatchJob>[], rank: number, t?: TargetQueues): number {
+  const seen = new Set<DispatchJob>()
+  for (const heap of heaps) heap.forEach((job) => isValid(job, rank, t) && seen.add(job))
+  return seen.size
 }
 
 function holdsAnyDep(job: DispatchJob, t: TargetQueues): boolean {

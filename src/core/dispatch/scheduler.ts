@@ -26,6 +26,7 @@ import { checkJob, compileSchedulerOptions } from './options.ts'
 import type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
 import { avoids, cycleTarget } from './placement.ts'
 import { Queues } from './queues.ts'
+import type { QueueDepths } from './queues.ts'
 import { ResourceTable } from './resource-table.ts'
 import { StageTimers, firstStage } from './stage-timers.ts'
 import { WaitingPicks } from './waiting-picks.ts'
@@ -36,6 +37,7 @@ export type { PendingJob } from './dispatch-state.ts'
 export type { ScheduleJobOptions, SchedulerOptions } from './options.ts'
 export { describeWaitReason } from './wait-reason.ts'
 export type { WaitReason } from './wait-reason.ts'
+export type { QueueDepths } from './queues.ts'
 
 /**
  * Decides which target runs which job. Pure and in memory: the service around it persists what
@@ -272,6 +274,11 @@ export class Scheduler {
   }
 
   /** Counts for metrics: waiting and running jobs, live targets, pending picks. */
+  /** How many jobs wait in each queue, stale entries left out: O(queued), for reports. */
+  queueDepths(): QueueDepths {
+    return this.queues.depths()
+  }
+
   stats(): { waiting: number; running: number; targets: number; idle: number } {
     let live = 0
     for (const t of this.targets.values()) if (t.live) live++

@@ -22,15 +22,35 @@ export type WaitReason =
   /** Eligible, and waiting for a target with a free slot to take it. */
   | { kind: 'queued'; targets: 'any' | string[] }
 
-/** Words for a {@link WaitReason}. */
-export function describeWaitReason(reason: WaitReason): string {
+/** A time of day in UTC, as a wait shows when it ends: `12:04:31 UTC`. */
+export function utcTime(ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 19)} UTC`
+}
+
+/** A job as words name it: `name (id)` when its name is known, else its id. */
+export function jobWords(id: string, nameOf: (id: string) => string | undefined): string {
+  const name = nameOf(id)
+  return name === undefined ? id : `${name} (${id})`
+}
+
+/**
+ * Words for a {@link WaitReason}; `nameOf` gives job names, so a holder reads as `name (id)`.
+ */
+export function describeWaitReason(
+  reason: WaitReason,
+  nameOf: (id: string) => string | undefined = () => undefined,
+): string {
   switch (reason.kind) {
-    case 'locality':
-      return reason.stage === 'cached'
-        ? `waiting for ${reason.preferred.join(', ')}, which hold its product, until ${new Date(reason.until).toISOString()}`
-        : `waiting for workers that hold its inputs${reason.preferred.length > 0 ? ` (${reason.preferred.join(', ')})` : ''} until ${new Date(reason.until).toISOString()}`
+    case 'locality': {
+      const who =
+        reason.preferred.length > 0
+          ? `${reason.preferred.join(', ')}, which hold`
+          : 'a target that holds'
+      const holding = reason.stage === 'cached' ? 'its product' : 'its inputs'
+      return `locality delay until ${utcTime(reason.until)}: waiting for ${who} ${holding}`
+    }
     case 'resource':
-      return `resource ${reason.resource} is held by job ${reason.holder}`
+      return `waiting for resource ${reason.resource}, held by job ${jobWords(reason.holder, nameOf)}`
     case 'no-eligible-target': {
       const why = reason.refusal === undefined ? '' : ` (${reason.refusal})`
       if (reason.op !== undefined) {

@@ -19,6 +19,7 @@ import { parseInput } from '../schema.ts'
 import { targetRegistrationSchema } from '../protocol.ts'
 import type { Assignment, JobInput, RunningAttempt, Stop, TargetRegistration } from '../protocol.ts'
 import { Scheduler } from '../dispatch/scheduler.ts'
+import type { QueueDepths } from '../dispatch/scheduler.ts'
 import { EngineEvents } from './events.ts'
 import type { EngineListener } from './events.ts'
 import type { JobCounts, OrderFulfilment, TargetFulfilment } from './fulfilment.ts'
@@ -37,6 +38,7 @@ import { recover } from './recovery.ts'
 import type { EngineState } from './recovery.ts'
 import { Submissions } from './submissions.ts'
 import { TargetRegistry } from './target-registry.ts'
+import type { RegisteredTarget } from './target-registry.ts'
 
 export type { EngineState, JobWait, PacketAccess, PacketRecord }
 
@@ -209,7 +211,7 @@ export class Engine {
   }
 
   /** Every registered target, with whether it is live. */
-  targets(): { target: Target; live: boolean; running: number }[] {
+  targets(): RegisteredTarget[] {
     return this.registry.targets()
   }
 
@@ -405,6 +407,11 @@ export class Engine {
       running: d.running,
       refusedAnnouncements,
     }
+  }
+
+  /** How many jobs wait in each dispatch queue: O(queued), for reports. */
+  queueDepths(): QueueDepths {
+    return this.dispatch.queueDepths()
   }
 
   /** Any live target holding a job's product. */

@@ -23,6 +23,8 @@ export function emptyCounts(): JobCounts {
 /** Where an order stands, as the API and the dashboard show it. */
 export interface OrderFulfilment {
   orderId: Id
+  /** What the order runs: the packet's name or the artifact's project. */
+  source: { kind: 'packet' | 'artifact'; name: string }
   state: OrderState
   priority: number
   owner: string
@@ -75,7 +77,14 @@ export interface TargetFulfilment {
 
 /** What an {@link OrderFulfilment} is made of, whether the order is in memory or stored. */
 export interface FulfilmentParts {
-  order: { id: Id; state: OrderState; priority: number; owner: string; createdAt: number }
+  order: {
+    id: Id
+    source: { kind: 'packet' | 'artifact'; name: string }
+    state: OrderState
+    priority: number
+    owner: string
+    createdAt: number
+  }
   total: number
   counts: JobCounts
   startedAt?: number | undefined
@@ -92,6 +101,7 @@ export function orderFulfilment(p: FulfilmentParts): OrderFulfilment {
   const ended = p.total - p.counts.waiting - p.counts.ready - p.counts.running
   const out: OrderFulfilment = {
     orderId: p.order.id,
+    source: { kind: p.order.source.kind, name: p.order.source.name },
     state: p.order.state,
     priority: p.order.priority,
     owner: p.order.owner,

@@ -36,7 +36,8 @@ export function packetSubmission(
   now: number,
 ): Submission {
   const resources = new Map(packet.resources.map((r) => [r.key, r]))
-  const order = newOrder({ kind: 'packet', packetId }, resolved, submitter, ids.next(now), now)
+  const source = { kind: 'packet', packetId, name: packet.name } as const
+  const order = newOrder(source, resolved, submitter, ids.next(now), now)
   const jobs = packet.jobs.map((pj) => {
     const job: Job = {
       id: ids.next(now),
@@ -94,7 +95,8 @@ export function artifactSubmission(
 ): Submission {
   const graph = toJobGraph(bind(artifact, context, limits), ids, now)
   const artifactId = ids.next(now)
-  const order = newOrder({ kind: 'artifact', artifactId }, resolved, submitter, ids.next(now), now)
+  const source = { kind: 'artifact', artifactId, name: artifact.project } as const
+  const order = newOrder(source, resolved, submitter, ids.next(now), now)
   const failure = compileFailurePolicy(resolved.failure)
   let iterations = 0
   const jobs = graph.jobs.map((g) => {

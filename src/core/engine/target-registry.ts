@@ -45,10 +45,22 @@ export interface TargetRecord<J> {
   live: boolean
   leaseDue: number
   leaseTimer: Timer | undefined
+  /** When it last heartbeated (workers only): Unix milliseconds. */
+  heartbeatAt?: number
   /** Running attempts, by job id. */
   readonly running: Map<Id, J>
   /** Attempts it must stop, kept until it next speaks (targets with a lease only). */
   stops: Stop[]
+}
+
+/** A registered target as {@link TargetRegistry.targets} lists it. */
+export interface RegisteredTarget {
+  target: Target
+  live: boolean
+  /** Attempts it runs now. */
+  running: number
+  /** When it last heartbeated (workers only), in Unix milliseconds. */
+  lastHeartbeatAt?: number
 }
 
 /** What the registry tells its owner, synchronously, as it happens. */
@@ -149,6 +161,7 @@ export class TargetRegistry<J extends RunningJob> {
     graceMs: number,
   ): void {
     const now = this.clock.now()
+    record.heartbeatAt = now
     if (record.capabilities.leaseMs > 0) record.leaseDue = now + record.capabilities.leaseMs
     if (running === undefined) return
     const held = attemptKeys(running)
@@ -200,13 +213,13 @@ export class TargetRegistry<J extends RunningJob> {
     return this.records.get(targetId)?.target
   }
 
-  /** Every registered target, with whether it is live and how many attempts it runs. */
-  targets(): { target: Target; live: boolean; running: number }[] {
-    return [...this.records.values()].map((r) => ({
-      target: r.target,
-      live: r.live,
-      running: r.running.size,
-    }))
+  /** Every registered target: whether it is live, how many attempts it runs, its last heartbeat. */
+  targets(): RegisteredTarget[] {
+    return [...this.records.values()].map((r) => {
+      const out: RegisteredTarget = { target: r.target, live: r.live, running: r.running.size }
+      if (r.heartbeatAt !== undefined) out.lastHeartbeatAt = r.heartbeatAt
+      return out
+    })
   }
 
   /** Says where a target serves its products; an unknown target is ignored. */

@@ -18,10 +18,12 @@ import {
 import { classify } from '../../core/document.ts'
 import { LockstepError, ValidationError } from '../../core/errors.ts'
 import { orderOptionsSchema } from '../../core/order.ts'
+import type { OrderState } from '../../core/model.ts'
 import type { OrderOptions } from '../../core/order.ts'
 import { packetSchema } from '../../core/packet.ts'
 import { artifactSchema, parseInput } from '../../core/schema.ts'
 import type { Caller } from '../auth.ts'
+import { decodeCursor, encodeCursor } from '../order-cursor.ts'
 import { addRoute, checkedByTheService } from '../route.ts'
 import type { RouteContext } from '../route.ts'
 
@@ -58,8 +60,51 @@ const optionsQuery = z.strictObject({
 })
 
 const byId = z.strictObject({ id: z.string().min(1) })
-const limitQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
+
+const orderStates = ['running', 'succeeded', 'failed', 'cancelled'] as const
+const oneState = orderStates.join('|')
+
+/** What `GET /v1/orders` filters, sorts and pages by. */
+const orderListQuery = z.strictObject({
+  /** Only orders in these states: repeated, or comma-separated. */
+  state: z
+    .union([
+      z.string().regex(new RegExp(`^(${oneState})(,(${oneState}))*$`)),
+      z.array(z.enum(orderStates)),
+    ])
+    .optional()
+    .describe(
+      'only orders in these states (running, succeeded, failed, cancelled): repeated or comma-separated',
+    ),
+  owner: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("only this owner's orders (admins and viewers; a workbench sees only its own)"),
+  q: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe(
+      'text in the packet name or artifact project (any case), or the start of the order id',
+    ),
+  sort: z
+    .enum(['created', 'priority'])
+    .optional()
+    .describe('created: newest first (the default); priority: highest first, then newest'),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .optional()
+    .describe('at most this many (default 100)'),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .describe('where the page starts: the Lockstep-Next-Cursor header of the page before'),
 })
 
 /**
@@ -143,11 +188,35 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
   addRoute(app, callerOf, {
     method: 'GET',
     url: '/v1/orders',
-    summary: 'List the caller’s orders (every order for admins and viewers), newest first',
+    summary:
+      'List the caller’s orders (every order for admins and viewers), filtered, sorted and paged; headers Lockstep-Total (orders matching) and Lockstep-Next-Cursor (absent on the last page)',
     roles: ['workbench', 'viewer'],
-    querystring: limitQuery,
+    querystring: orderListQuery,
     response: z.array(orderFulfilmentSchema),
-    handler: ({ query, caller }) => service.listOrders(query.limit ?? 100, ownerScope(caller)),
+    handler: async ({ query, caller, reply }) => {
+      const sort = query.sort ?? 'created'
+      const scope = ownerScope(caller)
+      const states =
+        query.state === undefined
+          ? undefined
+          : [...new Set(typeof query.state === 'string' ? query.state.split(',') : query.state)]
+      // A workbench asking for another owner's orders gets none: it reaches only its own.
+      const page =
+        scope !== undefined && query.owner !== undefined && query.owner !== scope
+          ? { orders: [], total: 0, next: undefined }
+          : await service.findOrders({
+              states: states as OrderState[] | undefined,
+              owner: scope ?? query.owner,
+              text: query.q,
+              sort,
+              limit: query.limit ?? 100,
+              after: query.cursor === undefined ? undefined : decodeCursor(query.cursor, sort),
+            })
+      reply.header('Lockstep-Total', String(page.total))
+      if (page.next !== undefined)
+        reply.header('Lockstep-Next-Cursor', encodeCursor(sort, page.next))
+      return page.orders
+    },
   })
 
   addRoute(app, callerOf, {
