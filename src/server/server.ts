@@ -30,6 +30,7 @@ import { metaRoutes } from './routes/meta.ts'
 import { orderRoutes } from './routes/orders.ts'
 import { productRoutes } from './routes/products.ts'
 import { targetRoutes } from './routes/targets.ts'
+import { webRoutes } from './routes/web.ts'
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -215,6 +216,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   eventRoutes(ctx)
   targetRoutes(ctx)
   productRoutes(ctx)
+  webRoutes(ctx)
 
   const host = options.host ?? '127.0.0.1'
   await app.listen({ port: options.port ?? 7300, host })
