@@ -13,18 +13,27 @@ import { html } from './ui.js'
 
 /**
  * One job's box.
- * @extends {Component<{ id: string, x: number, y: number, name: string, state: string }>}
+ * @extends {Component<{ id: string, x: number, y: number, name: string, where?: string,
+ *   state: string }>}
  */
 class JobNode extends Component {
   /** @param {any} next */
   shouldComponentUpdate(next) {
     const p = this.props
-    return p.state !== next.state || p.x !== next.x || p.y !== next.y || p.name !== next.name
+    return (
+      p.state !== next.state ||
+      p.x !== next.x ||
+      p.y !== next.y ||
+      p.name !== next.name ||
+      p.where !== next.where
+    )
   }
 
   render() {
-    const { id, x, y, name, state } = this.props
-    const label = name.length > 20 ? `${name.slice(0, 19)}…` : name
+    const { id, x, y, name, where, state } = this.props
+    // A job bound to one target (an artifact's, named by its number) shows where it runs.
+    const full = where === undefined ? name : `${name} · ${where}`
+    const label = full.length > 22 ? `${full.slice(0, 21)}…` : full
     return html`<a
       href=${`#/jobs/${id}`}
       class="node"
@@ -32,7 +41,7 @@ class JobNode extends Component {
       data-name=${name}
       data-state=${state}
     >
-      <title>${name} — ${state}</title>
+      <title>${full} — ${state}</title>
       <rect x=${x} y=${y} width=${NODE_W} height=${NODE_H} rx="5" class=${`state-${state}`} />
       <text x=${x + 8} y=${y + NODE_H / 2 + 4}>${label}</text>
     </a>`
@@ -84,7 +93,11 @@ export function Graph({ jobs, locks, states, onRendered }) {
     const h = el.clientHeight
     const k = Math.min(1, w / Math.max(layout.width, 1), h / Math.max(layout.height, 1))
     const fit = Math.max(k, layout.nodes.length > 200 ? 0.35 : 0.05)
-    setView({ x: Math.max(0, (w - layout.width * fit) / 2), y: 0, k: fit })
+    setView({
+      x: Math.max(0, (w - layout.width * fit) / 2),
+      y: Math.max(12, (h - layout.height * fit) / 2),
+      k: fit,
+    })
     onRendered?.(performance.now() - started, layout.engine)
     // `started` belongs to the render that made this layout: the time covers layout and DOM.
   }, [layout])
@@ -165,6 +178,7 @@ export function Graph({ jobs, locks, states, onRendered }) {
           x=${n.x}
           y=${n.y}
           name=${job?.name ?? n.id}
+          where=${job?.policy?.kind === 'strict' ? job.policy.target : undefined}
           state=${states.get(n.id) ?? 'waiting'}
         />`
       })}

@@ -12,23 +12,11 @@ import { checkLeaks } from '../leaks.ts'
 import { sqliteBackend } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
 import { Cluster, WORKER, sh } from '../e2e/cluster.ts'
+import { chromiumOptions } from '../../bench/chromium.ts'
 
 const ANA = 'ana-dashboard-token'
 const BOB = 'bob-dashboard-token'
 const TOKENS = `workbench:ana:${ANA},workbench:bob:${BOB},worker:*:${WORKER}`
-
-/** How Chromium runs here: headless, no sandbox (containers), nothing fetched from the net. */
-export const chromiumOptions = {
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-  ],
-}
 
 checkLeaks()
 let backend: Backend

@@ -126,7 +126,9 @@ export function JobView({ id }) {
           <span>job #${job.index}</span>
           ${job.step === undefined ? null : html`<span>step ${job.step}</span>`}
           ${job.iteration === undefined ? null : html`<span>iteration ${job.iteration}</span>`}
-          <span>attempt ${job.attempt} of ${job.failure.attempts}</span>
+          <span
+            >${job.attempt === 0 ? 'not tried yet' : `attempt ${job.attempt} of ${job.failure.attempts}`}</span
+          >
         </p>
       </div>
       <div class="actions">
@@ -181,8 +183,9 @@ export function JobView({ id }) {
       </dd>
       <dt>On failure</dt>
       <dd>
-        ${job.failure.attempts} attempt${job.failure.attempts === 1 ? '' : 's'}, then
-        ${job.failure.onExhausted === 'fail-order' ? 'fail the order' : 'skip its dependents'}
+        ${`${job.failure.attempts} attempt${job.failure.attempts === 1 ? '' : 's'}, then ${
+          job.failure.onExhausted === 'fail-order' ? 'fail the order' : 'skip its dependents'
+        }`}
       </dd>
       ${
         job.project === undefined

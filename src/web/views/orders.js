@@ -135,6 +135,8 @@ export function OrdersView() {
     })
 
   const shown = useMemo(() => page?.orders ?? [], [page])
+  // The source is a newer field: its column shows once the server sends it.
+  const sources = shown.some((o) => o.source !== undefined)
   return html`<section>
     <${Glance} />
     <div class="toolbar">
@@ -187,7 +189,7 @@ export function OrdersView() {
         <tr>
           <th>Order</th>
           <th>Owner</th>
-          <th>Source</th>
+          ${sources ? html`<th>Source</th>` : null}
           <th class="num">Prio</th>
           <th>State</th>
           <th class="wide">Progress</th>
@@ -204,9 +206,17 @@ export function OrdersView() {
                 >
               </td>
               <td>${o.owner}</td>
-              <td>
-                ${o.source === undefined ? html`<span class="muted">—</span>` : html`<span class="muted">${o.source.kind}</span> ${o.source.name}`}
-              </td>
+              ${
+                sources
+                  ? html`<td>
+                      ${
+                        o.source === undefined
+                          ? null
+                          : html`<span class="muted">${o.source.kind}</span> ${o.source.name}`
+                      }
+                    </td>`
+                  : null
+              }
               <td class="num">${o.priority}</td>
               <td><${Pill} state=${o.state} /></td>
               <td class="wide"><${Progress} counts=${o.counts} total=${o.total} /></td>
