@@ -1,12 +1,13 @@
 /**
- * Where each job of an order's graph goes, left to right. Up to {@link DAGRE_LIMIT} jobs dagre
- * lays it out (ranks, crossing minimisation, edge routes); above that a plain layered layout —
- * each job's rank its longest path from a first job, jobs of a rank in job order — keeps an
- * order of thousands of jobs responsive (dagre's crossing minimisation grows much faster).
+ * Where each job of an order's graph goes, left to right. A plain layered layout — each job's
+ * rank its longest path from a first job, jobs of a rank in job order, no crossing minimisation —
+ * is linear in jobs and locks and draws at once. Up to {@link DAGRE_LIMIT} jobs, dagre then lays
+ * it out again (ranks, crossing minimisation, edge routes) in a worker: it takes from a tenth of
+ * a second to two seconds on a few hundred jobs with many locks, too long to hold the page.
  *
- * Pure: no DOM. The same input gives the same layout, so the page and the bench measure the same.
+ * Pure: no DOM, and dagre is passed in (a worker cannot use the page's import map). The same
+ * input gives the same layout, so the page and the bench measure the same.
  */
-import dagre from '@dagrejs/dagre'
 
 /** The most jobs laid out with dagre. */
 export const DAGRE_LIMIT = 500
@@ -26,23 +27,26 @@ const ROW_GAP = 12
  */
 
 /**
+ * The layout by `engine`: `layered`, or dagre's when given the dagre module.
  * @param {LayoutJob[]} jobs
  * @param {LayoutLock[]} locks
+ * @param {any} [dagre]  the `@dagrejs/dagre` module
  * @returns {Layout}
  */
-export function layoutGraph(jobs, locks) {
+export function layoutGraph(jobs, locks, dagre) {
   const known = new Set(jobs.map((j) => j.id))
   const edges = locks.filter((l) => known.has(l.jobId) && known.has(l.nextId))
-  const laid = jobs.length <= DAGRE_LIMIT ? withDagre(jobs, edges) : layered(jobs, edges)
+  const laid = dagre === undefined ? layered(jobs, edges) : withDagre(dagre, jobs, edges)
   return { ...laid, bands: bandsOf(jobs, laid.nodes) }
 }
 
 /**
+ * @param {any} dagre
  * @param {LayoutJob[]} jobs
  * @param {LayoutLock[]} locks
  * @returns {Omit<Layout, 'bands'>}
  */
-function withDagre(jobs, locks) {
+function withDagre(dagre, jobs, locks) {
   const g = new dagre.graphlib.Graph()
   g.setGraph({ rankdir: 'LR', nodesep: ROW_GAP, ranksep: RANK_GAP, marginx: 16, marginy: 16 })
   g.setDefaultEdgeLabel(() => ({}))

@@ -8,7 +8,7 @@
  */
 import { Component } from 'preact'
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks'
-import { NODE_H, NODE_W, layoutGraph } from './graph-layout.js'
+import { DAGRE_LIMIT, NODE_H, NODE_W, layoutGraph } from './graph-layout.js'
 import { html } from './ui.js'
 
 /**
@@ -73,6 +73,42 @@ class Backdrop extends Component {
   }
 }
 
+/** The one layout worker, started on first use. */
+let worker = /** @type {Worker | undefined} */ (undefined)
+let asked = 0
+
+/**
+ * dagre's layout of a graph small enough for it, computed in the worker; null until it comes
+ * (and for larger graphs, which keep the layered layout).
+ * @param {any[]} jobs
+ * @param {any[]} locks
+ * @param {((ms: number, engine: string) => void) | undefined} onRendered
+ */
+function useDagre(jobs, locks, onRendered) {
+  const [laid, setLaid] = useState(/** @type {any} */ (null))
+  useEffect(() => {
+    setLaid(null)
+    if (jobs.length > DAGRE_LIMIT) return
+    worker ??= new Worker('/ui/layout-worker.js', { type: 'module' })
+    const id = ++asked
+    const started = performance.now()
+    /** @param {MessageEvent} e */
+    const on = (e) => {
+      if (e.data.id !== id) return
+      setLaid(e.data.layout)
+      onRendered?.(performance.now() - started, 'dagre')
+    }
+    worker.addEventListener('message', on)
+    worker.postMessage({
+      id,
+      jobs: jobs.map((j) => ({ id: j.id, index: j.index, step: j.step, iteration: j.iteration })),
+      locks,
+    })
+    return () => worker?.removeEventListener('message', on)
+  }, [jobs, locks])
+  return laid
+}
+
 /**
  * @param {{ jobs: { id: string, index: number, name: string, step?: number, iteration?: number }[],
  *   locks: { jobId: string, nextId: string }[], states: Map<string, string>,
@@ -80,7 +116,9 @@ class Backdrop extends Component {
  */
 export function Graph({ jobs, locks, states, onRendered }) {
   const started = performance.now()
-  const layout = useMemo(() => layoutGraph(jobs, locks), [jobs, locks])
+  const layered = useMemo(() => layoutGraph(jobs, locks), [jobs, locks])
+  const refined = useDagre(jobs, locks, onRendered)
+  const layout = refined ?? layered
   const box = useRef(/** @type {SVGSVGElement | null} */ (null))
   const [view, setView] = useState({ x: 0, y: 0, k: 1 })
   const drag = useRef({ active: false, moved: false, x: 0, y: 0 })
@@ -98,9 +136,9 @@ export function Graph({ jobs, locks, states, onRendered }) {
       y: Math.max(12, (h - layout.height * fit) / 2),
       k: fit,
     })
-    onRendered?.(performance.now() - started, layout.engine)
-    // `started` belongs to the render that made this layout: the time covers layout and DOM.
   }, [layout])
+  // `started` belongs to the render that made the layered layout: the time covers it and the DOM.
+  useEffect(() => onRendered?.(performance.now() - started, layered.engine), [layered])
 
   /** @param {WheelEvent} e */
   const onWheel = (e) => {
