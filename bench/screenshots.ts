@@ -62,7 +62,12 @@ try {
       ],
     },
   })
+  const dropped = await c.submit(
+    { packet: { name: 'backfill-2024', jobs: [{ name: 'scan', op: sh('sleep 30') }] } },
+    { priority: 20 },
+  )
   await new Promise((r) => setTimeout(r, 1500))
+  await c.cancelOrder(dropped.orderId)
   const waiting = (await c.jobs(pinned.orderId)).find((j) => j.name === 'render')!
   // federated-logreg: five iterations of a step per clinic, the largest example.
   const logreg = (await c.orders()).find((o) => o.total >= 20)
@@ -72,6 +77,7 @@ try {
   try {
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } })
     await page.goto(`${url}/#token=${token}`)
+    await page.locator('header.top nav').waitFor()
     const shoot = async (hash: string, ready: string, name: string) => {
       await page.goto(`${url}/#${hash}`)
       await page.locator(ready).first().waitFor()

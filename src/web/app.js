@@ -104,14 +104,7 @@ function App() {
         else setError(e.message)
       })
 
-  useEffect(() => {
-    const given = /^#token=([^&]+)/.exec(location.hash)
-    if (given !== null) {
-      setToken(decodeURIComponent(given[1]))
-      history.replaceState(null, '', `${location.pathname}#/orders`)
-    }
-    void check()
-  }, [])
+  useEffect(() => void check(), [])
 
   if (auth === 'checking') {
     return error === ''
@@ -137,6 +130,13 @@ function App() {
         }
   return html`<${Header} route=${route} signOut=${signOut} />
     <main><${View} key=${route} route=${route} /></main>`
+}
+
+// A token in the fragment is taken before anything renders, and the fragment dropped at once.
+const given = /^#token=([^&]+)/.exec(location.hash)
+if (given !== null) {
+  setToken(decodeURIComponent(given[1]))
+  history.replaceState(null, '', `${location.pathname}#/orders`)
 }
 
 const root = document.getElementById('app')

@@ -35,25 +35,29 @@ export function ErrorBox({ message }) {
 }
 
 /**
- * A bar of an order's jobs: succeeded, running, failed, waiting (ready and waiting), of the total.
+ * A bar of an order's jobs: succeeded, running, failed, skipped or cancelled, on a track of
+ * what is still to run (waiting and ready).
  * @param {{ counts: Record<string, number>, total: number }} props
  */
 export function Progress({ counts, total }) {
   const parts = [
     ['succeeded', counts.succeeded ?? 0],
     ['running', counts.running ?? 0],
-    ['failed', (counts.failed ?? 0) + (counts.cancelled ?? 0) + (counts.skipped ?? 0)],
-    ['waiting', (counts.waiting ?? 0) + (counts.ready ?? 0)],
+    ['failed', counts.failed ?? 0],
+    ['cancelled', (counts.cancelled ?? 0) + (counts.skipped ?? 0)],
   ]
   const of = Math.max(total, 1)
-  const title = parts.map(([k, n]) => `${n} ${k}`).join(', ')
+  const left = (counts.waiting ?? 0) + (counts.ready ?? 0)
+  const title = [...parts, ['to run', left]].map(([k, n]) => `${n} ${k}`).join(', ')
   return html`<div class="progress" title=${title}>
-    ${parts.map(
-      ([k, n]) =>
-        // A style object is set through the CSSOM, which the page's CSP allows (a style
-        // attribute in markup it refuses).
-        html`<span class=${`bar state-${k}`} style=${{ width: `${(Number(n) * 100) / of}%` }} />`,
-    )}
+    <div class="track">
+      ${parts.map(
+        ([k, n]) =>
+          // A style object is set through the CSSOM, which the page's CSP allows (a style
+          // attribute in markup it refuses).
+          html`<span class=${`bar state-${k}`} style=${{ width: `${(Number(n) * 100) / of}%` }} />`,
+      )}
+    </div>
     <small>${counts.succeeded ?? 0}/${total}</small>
   </div>`
 }
