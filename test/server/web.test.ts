@@ -61,6 +61,7 @@ describe('the dashboard’s files', () => {
     ['/ui/app.js', 'text/javascript', 'render('],
     ['/ui/views/order.js', 'text/javascript', 'OrderView'],
     ['/ui/style.css', 'text/css', '--succeeded'],
+    ['/ui/states.css', 'text/css', '.node rect'],
     ['/ui/vendor/preact.mjs', 'text/javascript', 'export'],
     ['/ui/vendor/hooks.mjs', 'text/javascript', 'from"preact"'],
     ['/ui/vendor/htm.mjs', 'text/javascript', 'export'],

@@ -117,27 +117,41 @@ describe('the dashboard', () => {
     expect(await page.locator('section.job [data-attempt="1"]').textContent()).toContain('w1')
   })
 
-  it('shows why a job waits, and cancels its order from the page', async () => {
+  it('shows why a job waits, cancels a job and then its order from the page', async () => {
     const order = await ana().submit({
       packet: {
         name: 'stuck',
-        jobs: [{ name: 'pinned', op: sh('true'), target: 'nowhere' }],
+        jobs: [
+          { name: 'pinned', op: sh('true'), target: 'nowhere' },
+          { name: 'spare', op: sh('true'), target: 'nowhere' },
+        ],
       },
     })
-    const [job] = await ana().jobs(order.orderId)
+    const [job, spare] = await ana().jobs(order.orderId)
     await signIn(ANA)
     await page.goto(`${cluster.url}/#/jobs/${job!.id}`)
     const wait = page.locator('.wait')
     await wait.waitFor()
     expect(await wait.textContent()).toContain('nowhere')
 
+    await page.goto(`${cluster.url}/#/jobs/${spare!.id}`)
+    await page.locator('[data-action="cancel-job"]').click()
+    await expect.poll(() => page.locator('section.job h1 .pill').textContent()).toBe('cancelled')
+    expect((await ana().job(spare!.id)).job.state).toBe('cancelled')
+
     await page.locator('.crumbs a').click()
     // Ready: it waits for a target, not for another job.
     await page.locator(`svg.graph a.node[data-job="${job!.id}"][data-state="ready"]`).waitFor()
     await page.locator('[data-action="cancel-order"]').click()
     await expect.poll(() => page.locator('.pagehead .pill').first().textContent()).toBe('cancelled')
-    await page.locator('svg.graph a.node[data-state="cancelled"]').waitFor()
+    await page.locator(`svg.graph a.node[data-job="${job!.id}"][data-state="cancelled"]`).waitFor()
     expect((await ana().order(order.orderId)).fulfilment.state).toBe('cancelled')
+
+    // The state filter: the cancelled order shows, the succeeded ones do not.
+    await page.locator('header.top nav a', { hasText: 'Orders' }).click()
+    await page.getByRole('button', { name: 'cancelled' }).click()
+    await expect.poll(() => page.locator('table.orders tbody tr').count()).toBe(1)
+    expect(await page.locator(`tr[data-order="${order.orderId}"]`).count()).toBe(1)
   })
 
   it('shows another owner none of ana’s orders', async () => {
