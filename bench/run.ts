@@ -4,6 +4,7 @@
  */
 import { runBind } from './bind.ts'
 import { runCore } from './core.ts'
+import { runDashboard } from './dashboard.ts'
 import { runE2ePostgres, runE2eSqlite } from './e2e.ts'
 import { runKube } from './kube.ts'
 import { runSoak } from './soak.ts'
@@ -20,6 +21,7 @@ const benches: Record<string, () => void | Promise<void>> = {
   'e2e-postgres': runE2ePostgres,
   kube: runKube,
   soak: runSoak,
+  dashboard: runDashboard,
 }
 
 const wanted = process.argv.slice(2)

@@ -254,6 +254,8 @@ export async function up(args: string[], out: Out): Promise<number> {
   })
   const running = await startLocal(Number(values.port), Number(values.workers))
   out(`Lockstep is running at ${running.url} with ${running.workers.length} workers.`)
+  // The token rides in the fragment, which the browser never sends: the page keeps it for the tab.
+  out(`Dashboard: ${running.url}/#token=${encodeURIComponent(running.token)}`)
   out(`Try: npx lockstep status   (credentials are in ${credentialsPath()})`)
   if (values.examples) await runExamples(running, out)
   out('Serving until Ctrl-C.')

@@ -7,7 +7,7 @@ import type { HeartbeatInput, HeartbeatReply, TargetRegistration } from '../core
 import type { AttemptState, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { LockstepError, StoreUnavailableError, ValidationError } from '../core/errors.ts'
 import type { ErrorCode, Issue } from '../core/errors.ts'
-import type { Job, Order, OrderState, Target } from '../core/model.ts'
+import type { Job, Lock, Order, OrderState, Target } from '../core/model.ts'
 import type { OrderOptions } from '../core/order.ts'
 
 /** Options of a {@link LockstepClient}. */
@@ -178,6 +178,11 @@ export class LockstepClient {
   /** An order's jobs: why each waits, and the artefacts each one's latest attempt reported. */
   jobs(orderId: string): Promise<(Job & { wait?: JobWaitWords; artefacts?: string[] })[]> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/jobs`)
+  }
+
+  /** An order's locks: each lets `nextId` start once `jobId` has succeeded. */
+  locks(orderId: string): Promise<Lock[]> {
+    return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/locks`)
   }
 
   job(

@@ -10,7 +10,7 @@ import { errorCatalogue } from './errors.ts'
 import type { ErrorCode } from './errors.ts'
 import type { OrderFulfilment, TargetFulfilment } from './engine/fulfilment.ts'
 import { operationKinds } from './model.ts'
-import type { Job, Order, Target } from './model.ts'
+import type { Job, Lock, Order, Target } from './model.ts'
 import type { Assignment, JobInput } from './protocol.ts'
 import { jobResultSchema, runningAttemptSchema } from './protocol.ts'
 
@@ -69,6 +69,9 @@ export const jobSchema = z.object({
   retryAt: z.number().optional(),
   cacheKey: z.string().optional(),
 })
+
+/** A lock: when job `jobId` succeeds, job `nextId` may start (once its other locks are released). */
+export const lockSchema = z.object({ jobId: z.string(), nextId: z.string() })
 
 export const orderSchema = z.object({
   id: z.string(),
@@ -322,5 +325,6 @@ const _keys: [
   SameKeys<z.output<typeof targetSchema>, Target>,
   SameKeys<z.output<typeof assignmentSchema>, Assignment>,
   SameKeys<z.output<typeof jobInput>, JobInput>,
-] = [true, true, true, true, true, true, true]
+  SameKeys<z.output<typeof lockSchema>, Lock>,
+] = [true, true, true, true, true, true, true, true]
 void _keys

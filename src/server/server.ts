@@ -31,6 +31,7 @@ import { orderRoutes } from './routes/orders.ts'
 import { statsRoutes } from './routes/stats.ts'
 import { productRoutes } from './routes/products.ts'
 import { targetRoutes } from './routes/targets.ts'
+import { webRoutes } from './routes/web.ts'
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -217,6 +218,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   targetRoutes(ctx)
   productRoutes(ctx)
   statsRoutes(ctx)
+  webRoutes(ctx)
 
   const host = options.host ?? '127.0.0.1'
   await app.listen({ port: options.port ?? 7300, host })

@@ -126,6 +126,7 @@ describe.each(backends)('owners see their own: %s', (_name, make) => {
     expect(read.message.replace(bobs.orderId, 'ID')).toBe(missing.message.replace(none, 'ID'))
     expect(read.message).not.toMatch(/bob/)
     expect(await refused(ana.jobs(bobs.orderId))).toEqual([404, 'ORDER_NOT_FOUND'])
+    expect(await refused(ana.locks(bobs.orderId))).toEqual([404, 'ORDER_NOT_FOUND'])
     expect(await refused(ana.job(bobs.a))).toEqual([404, 'JOB_NOT_FOUND'])
     expect(await refused(ana.follow(bobs.orderId, () => {}))).toEqual([404, 'ORDER_NOT_FOUND'])
     expect(await refused(ana.products(bobs.orderId))).toEqual([404, 'ORDER_NOT_FOUND'])
@@ -138,6 +139,8 @@ describe.each(backends)('owners see their own: %s', (_name, make) => {
     // Bob, the owner, does each of them: what refused ana was the owner check.
     expect((await bob.order(bobs.orderId)).order.owner).toBe('bob')
     expect((await bob.job(bobs.a)).job.state).toBe('succeeded')
+    // Released or not, a lock stays in the answer: the graph is drawn whole.
+    expect(await bob.locks(bobs.orderId)).toEqual([{ jobId: bobs.a, nextId: bobs.b }])
     expect((await firstEvent(bob, bobs.orderId)).type).toBe('fulfilment')
     expect((await bob.products(bobs.orderId)).map((p) => p.holders)).toEqual([[{ target: 'w1' }]])
     expect((await bob.locate(bobs.a)).holders).toEqual([{ target: 'w1' }])

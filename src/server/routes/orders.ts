@@ -11,6 +11,7 @@ import {
   jobDetailSchema,
   jobSchema,
   listedJobSchema,
+  lockSchema,
   orderDetailSchema,
   orderFulfilmentSchema,
   packetCreatedSchema,
@@ -241,6 +242,17 @@ export function orderRoutes({ app, callerOf, service }: RouteContext): void {
     response: z.array(listedJobSchema),
     handler: async ({ params, caller }) =>
       service.jobs((await service.order(params.id, ownerScope(caller))).id),
+  })
+
+  addRoute(app, callerOf, {
+    method: 'GET',
+    url: '/v1/orders/:id/locks',
+    summary: 'An order’s locks: each says which job’s success lets which job start',
+    roles: ['workbench', 'viewer'],
+    params: byId,
+    response: z.array(lockSchema),
+    handler: async ({ params, caller }) =>
+      service.locks((await service.order(params.id, ownerScope(caller))).id),
   })
 
   addRoute(app, callerOf, {
