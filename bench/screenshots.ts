@@ -72,6 +72,13 @@ try {
   // federated-logreg: five iterations of a step per clinic, the largest example.
   const logreg = (await c.orders()).find((o) => o.total >= 20)
 
+  // The at-a-glance trend needs two points of the stats history (one each 10 s).
+  for (let i = 0; i < 300; i++) {
+    const points = await c.request<unknown[]>('GET', '/v1/stats/history')
+    if (points.length >= 2) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+
   mkdirSync(OUT, { recursive: true })
   const browser = await chromium.launch(chromiumOptions)
   try {

@@ -149,6 +149,10 @@ describe('the dashboard', () => {
 
     // The state filter: the cancelled order shows, the succeeded ones do not.
     await page.locator('header.top nav a', { hasText: 'Orders' }).click()
+    // At a glance: the jobs in memory by state, from GET /v1/stats.
+    await expect
+      .poll(() => page.locator('[data-panel="glance"] .stat').allTextContents())
+      .toContain('0waiting')
     await page.getByRole('button', { name: 'cancelled' }).click()
     await expect.poll(() => page.locator('table.orders tbody tr').count()).toBe(1)
     expect(await page.locator(`tr[data-order="${order.orderId}"]`).count()).toBe(1)

@@ -39,6 +39,12 @@ function Sparkline({ points }) {
   </svg>`
 }
 
+/** The latest point of the history in words: throughput and the median commit time. */
+function trendText(/** @type {any} */ last) {
+  const commit = typeof last.commitMs === 'number' ? `${last.commitMs.toFixed(1)} ms` : '—'
+  return `${Number(last.succeededPerS).toFixed(1)} succeeded/s · ${Number(last.failedPerS ?? 0).toFixed(1)} failed/s · commit ${commit}`
+}
+
 export function Glance() {
   const [stats, setStats] = useState(/** @type {any} */ (null))
   const [history, setHistory] = useState(/** @type {any[]} */ ([]))
@@ -83,14 +89,7 @@ export function Glance() {
       history.length > 1
         ? html`<div class="stat trend">
             <${Sparkline} points=${history} />
-            ${
-              last?.succeededPerS === undefined
-                ? null
-                : html`<small
-                    >${Number(last.succeededPerS).toFixed(1)} succeeded/s ·
-                    ${Number(last.failedPerS ?? 0).toFixed(1)} failed/s</small
-                  >`
-            }
+            ${last?.succeededPerS === undefined ? null : html`<small>${trendText(last)}</small>`}
           </div>`
         : null
     }
