@@ -113,6 +113,7 @@ export default tseslint.config(
           'setInterval',
           'setTimeout',
           'SVGSVGElement',
+          'TextDecoder',
           'TextDecoderStream',
           'URLSearchParams',
           'Worker',

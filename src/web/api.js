@@ -34,6 +34,9 @@ export class ApiError extends Error {
   }
 }
 
+/** The bearer header of the token, for requests `request` does not make. */
+export const authHeaders = () => headers()
+
 /** @returns {Record<string, string>} */
 function headers() {
   const t = token()

@@ -89,7 +89,7 @@ describe('the dashboard', () => {
       packet: {
         name: 'live-graph',
         jobs: [
-          { name: 'first', op: sh('sleep 2') },
+          { name: 'first', op: sh('echo made the first part; echo a warning >&2; sleep 2') },
           { name: 'second', op: sh('true'), after: ['first'] },
           { name: 'third', op: sh('true'), after: ['first'] },
           { name: 'last', op: sh('true'), after: ['second', 'third'] },
@@ -115,6 +115,13 @@ describe('the dashboard', () => {
     await page.locator('svg.graph a.node[data-state="succeeded"]').first().click()
     await page.locator('section.job [data-attempt="1"]').waitFor()
     expect(await page.locator('section.job [data-attempt="1"]').textContent()).toContain('w1')
+    // A succeeded job shows the end of its output, read from its product.
+    const first = (await ana().jobs(order.orderId)).find((j) => j.name === 'first')!
+    await page.goto(`${cluster.url}/#/jobs/${first.id}`)
+    const stdout = page.locator('pre[data-stream="stdout"]')
+    await stdout.waitFor()
+    expect(await stdout.textContent()).toBe('made the first part\n')
+    expect(await page.locator('pre[data-stream="stderr"]').textContent()).toBe('a warning\n')
   })
 
   it('shows why a job waits, cancels a job and then its order from the page', async () => {

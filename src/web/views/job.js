@@ -5,6 +5,7 @@
  */
 import { useEffect, useState } from 'preact/hooks'
 import { follow, get, post, throttle } from '../api.js'
+import { readOutput } from '../product-output.js'
 import { ErrorBox, Pill, describeWait, duration, html, shortId, time } from '../ui.js'
 
 /** Only web links become links; anything else an attempt reports is shown as text. */
@@ -229,8 +230,53 @@ export function JobView({ id }) {
           </table>`
     }
     <h2>Output</h2>
-    <p class="muted small">
-      A job's output is in its product; read it with <code>lockstep logs ${job.id}</code>.
-    </p>
+    <${Output} job=${job} />
   </section>`
+}
+
+/**
+ * The end of a succeeded job's stdout and stderr, from its product. A job that failed shows the
+ * end of its stderr in its attempt's message; an image job leaves no product.
+ * @param {{ job: any }} props
+ */
+function Output({ job }) {
+  const [output, setOutput] = useState(/** @type {any} */ (null))
+  const [error, setError] = useState(/** @type {any} */ (null))
+  const makes = job.op?.image === undefined
+  const ready = job.state === 'succeeded' && makes
+  useEffect(() => {
+    if (!ready) return undefined
+    const abort = new AbortController()
+    const product = job.cacheKey === undefined ? job.id : `cache:${job.cacheKey}`
+    readOutput(product, abort.signal).then(setOutput, (e) => {
+      if (!abort.signal.aborted) setError(e)
+    })
+    return () => abort.abort()
+  }, [ready, job.id])
+  if (!makes) {
+    return html`<p class="muted small">
+      An image job leaves no product: its output is in its Pod's logs.
+    </p>`
+  }
+  if (!ready) {
+    return html`<p class="muted small">
+      Shown once the job has succeeded; a failed attempt's message above ends with its stderr.
+    </p>`
+  }
+  if (error !== null) {
+    return html`<p class="muted small" data-output="unavailable">
+      ${error.message} — read it with <code>lockstep logs ${job.id}</code>.
+    </p>`
+  }
+  if (output === null) return html`<p class="muted small">Reading its product…</p>`
+  return html`<div class="output" data-output="shown">
+    <h3>stdout</h3>
+    <pre data-stream="stdout">${output.stdout === '' ? '(empty)' : output.stdout}</pre>
+    ${
+      output.stderr === ''
+        ? null
+        : html`<h3>stderr</h3>
+            <pre data-stream="stderr">${output.stderr}</pre>`
+    }
+  </div>`
 }
