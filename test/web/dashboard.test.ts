@@ -179,4 +179,15 @@ describe('the dashboard', () => {
     expect(await page.locator('svg.graph').count()).toBe(0)
     await ana().cancelOrder(order.orderId)
   })
+
+  it('lists the targets with their state, slots and queues, and the global queue', async () => {
+    await signIn(ANA)
+    await page.goto(`${cluster.url}/#/targets`)
+    const row = page.locator('table.targets tbody tr', { hasText: 'w1' })
+    await row.waitFor()
+    expect(await row.textContent()).toMatch(/w1\s*worker\s*live/)
+    await expect
+      .poll(() => page.locator('[data-queue="global"]').textContent())
+      .toMatch(/^\d+ in the global queue$/)
+  })
 })

@@ -17,13 +17,19 @@ function Labels({ labels }) {
 export function TargetsView() {
   const [targets, setTargets] = useState(/** @type {any[] | null} */ (null))
   const [error, setError] = useState('')
+  const [globalQueue, setGlobalQueue] = useState(/** @type {number | undefined} */ (undefined))
 
   useEffect(() => {
     let stop = false
-    const load = () =>
-      get('/v1/targets')
+    const load = () => {
+      // The global queue (jobs any target may take) is the scheduler's, not a target's.
+      get('/v1/stats')
+        .then((s) => !stop && setGlobalQueue(s?.queues?.global))
+        .catch(() => {})
+      return get('/v1/targets')
         .then((t) => !stop && (setTargets(t), setError('')))
         .catch((e) => !stop && setError(e.message))
+    }
     const refresh = throttle(() => void load(), 1000)
     void load()
     const timer = setInterval(refresh, 5000)
@@ -46,7 +52,10 @@ export function TargetsView() {
   return html`<section>
     <header class="pagehead">
       <h1>Targets</h1>
-      <p class="meta"><span>${live} live of ${targets.length}</span></p>
+      <p class="meta">
+        <span>${live} live of ${targets.length}</span>
+        ${globalQueue === undefined ? null : html`<span data-queue="global">${globalQueue} in the global queue</span>`}
+      </p>
     </header>
     <table class="grid targets">
       <thead>
