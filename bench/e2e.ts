@@ -15,14 +15,16 @@ import { startLockstep, startServer, stopProcess } from './processes.ts'
 import { percentile, report } from './report.ts'
 
 const pgUrl = process.env.LOCKSTEP_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-const JOBS = Number(process.env.E2E_JOBS ?? 20_000)
+/** Jobs in the throughput run; submitted in packets of 1,000, so rounded up to a whole packet. */
+export const JOBS = Number(process.env.E2E_JOBS ?? 20_000)
 const TOKEN = 'bench-admin-token'
 const WORKER = 'bench-worker-token'
 
 // E2E_PROFILE=DIR writes a CPU profile of each process there.
 const profile = process.env.E2E_PROFILE
 
-async function run(bench: string, database: string, target: number): Promise<void> {
+/** Runs the bench and resolves with its jobs_per_s. */
+async function run(bench: string, database: string, target: number, jobs: number): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-e2e-bench-'))
   const children: ChildProcess[] = []
   try {
@@ -72,7 +74,7 @@ async function run(bench: string, database: string, target: number): Promise<voi
     }
 
     // Throughput: everything submitted at once, run by one worker process.
-    const packets = Math.ceil(JOBS / 1000)
+    const packets = Math.ceil(jobs / 1000)
     const begin = performance.now()
     const orders = await Promise.all(
       Array.from({ length: packets }, (_, p) =>
@@ -96,14 +98,11 @@ async function run(bench: string, database: string, target: number): Promise<voi
     process.stderr.write(
       `${bench}: ${packets * 1000} jobs in ${seconds.toFixed(2)} s, of which ${submitted.toFixed(2)} s to submit them\n`,
     )
-    report({
-      bench,
-      metric: 'jobs_per_s',
-      value: Math.round((packets * 1000) / seconds),
-      target: { min: target },
-    })
+    const jobsPerS = Math.round((packets * 1000) / seconds)
+    report({ bench, metric: 'jobs_per_s', value: jobsPerS, target: { min: target } })
     report({ bench, metric: 'latency_p50_ms', value: percentile(latencies, 50) })
     report({ bench, metric: 'latency_p99_ms', value: percentile(latencies, 99) })
+    return jobsPerS
   } finally {
     // Worker first, so it can say goodbye; then the scheduler.
     for (const child of children.reverse()) await stopProcess(child)
@@ -111,8 +110,9 @@ async function run(bench: string, database: string, target: number): Promise<voi
   }
 }
 
-export async function runE2eSqlite(): Promise<void> {
-  await run('e2e-sqlite', '', 20_000)
+/** `e2e-sqlite`; resolves with its jobs_per_s. `jobs` defaults to E2E_JOBS, or 20,000. */
+export async function runE2eSqlite(jobs = JOBS): Promise<number> {
+  return await run('e2e-sqlite', '', 20_000, jobs)
 }
 
 export async function runE2ePostgres(): Promise<void> {
@@ -120,7 +120,7 @@ export async function runE2ePostgres(): Promise<void> {
   await store.dropSchema()
   await store.close()
   try {
-    await run('e2e-postgres', `${pgUrl}?schema=lockstep_bench_e2e`, 8_000)
+    await run('e2e-postgres', `${pgUrl}?schema=lockstep_bench_e2e`, 8_000, JOBS)
   } finally {
     const cleanup = new PostgresStore({ url: pgUrl, schema: 'lockstep_bench_e2e' })
     await cleanup.dropSchema()

@@ -9,6 +9,8 @@ export interface Figure {
   value: number
   /** What the figure should reach, if there is a target; `max` targets are upper bounds. */
   target?: { min?: number; max?: number }
+  /** Why there is no figure: the value is then NaN, printed as null. */
+  error?: string
 }
 
 const rows: Figure[] = []
@@ -16,8 +18,8 @@ const rows: Figure[] = []
 /** Prints a figure as a JSON line on stdout and keeps it for the table. */
 export function report(figure: Figure): void {
   rows.push(figure)
-  const { bench, metric, value } = figure
-  process.stdout.write(`${JSON.stringify({ bench, metric, value })}\n`)
+  const { bench, metric, value, error } = figure
+  process.stdout.write(`${JSON.stringify({ bench, metric, value, error })}\n`)
 }
 
 /** Prints the figures reported so far as a table on stderr. */
@@ -36,6 +38,7 @@ export function printTable(): void {
             (r.target.max === undefined || r.value <= r.target.max)
           ? 'met'
           : 'MISSED'
+    if (r.error !== undefined) return [r.bench, r.metric, 'failed', target, r.error]
     return [r.bench, r.metric, String(r.value), target, met]
   })
   const head = ['bench', 'metric', 'value', 'target', '']

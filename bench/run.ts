@@ -7,11 +7,12 @@ import { runCore } from './core.ts'
 import { runDashboard } from './dashboard.ts'
 import { runE2ePostgres, runE2eSqlite } from './e2e.ts'
 import { runKube } from './kube.ts'
+import { runPeers } from './peers.ts'
 import { runSoak } from './soak.ts'
 import { printTable } from './report.ts'
 import { runRestart, runStorePostgres, runStoreSqlite } from './store.ts'
 
-const benches: Record<string, () => void | Promise<void>> = {
+const benches: Record<string, () => unknown> = {
   bind: runBind,
   core: runCore,
   'store-sqlite': runStoreSqlite,
@@ -22,6 +23,7 @@ const benches: Record<string, () => void | Promise<void>> = {
   kube: runKube,
   soak: runSoak,
   dashboard: runDashboard,
+  peers: runPeers,
 }
 
 const wanted = process.argv.slice(2)
