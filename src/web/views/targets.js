@@ -1,5 +1,5 @@
 /**
- * Targets: every worker and cluster the scheduler knows, live or lost, with free slots, what
+ * Targets: every worker and cluster the scheduler knows, live or lost, with its slots, what
  * runs there, labels, projects and problems; queue depths and the last heartbeat when the server
  * sends them. Refreshed every five seconds and on target events.
  */
@@ -63,7 +63,7 @@ export function TargetsView() {
           <th>Target</th>
           <th>Kind</th>
           <th>Status</th>
-          <th class="num">Free slots</th>
+          <th class="num" title="how many jobs it runs at once">Slots</th>
           <th class="num">Running</th>
           ${queues ? html`<th class="num" title="first local / second local queue">Queues</th>` : null}
           ${beats ? html`<th class="num">Heartbeat</th>` : null}
