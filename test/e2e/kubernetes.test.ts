@@ -34,6 +34,17 @@ afterEach(async () => {
 })
 
 /** Starts the test API server and writes a targets file of one cluster pointing at it. */
+/**
+ * A kubelet starts a new Pod a moment later, unless by then the Pod is gone (the scheduler
+ * deleted it once its outcome was stored) or has moved on (the test ended it first).
+ */
+function startSoon(k: KubeApiServer, pod: Pod): void {
+  const { namespace, name } = pod.metadata
+  setTimeout(() => {
+    if (k.pod(namespace, name)?.status.phase === 'Pending') k.run(namespace, name)
+  }, 5)
+}
+
 async function clusterTarget(
   availability: number,
   kubelet?: KubeApiServerOptions['kubelet'],
@@ -72,8 +83,8 @@ describe('Kubernetes targets, end to end', () => {
     // A kubelet that starts each Pod soon and ends it a little later.
     const targets = await clusterTarget(2, (pod, k) => {
       const { namespace, name } = pod.metadata
-      setTimeout(() => k.run(namespace, name), 5)
-      setTimeout(() => k.succeed(namespace, name), 30)
+      startSoon(k, pod)
+      setTimeout(() => k.pod(namespace, name) && k.succeed(namespace, name), 30)
     })
     await cluster.server(['--targets', targets])
     const order = await cluster.client().submit({
@@ -182,7 +193,7 @@ describe('Kubernetes targets, end to end', () => {
 
   it('deletes the Pod of a cancelled order', async () => {
     const targets = await clusterTarget(2, (pod, k) => {
-      setTimeout(() => k.run(pod.metadata.namespace, pod.metadata.name), 5)
+      startSoon(k, pod)
     })
     await cluster.server(['--targets', targets])
     const c = cluster.client()
@@ -215,7 +226,7 @@ describe('Kubernetes targets, end to end', () => {
 
   it('deletes the other running Pods of an order that fails', async () => {
     const targets = await clusterTarget(2, (pod, k) => {
-      setTimeout(() => k.run(pod.metadata.namespace, pod.metadata.name), 5)
+      startSoon(k, pod)
     })
     await cluster.server(['--targets', targets])
     const c = cluster.client()
@@ -241,7 +252,7 @@ describe('Kubernetes targets, end to end', () => {
 
   it('after a SIGKILL, adopts the Pods it ran, ends the ones that are gone, and creates no duplicate', async () => {
     const targets = await clusterTarget(3, (pod, k) => {
-      setTimeout(() => k.run(pod.metadata.namespace, pod.metadata.name), 5)
+      startSoon(k, pod)
     })
     const first = await cluster.server(['--targets', targets])
     const c = cluster.client()
