@@ -22,6 +22,8 @@ export type Submission =
  * into objects the schemas do not expect.
  */
 export function readDocument(text: string, source = 'input'): unknown {
+  const deep = textNesting(text)
+  if (deep !== undefined) throw new ValidationError([{ path: '', message: `${source}: ${deep}` }])
   const lines = new LineCounter()
   const doc = parseDocument(text, {
     prettyErrors: false,
@@ -65,6 +67,53 @@ export function readDocument(text: string, source = 'input'): unknown {
   if (problem !== undefined) throw new ValidationError([problem])
   return data
 }
+
+/**
+ * What makes a text too deeply nested to hand to the YAML parser at all, found in one pass over
+ * the characters: flow collections (`[`, `{`) open more than {@link MAX_TEXT_DEPTH} deep outside
+ * quotes, or a line indented further than {@link MAX_INDENT} columns. The parser recurses per
+ * level; thousands of levels would exhaust the stack inside it, where V8 may fail fatally (a
+ * regular expression compiled on a nearly full stack) rather than throw.
+ */
+function textNesting(text: string): string | undefined {
+  let depth = 0
+  let quote = 0
+  let column = 0
+  let indenting = true
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 10) {
+      // A quote is closed at the end of its line for this count: a quote character inside a
+      // plain scalar (`it's`) must not hide the brackets of the lines after it.
+      column = 0
+      indenting = true
+      quote = 0
+      continue
+    }
+    if (indenting) {
+      if (c === 32) {
+        if (++column > MAX_INDENT) return `a line is indented more than ${MAX_INDENT} columns`
+        continue
+      }
+      indenting = false
+    }
+    if (quote !== 0) {
+      if (c === 92 && quote === 34) i++
+      else if (c === quote) quote = 0
+    } else if (c === 34 || c === 39) quote = c
+    else if (c === 91 || c === 123) {
+      if (++depth > MAX_TEXT_DEPTH) {
+        return `nests deeper than ${MAX_TEXT_DEPTH} levels of brackets`
+      }
+    } else if ((c === 93 || c === 125) && depth > 0) depth--
+  }
+  return undefined
+}
+
+/** The deepest flow nesting a text may have before it is parsed (above {@link MAX_DEPTH}). */
+const MAX_TEXT_DEPTH = 256
+/** The deepest indentation a line may have before the text is parsed. */
+const MAX_INDENT = 1024
 
 /** How deep a document may nest maps and lists: far deeper than any artifact or packet needs. */
 export const MAX_DEPTH = 64

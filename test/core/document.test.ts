@@ -65,6 +65,21 @@ describe('artifact and packet files', () => {
     expect(readDocument('a: !!binary aGk=\nb: !!set { x }')).toEqual({ a: 'aGk=', b: { x: null } })
   })
 
+  it.each([
+    { name: 'brackets thousands deep', text: 'a: ' + '['.repeat(5_000) + ']'.repeat(5_000) },
+    {
+      name: 'brackets behind a quote in a plain scalar',
+      text: "note: it's\nb: " + '{"a":'.repeat(3_000) + '1' + '}'.repeat(3_000),
+    },
+    { name: 'a line indented thousands of columns', text: 'a:\n' + ' '.repeat(5_000) + 'b: 1' },
+  ])('refuses $name before the parser recurses into it', ({ text }) => {
+    expect(() => readDocument(text, 'body')).toThrow(/^body: (nests deeper|a line is indented)/)
+  })
+
+  it('counts no bracket inside a quoted string', () => {
+    expect(readDocument(`a: "${'['.repeat(1_000)}"`)).toEqual({ a: '['.repeat(1_000) })
+  })
+
   it('shares an anchor between two places, as YAML users write it', () => {
     expect(readDocument('env: &e { A: "1" }\nalso: *e')).toEqual({
       env: { A: '1' },
