@@ -22,8 +22,14 @@ export type Submission =
  * into objects the schemas do not expect.
  */
 export function readDocument(text: string, source = 'input'): unknown {
-  const deep = textNesting(text)
-  if (deep !== undefined) throw new ValidationError([{ path: '', message: `${source}: ${deep}` }])
+  const deep = textNesting(text, MAX_TEXT_DEPTH, MAX_INDENT)
+  if (deep !== undefined) {
+    const message =
+      deep === 'depth'
+        ? `nests deeper than ${MAX_TEXT_DEPTH} levels of brackets`
+        : `a line is indented more than ${MAX_INDENT} columns`
+    throw new ValidationError([{ path: '', message: `${source}: ${message}` }])
+  }
   const lines = new LineCounter()
   const doc = parseDocument(text, {
     prettyErrors: false,
@@ -69,13 +75,18 @@ export function readDocument(text: string, source = 'input'): unknown {
 }
 
 /**
- * What makes a text too deeply nested to hand to the YAML parser at all, found in one pass over
- * the characters: flow collections (`[`, `{`) open more than {@link MAX_TEXT_DEPTH} deep outside
- * quotes, or a line indented further than {@link MAX_INDENT} columns. The parser recurses per
- * level; thousands of levels would exhaust the stack inside it, where V8 may fail fatally (a
- * regular expression compiled on a nearly full stack) rather than throw.
+ * Whether a text nests too deeply to hand to a parser, found in one pass over its characters
+ * and allocating nothing: `depth` when its flow collections (`[`, `{`) open more than `maxDepth`
+ * deep outside quotes, `indent` when a line is indented further than `maxIndent` columns. The
+ * YAML parser recurses per level; thousands of levels would exhaust the stack inside it, where
+ * V8 may fail fatally (a regular expression compiled on a nearly full stack) rather than throw.
+ * For JSON, whose strings hold no raw newline or unescaped quote, the count is exact.
  */
-function textNesting(text: string): string | undefined {
+export function textNesting(
+  text: string,
+  maxDepth: number,
+  maxIndent = Infinity,
+): 'depth' | 'indent' | undefined {
   let depth = 0
   let quote = 0
   let column = 0
@@ -92,7 +103,7 @@ function textNesting(text: string): string | undefined {
     }
     if (indenting) {
       if (c === 32) {
-        if (++column > MAX_INDENT) return `a line is indented more than ${MAX_INDENT} columns`
+        if (++column > maxIndent) return 'indent'
         continue
       }
       indenting = false
@@ -102,9 +113,7 @@ function textNesting(text: string): string | undefined {
       else if (c === quote) quote = 0
     } else if (c === 34 || c === 39) quote = c
     else if (c === 91 || c === 123) {
-      if (++depth > MAX_TEXT_DEPTH) {
-        return `nests deeper than ${MAX_TEXT_DEPTH} levels of brackets`
-      }
+      if (++depth > maxDepth) return 'depth'
     } else if ((c === 93 || c === 125) && depth > 0) depth--
   }
   return undefined

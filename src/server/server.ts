@@ -13,7 +13,7 @@ import type { IncomingMessage } from 'node:http'
 import fastifySwagger from '@fastify/swagger'
 import Fastify, { LogController } from 'fastify'
 import type { FastifyError, FastifyReply } from 'fastify'
-import { readDocument, treeProblem } from '../core/document.ts'
+import { MAX_DEPTH, readDocument, textNesting, treeProblem } from '../core/document.ts'
 import { defaultLimits } from '../core/limits.ts'
 import { LockstepError, StoreUnavailableError, ValidationError } from '../core/errors.ts'
 import { isTransient, storeUnavailable } from '../store/faults.ts'
@@ -131,7 +131,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (body === '') return done(null, {})
     void json(req, body as string, (error, value) => {
       if (error === null) {
-        const problem = treeProblem(value)
+        // JSON holds no alias, so only its depth can be a problem: counted on the text, without
+        // walking the parsed tree, and walked only to name where a too deep body goes too deep.
+        const tooDeep = textNesting(body as string, MAX_DEPTH) !== undefined
+        const problem = tooDeep ? treeProblem(value) : undefined
         return problem === undefined ? done(null, value) : done(new ValidationError([problem]))
       }
       done(

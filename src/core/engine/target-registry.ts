@@ -228,11 +228,6 @@ export class TargetRegistry<J extends RunningJob> {
     if (record !== undefined) record.target.url = url
   }
 
-  /** The live targets holding a project's data, in id order. */
-  holding(project: string): string[] {
-    return this.sitesOf(project).live
-  }
-
   /** The targets holding a project's data, live and not, each in id order. */
   sitesOf(project: string): { live: string[]; offline: string[] } {
     const live: string[] = []
