@@ -158,14 +158,16 @@ describe('a job’s inputs', () => {
 
 describe('read-only inputs where file modes bind', () => {
   it('refuse writes, and the job directory is removed all the same', () => {
-    // Root ignores modes: the check runs as `nobody` then, in a directory it may write.
+    // Root ignores modes: the check runs as `nobody` then, in a directory it may write. The
+    // fixture loads its modules first and drops to `nobody` after, so it does not matter
+    // whether `nobody` may read this checkout.
     chmodSync(dir, 0o777)
-    const asUser = root ? { uid: 65534, gid: 65534 } : {}
     const fixture = join(import.meta.dirname, 'fixtures', 'read-only-input.ts')
-    const run = spawnSync(process.execPath, ['--import', 'tsx', fixture, dir], {
-      ...asUser,
-      encoding: 'utf8',
-    })
+    const run = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', fixture, dir, ...(root ? ['as-nobody'] : [])],
+      { encoding: 'utf8' },
+    )
     expect(run.stderr).toBe('')
     expect(JSON.parse(run.stdout)).toEqual({
       writes: { file: 'EACCES', newFile: 'EACCES' },
