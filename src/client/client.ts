@@ -104,13 +104,10 @@ export class LockstepClient {
       })
     } catch (e) {
       if (init.signal?.aborted === true) throw e
-      throw new LockstepError(
-        'UNAVAILABLE',
-        `cannot reach the scheduler at ${this.url} (${(e as Error).message}); is it running?`,
-      )
+      throw unreachable(this.url, e)
     }
     const text = await res.text()
-    if (!res.ok) throw errorFrom(res.status, text, res.headers.get('retry-after'))
+    if (!res.ok) throw errorFromResponse(res.status, text, res.headers.get('retry-after'))
     return { value: (text === '' ? undefined : JSON.parse(text)) as T, headers: res.headers }
   }
 
@@ -257,7 +254,7 @@ export class LockstepClient {
       headers,
     })
     if (!res.ok || res.body === null)
-      throw errorFrom(res.status, await res.text(), res.headers.get('retry-after'))
+      throw errorFromResponse(res.status, await res.text(), res.headers.get('retry-after'))
     return res.body
   }
 
@@ -275,7 +272,7 @@ export class LockstepClient {
     const query = orderId === undefined ? '' : `?order=${encodeURIComponent(orderId)}`
     const res = await fetch(`${this.url}/v1/events${query}`, { headers, signal })
     if (!res.ok || res.body === null)
-      throw errorFrom(res.status, await res.text(), res.headers.get('retry-after'))
+      throw errorFromResponse(res.status, await res.text(), res.headers.get('retry-after'))
     const decoder = new TextDecoder()
     let buffer = ''
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -296,7 +293,20 @@ export class LockstepClient {
   }
 }
 
-function errorFrom(status: number, text: string, retryAfter: string | null): LockstepError {
+/** The error a request that reached no scheduler ends with. */
+export function unreachable(url: string, cause: unknown): LockstepError {
+  return new LockstepError(
+    'UNAVAILABLE',
+    `cannot reach the scheduler at ${url} (${(cause as Error).message}); is it running?`,
+  )
+}
+
+/** The error an answer of the API with an error status carries, with the server's code. */
+export function errorFromResponse(
+  status: number,
+  text: string,
+  retryAfter: string | null,
+): LockstepError {
   let parsed: { error?: { code?: string; message?: string; issues?: Issue[] } } | undefined
   try {
     parsed = JSON.parse(text) as typeof parsed
