@@ -112,16 +112,19 @@ class Lockstep:
             url = os.environ.get("LOCKSTEP_URL") or None
         if token is None:
             token = os.environ.get("LOCKSTEP_TOKEN") or None
+        saved = _saved_credentials() if url is None or token is None else None
+        saved_url = saved.get("url") if saved is not None else None
         if url is None:
-            saved = _saved_credentials()
-            if saved is None or not isinstance(saved.get("url"), str):
+            if not isinstance(saved_url, str):
                 raise ValueError(
                     "no scheduler to talk to: pass Lockstep(url), set LOCKSTEP_URL, "
                     "or run 'lockstep up' first (it saves .lockstep/cli.json)"
                 )
-            url = saved["url"]
-            if token is None and isinstance(saved.get("token"), str):
-                token = saved["token"]
+            url = saved_url
+        # A saved token goes to the saved URL only.
+        if token is None and saved is not None and saved_url == url:
+            saved_token = saved.get("token")
+            token = saved_token if isinstance(saved_token, str) else None
         self.url = str(url).rstrip("/")
         self.token = token or None
         self.timeout = timeout
