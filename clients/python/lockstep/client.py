@@ -352,10 +352,11 @@ class Lockstep:
         state).
 
         A stream that breaks while the order runs (a proxy, a restart of the scheduler) is
-        opened again with ``Last-Event-ID`` set to the last event id seen, so a server that
-        numbers its events sends each one once; the wait between tries starts at the server's
-        ``retry`` and doubles up to 10 s, and after ``reconnect_tries`` tries in a row that hear
-        nothing the last error is raised. ``last_event_id`` resumes an earlier follow.
+        opened again with ``Last-Event-ID`` set to the last event id seen: the scheduler sends
+        the stored events after it, so none is lost or heard twice. The wait between tries
+        starts at the server's ``retry`` and doubles up to 10 s; after ``reconnect_tries`` tries
+        in a row that hear nothing the last error is raised. ``last_event_id`` resumes an earlier
+        follow (an event's ``id``); ``"0"`` hears the order's stored events from its first.
         ``idle_timeout`` (seconds) reconnects a stream silent that long; none by default, as an
         order may run quiet for hours.
         """
