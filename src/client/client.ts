@@ -9,6 +9,7 @@ import { LockstepError, StoreUnavailableError, ValidationError } from '../core/e
 import type { ErrorCode, Issue } from '../core/errors.ts'
 import type { Job, Lock, Order, OrderState, Target } from '../core/model.ts'
 import type { OrderOptions } from '../core/order.ts'
+import { serverSentEvents } from './server-sent.ts'
 
 /** Options of a {@link LockstepClient}. */
 export interface ClientOptions {
@@ -273,22 +274,8 @@ export class LockstepClient {
     const res = await fetch(`${this.url}/v1/events${query}`, { headers, signal })
     if (!res.ok || res.body === null)
       throw errorFromResponse(res.status, await res.text(), res.headers.get('retry-after'))
-    const decoder = new TextDecoder()
-    let buffer = ''
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true })
-      let end
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end)
-        buffer = buffer.slice(end + 2)
-        let type = 'message'
-        let data = ''
-        for (const line of block.split('\n')) {
-          if (line.startsWith('event: ')) type = line.slice(7)
-          else if (line.startsWith('data: ')) data += line.slice(6)
-        }
-        if (data !== '') onEvent({ type, data: JSON.parse(data) as unknown })
-      }
+    for await (const e of serverSentEvents(res.body)) {
+      if (e.data !== '') onEvent({ type: e.event, data: JSON.parse(e.data) as unknown })
     }
   }
 }

@@ -49,7 +49,14 @@ export function checkedByTheService<T extends z.ZodType>(schema: T): T {
 /** Validates a request part with its zod schema; bad input names the path of each bad field. */
 export const validatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => {
   if (checkedByService.has(schema)) return (data: unknown) => ({ value: data })
-  const root = httpPart === 'querystring' ? 'query' : httpPart === 'params' ? 'path' : ''
+  const root =
+    httpPart === 'querystring'
+      ? 'query'
+      : httpPart === 'params'
+        ? 'path'
+        : httpPart === 'headers'
+          ? 'header'
+          : ''
   return (data) => {
     const result = schema.safeParse(data)
     if (result.success) return { value: result.data }
@@ -145,7 +152,7 @@ export function openApiTransform({
 }): { schema: Record<string, unknown>; url: string } {
   if (schema === undefined) return { schema: {}, url }
   const out: Record<string, unknown> = { ...schema }
-  for (const part of ['params', 'querystring'] as const) {
+  for (const part of ['params', 'querystring', 'headers'] as const) {
     if (schema[part] instanceof z.ZodType) out[part] = jsonSchema(schema[part], 'input')
   }
   const body = schema.body as z.ZodType | { content: Record<string, { schema: z.ZodType }> }
@@ -230,6 +237,11 @@ export interface RouteSpec<B, Q, P, R> {
   querystring?: z.ZodType<Q>
   params?: z.ZodType<P>
   /**
+   * Headers the route reads, as a loose object (a request carries others): checked like the
+   * query, and documented as header parameters. The handler reads them from `headers`.
+   */
+  headers?: z.ZodType
+  /**
    * The target id the route acts as, for routes a worker calls about itself (register,
    * heartbeat, leave): the caller's token must cover it (see `Auth.check`). Read from the raw
    * input before the handler runs; undefined when the input names none, which the handler's
@@ -274,6 +286,7 @@ export function addRoute<B = unknown, Q = unknown, P = unknown, R = unknown>(
         ...(spec.body === undefined ? {} : { body: spec.body }),
         ...(spec.querystring === undefined ? {} : { querystring: spec.querystring }),
         ...(spec.params === undefined ? {} : { params: spec.params }),
+        ...(spec.headers === undefined ? {} : { headers: spec.headers }),
         response: { [status]: spec.response, '4xx': errorSchema, '5xx': errorSchema },
       },
       // Who calls is settled before the body is read or checked: a caller without the right

@@ -7,6 +7,7 @@
  */
 import type { Engine, PacketRecord } from '../core/engine/engine.ts'
 import type { EngineEvent } from '../core/engine/events.ts'
+import { logEntry } from '../core/event-log.ts'
 import type { TargetFulfilment } from '../core/engine/fulfilment.ts'
 import type { Id } from '../core/ids.ts'
 import type { Job, Lock, Target } from '../core/model.ts'
@@ -28,6 +29,13 @@ export class Journal {
   private targetsForgotten = new Set<string>()
   private holders = new Map<string, Id | undefined>()
   private events: EventRow[] = []
+  /** The `seq` of the last event numbered: the log's numbers are given here, in record order. */
+  private lastSeq = 0
+
+  /** Numbers the next event after `seq`: the last one stored, on start. */
+  numberAfter(seq: number): void {
+    this.lastSeq = seq
+  }
 
   get empty(): boolean {
     return this.events.length === 0
@@ -38,7 +46,8 @@ export class Journal {
     return this.events.length
   }
 
-  add(e: EngineEvent, engine: Engine): void {
+  /** Records an event for the next batch; returns its row, numbered. */
+  add(e: EngineEvent, engine: Engine): EventRow {
     switch (e.type) {
       case 'packet:created':
         this.packets.push(engine.packet(e.packetId)!)
@@ -115,7 +124,9 @@ export class Journal {
       case 'cache:refused':
         break
     }
-    this.events.push(eventRow(e))
+    const row = eventRow(e, ++this.lastSeq)
+    this.events.push(row)
+    return row
   }
 
   private product(productId: string, targetId: string, present: boolean): void {
@@ -206,37 +217,15 @@ export class Journal {
   }
 }
 
-/** An event as the log keeps it: the ids in columns, the rest as compact JSON. */
-function eventRow(e: EngineEvent): EventRow {
-  const row: EventRow = { at: e.at, type: e.type, body: '' }
-  let body: Record<string, unknown>
-  switch (e.type) {
-    case 'order:submitted':
-      row.orderId = e.order.id
-      body = { source: e.order.source, priority: e.order.priority, jobs: e.jobs.length }
-      break
-    case 'packet:created':
-      body = { packetId: e.packetId, name: e.name }
-      break
-    case 'target:registered':
-      body = { targetId: e.target.id, kind: e.target.kind, slots: e.target.availability }
-      break
-    case 'attempt:ended': {
-      const f = e.fulfilment
-      row.orderId = e.orderId
-      row.jobId = e.jobId
-      body = { attempt: f.attempt, target: f.target, state: f.state, reason: f.reason }
-      break
-    }
-    default: {
-      const { type: _type, at: _at, ...rest } = e
-      body = rest
-      if ('orderId' in e) row.orderId = e.orderId
-      if ('jobId' in e) row.jobId = e.jobId
-      delete body.orderId
-      delete body.jobId
-    }
-  }
+/** An event as the log keeps it (`logEntry`): the ids in columns, the rest as compact JSON. */
+function eventRow(e: EngineEvent, seq: number): EventRow {
+  const { type, at, ...fields } = logEntry(e)
+  const body: Record<string, unknown> = fields
+  const row: EventRow = { seq, at, type, body: '' }
+  if (typeof body.orderId === 'string') row.orderId = body.orderId
+  if (typeof body.jobId === 'string') row.jobId = body.jobId
+  delete body.orderId
+  delete body.jobId
   row.body = JSON.stringify(body)
   return row
 }

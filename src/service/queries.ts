@@ -22,6 +22,7 @@ import type {
   OrderQuery,
   OrderWithCounts,
   Store,
+  StoredEvent,
 } from '../store/store.ts'
 
 /**
@@ -126,6 +127,11 @@ export class Queries {
   async fulfilment(orderId: Id): Promise<OrderFulfilment> {
     if (this.engine.order(orderId) !== undefined) return this.engine.fulfilment(orderId)
     return storedFulfilment(await this.storedOrder(orderId))
+  }
+
+  /** The log's events after `afterSeq`, oldest first: only the store has them all. */
+  storedEvents(afterSeq: number, limit: number, orderId?: Id): Promise<StoredEvent[]> {
+    return this.store.events(afterSeq, limit, orderId)
   }
 
   /** Orders with their fulfilment, newest first, in one store read: all, or one owner's. */

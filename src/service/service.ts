@@ -26,7 +26,7 @@ import type {
   TargetRegistration,
 } from '../core/protocol.ts'
 import { describeFault, guardedReads } from '../store/faults.ts'
-import type { AttemptsOnTarget, Batch, OrderQuery, Store } from '../store/store.ts'
+import type { AttemptsOnTarget, Batch, OrderQuery, Store, StoredEvent } from '../store/store.ts'
 import { CapabilitySigner } from './capabilities.ts'
 import type { CapabilityKey } from './capabilities.ts'
 import { GroupCommit, logStoreFault } from './group-commit.ts'
@@ -44,6 +44,7 @@ import type {
 } from './queries.ts'
 import { SiteWaits } from './site-waits.ts'
 import { StoredEvents } from './stored-events.ts'
+import type { StoredListener } from './stored-events.ts'
 import { WorkerProtocol } from './worker-protocol.ts'
 import type { CacheChanges, SchedulerServiceOptions } from './service-options.ts'
 import { StatsHistory } from './stats-history.ts'
@@ -117,6 +118,7 @@ export class SchedulerService {
     await options.store.migrate()
     const snapshot = await options.store.load()
     const service = new SchedulerService(options)
+    service.journal.numberAfter(snapshot.lastEventSeq)
     lost.to = service.commit
     if (lost.early !== undefined) service.commit.storeFault(lost.early)
     service.engine.restore(snapshot)
@@ -157,8 +159,12 @@ export class SchedulerService {
     return this.engine.leaseMs
   }
 
-  /** Listens to every event once it is stored, in order. */
-  on(listener: (e: EngineEvent) => void): () => void {
+  /**
+   * Listens to every event once it is stored, in order, with its row of the log. An event
+   * recorded but not yet stored when `on` is called may be missed: `durable()` after `on` and a
+   * read of {@link storedEvents} cover it.
+   */
+  on(listener: StoredListener): () => void {
     return this.events.on(listener)
   }
 
@@ -325,6 +331,11 @@ export class SchedulerService {
     return isId(jobId) ? this.queries.explain(jobId) : undefined
   }
 
+  /** The log's events after `afterSeq`, oldest first, at most `limit`; one order's when given. */
+  storedEvents(afterSeq: number, limit: number, orderId?: Id): Promise<StoredEvent[]> {
+    return this.queries.storedEvents(afterSeq, limit, orderId)
+  }
+
   /** Who owns an order in flight; undefined once it has ended and left memory. */
   orderOwner(orderId: Id): string | undefined {
     return this.engine.order(orderId)?.owner
@@ -422,8 +433,7 @@ export class SchedulerService {
 
   private record(e: EngineEvent): void {
     if (e.type === 'target:registered') this.siteWaits.wake()
-    this.journal.add(e, this.engine)
-    this.events.recorded(e)
+    this.events.recorded(e, this.journal.add(e, this.engine))
     this.history.event(e.type)
     // A waiting heartbeat looks again: for a job to take, or for stops the engine now holds
     // for its worker. Push targets hear of both from the stored events.

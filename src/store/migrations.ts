@@ -207,6 +207,15 @@ CREATE INDEX orders_owner_state ON orders (owner, state, id);
 CREATE INDEX orders_owner_priority ON orders (owner, priority, id);
 `,
   },
+  {
+    version: 9,
+    name: "events: one order's events in order, for a stream that resumes",
+    // A client that lost its stream asks for the order's events after the last it heard
+    // (`Last-Event-ID`): one index range, however long the whole log is.
+    sql: () => `
+CREATE INDEX events_order ON events (order_id, seq);
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -336,9 +336,9 @@ export class PostgresStore implements Store {
         ['text', 'bytea'],
       )
       await q(
-        `INSERT INTO events (at, type, order_id, job_id, body) SELECT * FROM {rows}`,
+        `INSERT INTO events (seq, at, type, order_id, job_id, body) SELECT * FROM {rows}`,
         batch.events.map(rowValues.event),
-        ['bigint', 'text', 'bytea', 'bytea', 'text'],
+        ['bigint', 'bigint', 'text', 'bytea', 'bytea', 'text'],
       )
     }
   }
@@ -379,7 +379,8 @@ export class PostgresStore implements Store {
     this.reads.attemptsOnTarget(targetId, which)
   artefacts: Reads['artefacts'] = (orderId) => this.reads.artefacts(orderId)
   locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
-  events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
+  events: Reads['events'] = (afterSeq, limit, orderId) =>
+    this.reads.events(afterSeq, limit, orderId)
 
   /** Drops the schema and everything in it: for tests and teardown. */
   async dropSchema(): Promise<void> {

@@ -112,6 +112,10 @@ export const readSql = {
     WHERE j.order_id = ? ORDER BY j.idx, l.next_id`,
   events:
     'SELECT seq, at, type, order_id, job_id, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
+  // Served by the index events_order (order_id, seq): one order's events, whatever the others'.
+  orderEvents: `SELECT seq, at, type, order_id, job_id, body FROM events
+    WHERE order_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+  lastEventSeq: 'SELECT COALESCE(MAX(seq), 0) AS seq FROM events',
 } as const
 
 /** A row of {@link countedOrders}. */
@@ -151,6 +155,8 @@ export interface SnapshotRows {
   targets: TargetRow[]
   products: { product_id: string; target_id: string; hash: string | null }[]
   holders: { key: string; holder: Bin }[]
+  /** One row. */
+  lastEventSeq: { seq: number | string }[]
 }
 
 /**
@@ -165,6 +171,7 @@ export const snapshotSql = {
   targets: readSql.targets,
   products: readSql.products,
   holders: readSql.holders,
+  lastEventSeq: readSql.lastEventSeq,
 } as const satisfies Partial<Record<keyof SnapshotRows, string>>
 
 /**
@@ -233,6 +240,7 @@ export function assembleSnapshot(rows: SnapshotRows): Snapshot {
       return p
     }),
     holders: rows.holders.map((r) => ({ key: r.key, holder: fromBin(r.holder) })),
+    lastEventSeq: Number(rows.lastEventSeq[0]?.seq ?? 0),
   }
 }
 
@@ -356,7 +364,11 @@ export class StoreReads implements Reads {
     return (await this.query<LockRowDb>(readSql.locks, [toBin(orderId)])).map(decodeLock)
   }
 
-  async events(afterSeq: number, limit: number): Promise<StoredEvent[]> {
-    return (await this.query<EventRowDb>(readSql.events, [afterSeq, limit])).map(decodeEvent)
+  async events(afterSeq: number, limit: number, orderId?: Id): Promise<StoredEvent[]> {
+    const rows =
+      orderId === undefined
+        ? await this.query<EventRowDb>(readSql.events, [afterSeq, limit])
+        : await this.query<EventRowDb>(readSql.orderEvents, [toBin(orderId), afterSeq, limit])
+    return rows.map(decodeEvent)
   }
 }

@@ -245,6 +245,7 @@ export const rowValues = {
     h.holder === undefined ? null : toBin(h.holder),
   ],
   event: (e: EventRow): unknown[] => [
+    e.seq,
     e.at,
     e.type,
     e.orderId === undefined ? null : toBin(e.orderId),

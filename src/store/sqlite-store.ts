@@ -179,8 +179,8 @@ export class SqliteStore implements Store {
       ),
       events: new Bulk(
         db,
-        'INSERT INTO events (at, type, order_id, job_id, body) VALUES {rows}',
-        5,
+        'INSERT INTO events (seq, at, type, order_id, job_id, body) VALUES {rows}',
+        6,
       ),
       specInsert: db.prepare(
         'INSERT INTO job_specs (hash, body) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING',
@@ -321,7 +321,8 @@ export class SqliteStore implements Store {
     this.reads.attemptsOnTarget(targetId, which)
   artefacts: Reads['artefacts'] = (orderId) => this.reads.artefacts(orderId)
   locks: Reads['locks'] = (orderId) => this.reads.locks(orderId)
-  events: Reads['events'] = (afterSeq, limit) => this.reads.events(afterSeq, limit)
+  events: Reads['events'] = (afterSeq, limit, orderId) =>
+    this.reads.events(afterSeq, limit, orderId)
 
   close(): Promise<void> {
     if (this.db.open) this.db.close()

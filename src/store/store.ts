@@ -89,8 +89,13 @@ export interface AttemptsOnTarget {
   owner?: string | undefined
 }
 
-/** A row of the event log. */
+/**
+ * A row of the event log. `seq` is its place in the log, given by the one writer (the service
+ * numbers each event as it is recorded, from the last stored one on): an event stream can name
+ * an event before it is stored, and a client resumes after the last it heard.
+ */
 export interface EventRow {
+  seq: number
   at: number
   type: string
   orderId?: Id
@@ -100,9 +105,7 @@ export interface EventRow {
 }
 
 /** A stored event, with its place in the log. */
-export interface StoredEvent extends EventRow {
-  seq: number
-}
+export type StoredEvent = EventRow
 
 /**
  * Everything one group commit writes, in one transaction. Rows hold the state at the moment the
@@ -167,6 +170,8 @@ export interface Snapshot {
   targets: { target: Target; live: boolean }[]
   products: ProductLocation[]
   holders: { key: string; holder: Id }[]
+  /** The `seq` of the last stored event (0 for an empty log): the next event is numbered after it. */
+  lastEventSeq: number
 }
 
 /** The process that holds a store (see {@link Store.hold}). */
@@ -229,7 +234,10 @@ export interface Store {
   artefacts(orderId: Id): Promise<{ jobId: Id; artefacts: string[] }[]>
   /** Where each lock stands, for audits. */
   locks(orderId: Id): Promise<(Lock & { released: boolean })[]>
-  /** Events after `afterSeq`, oldest first. */
-  events(afterSeq: number, limit: number): Promise<StoredEvent[]>
+  /**
+   * Events after `afterSeq`, oldest first, at most `limit`; given an `orderId`, only that order's
+   * (read through an index on the order, so one order's events cost what they return).
+   */
+  events(afterSeq: number, limit: number, orderId?: Id): Promise<StoredEvent[]>
   close(): Promise<void>
 }

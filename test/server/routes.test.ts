@@ -75,6 +75,11 @@ describe('the HTTP layer', () => {
       'application/json'
     ]!.schema as { $ref: string }
     expect(heartbeat.$ref).toBe('#/components/schemas/Heartbeat')
+    // A stream resumes after the last event heard: by header, or by query for clients without.
+    const events = doc.paths['/v1/events']!.get as { parameters?: { in: string; name: string }[] }
+    expect(events.parameters?.map((p) => `${p.in} ${p.name}`)).toEqual(
+      expect.arrayContaining(['header last-event-id', 'query after', 'query order']),
+    )
   })
 
   it('keeps the worker paths that agents in the field call', async () => {

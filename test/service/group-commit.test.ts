@@ -28,6 +28,7 @@ describe('group commit', () => {
     store = new SqliteStore({ path: join(dir, 'db'), synchronous: 'normal' })
     await store.migrate()
     let events: EventRow[] = []
+    let seq = 0
     commit = new GroupCommit({
       store,
       pending: () => events.length,
@@ -42,7 +43,7 @@ describe('group commit', () => {
       retryMinMs: 10,
     })
     return (type: string) => {
-      events.push({ at: 1, type, body: '{}' })
+      events.push({ seq: ++seq, at: 1, type, body: '{}' })
       commit.changed()
     }
   }

@@ -103,11 +103,16 @@ describe.each(backends)('holding the store (%s)', (_name, make) => {
     await s.hold()
     await s.migrate()
     const batch = { ...emptyBatch(), token: 'b1' }
-    batch.events = [{ at: 1, type: 'target:registered', body: '{}' }]
+    batch.events = [{ seq: 1, at: 1, type: 'target:registered', body: '{}' }]
     await s.commit(batch)
     await s.commit({ ...batch, retried: true })
     expect(await s.events(0, 10)).toHaveLength(1)
-    await s.commit({ ...batch, token: 'b2', retried: true })
+    await s.commit({
+      ...batch,
+      events: [{ ...batch.events[0]!, seq: 2 }],
+      token: 'b2',
+      retried: true,
+    })
     expect(await s.events(0, 10)).toHaveLength(2)
   })
 })
@@ -145,7 +150,7 @@ describe('the PostgreSQL session that holds a schema', () => {
       await terminateHolders()
       await expect.poll(() => lost.length, { timeout: 10_000 }).toBe(1)
       await second.hold()
-      const event = { at: 1, type: 'x', body: '{}' }
+      const event = { seq: 1, at: 1, type: 'x', body: '{}' }
       await expect(first.commit({ ...emptyBatch(), events: [event] })).rejects.toMatchObject({
         code: 'STORE_HELD',
       })
@@ -165,7 +170,7 @@ describe('the PostgreSQL session that holds a schema', () => {
       await store.migrate()
       await terminateHolders()
       await expect.poll(() => lost.length, { timeout: 10_000 }).toBe(1)
-      await store.commit({ ...emptyBatch(), events: [{ at: 1, type: 'x', body: '{}' }] })
+      await store.commit({ ...emptyBatch(), events: [{ seq: 1, at: 1, type: 'x', body: '{}' }] })
       expect(await store.events(0, 10)).toHaveLength(1)
     } finally {
       await store.close()

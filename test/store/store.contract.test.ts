@@ -268,6 +268,13 @@ describe.each(backends)('store contract: %s', (_name, make) => {
     expect(started).toMatchObject({ orderId: order.orderId, jobId: a!.jobId })
     expect(JSON.parse(started.body)).toEqual({ attempt: 1, target: 'w1' })
     expect(await s.events(logged[2]!.seq, 2)).toEqual(logged.slice(3, 5))
+    // One order's events, after a position: the target's registration is no order's.
+    const ofOrder = logged.filter((e) => e.orderId === order.orderId)
+    expect(ofOrder.map((e) => e.type)).toContain('order:succeeded')
+    expect(ofOrder.map((e) => e.type)).not.toContain('target:registered')
+    expect(await s.events(0, 100, order.orderId)).toEqual(ofOrder)
+    expect(await s.events(ofOrder[1]!.seq, 2, order.orderId)).toEqual(ofOrder.slice(2, 4))
+    expect((await s.load()).lastEventSeq).toBe(logged.at(-1)!.seq)
   })
 
   it("keeps a product's hash with its attempt and its holder, for a restart", async () => {
