@@ -127,24 +127,33 @@ export function pack(dir: string, out: Writable): Promise<void> {
   return packEntries(walkTree(dir), (e) => createReadStream(join(dir, e.path)), out)
 }
 
-/** Writes the archive of a tree given in memory (`path` → content; a `/`-ended path a directory). */
-export function packMemory(files: Record<string, string>, out: Writable): Promise<void> {
-  const entries = Object.keys(files)
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    .map((path): TreeEntry => {
-      const directory = path.endsWith('/')
-      return {
-        path: directory ? path.slice(0, -1) : path,
-        type: directory ? 'directory' : 'file',
-        size: directory ? 0 : Buffer.byteLength(files[path]!),
-        executable: false,
-      }
+/**
+ * The archive of a small tree given in memory (`path` → content; a `/`-ended path a directory),
+ * as bytes: the same that `pack` makes of that tree on disk. Built in one go, with no stream per
+ * entry: an empty product is hashed this way once per attempt.
+ */
+export function memoryArchive(files: Record<string, string>): Promise<Buffer> {
+  const archive: Pack = tar.pack()
+  const chunks: Buffer[] = []
+  const done = new Promise<Buffer>((resolve, reject) => {
+    archive.on('data', (chunk) => chunks.push(chunk as Buffer))
+    archive.on('end', () => resolve(Buffer.concat(chunks)))
+    archive.on('error', reject)
+  })
+  for (const path of Object.keys(files).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const directory = path.endsWith('/')
+    const content = Buffer.from(files[path]!)
+    const header = headerOf({
+      path: directory ? path.slice(0, -1) : path,
+      type: directory ? 'directory' : 'file',
+      size: directory ? 0 : content.length,
+      executable: false,
     })
-  return packEntries(
-    Readable.from(entries),
-    (e) => Readable.from([Buffer.from(files[e.path]!)]),
-    out,
-  )
+    if (directory) archive.entry(header)
+    else archive.entry(header, content)
+  }
+  archive.finalize()
+  return done
 }
 
 /** An archive refused on unpacking, and the entry that made it so. */

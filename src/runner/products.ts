@@ -12,7 +12,7 @@ import { Writable } from 'node:stream'
 import { capabilityOfHeader } from '../core/capability.ts'
 import type { JobResult } from '../core/model.ts'
 import { formatSize } from '../core/sizes.ts'
-import { pack, packMemory, treeBytes } from './archive.ts'
+import { memoryArchive, pack, treeBytes } from './archive.ts'
 import type { CapabilityVerdict } from './capability-check.ts'
 
 interface Entry {
@@ -169,9 +169,8 @@ export async function productHash(dir: string): Promise<string> {
 
 /** The hash of an empty product: the archive of the directory it becomes on first use. */
 export async function emptyProductHash(id: string): Promise<string> {
-  const hash = createHash('sha256')
-  await packMemory({ [ID_FILE]: id, 'out/': '' }, hashSink(hash))
-  return hash.digest('hex')
+  const archive = await memoryArchive({ [ID_FILE]: id, 'out/': '' })
+  return createHash('sha256').update(archive).digest('hex')
 }
 
 function hashSink(hash: Hash): Writable {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { execute } from '../../src/runner/execute.ts'
-import { ProductCache } from '../../src/runner/products.ts'
+import { ProductCache, productHash } from '../../src/runner/products.ts'
 
 let dir: string
 
@@ -18,6 +18,19 @@ async function made(cache: ProductCache, id: string, bytes: number): Promise<str
 }
 
 describe('the product cache', () => {
+  it('hashes an empty product as the archive of the directory it becomes when served', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lockstep-cache-'))
+    const cache = new ProductCache(dir, 10_000)
+    await cache.open()
+    cache.addEmpty('01a2-empty')
+    const hash = await cache.hash('01a2-empty')
+    expect(hash).toMatch(/^[0-9a-f]{64}$/)
+    // Consumers check what the holder serves, the materialised directory, against this hash.
+    expect(await productHash(await cache.materialise('01a2-empty'))).toBe(hash)
+    cache.addEmpty('01a2-other')
+    expect(await cache.hash('01a2-other')).not.toBe(hash)
+  })
+
   it('evicts the oldest products beyond its limit, but never one a running job reads', async () => {
     dir = mkdtempSync(join(tmpdir(), 'lockstep-cache-'))
     const cache = new ProductCache(dir, 250)
