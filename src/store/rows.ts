@@ -49,7 +49,8 @@ export interface JobRow {
 export const jobColumns =
   'id, order_id, idx, name, spec, state, attempt, step, iteration, reason, retry_at'
 
-export function jobValues(j: Job, spec: number): unknown[] {
+/** A job's row; `spec` is its spec's id (or what a writer turns into it). */
+export function jobValues(j: Job, spec: unknown): unknown[] {
   return [
     toBin(j.id),
     toBin(j.orderId),

@@ -1,34 +1,35 @@
 /**
  * The embedded store: one SQLite file in WAL mode, written by one process. Every commit is one
- * transaction of prepared statements; with `synchronous = FULL` a resolved commit survives a
- * power cut, with `NORMAL` it survives a crash of the process.
+ * transaction of prepared statements, run by a writer thread that owns its own connection
+ * (`sqlite-writer.ts`); reads and loads use the store's connection, which WAL lets read beside
+ * it. With `synchronous = FULL` a resolved commit survives a power cut, with `NORMAL` it
+ * survives a crash of the process.
  */
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
-import { specBody, specHash, SpecIds, specMap } from './job-specs.ts'
+import { specBody, specHash, specMap } from './job-specs.ts'
 import { migrationsTable, pendingMigrations } from './migrations.ts'
 import { assembleSnapshot, readEach, snapshotSql, StoreReads } from './reads.ts'
 import type { Reads, SnapshotRows } from './reads.ts'
 import {
-  attemptColumns,
   attemptValues,
   decodeJobArray,
   hexToId,
   jobArrayColumns,
-  jobColumns,
   jobValues,
-  orderColumns,
   orderValues,
   rowValues,
   toBin,
 } from './rows.ts'
 import { SqliteHold } from './sqlite-hold.ts'
+import { S, SqliteWriter } from './sqlite-writer.ts'
+import type { Step } from './sqlite-writer.ts'
 import type { Batch, Snapshot, Store, StoreCapabilities } from './store.ts'
 
 /** Options of a {@link SqliteStore}. */
 export interface SqliteStoreOptions {
-  /** The database file; `:memory:` for a store that lives as long as the process. */
+  /** The database file. */
   path: string
   /** `full` survives power loss; `normal` survives a process crash. @default 'full' */
   synchronous?: 'full' | 'normal'
@@ -50,50 +51,15 @@ function settle<T>(fn: () => T): Promise<T> {
   }
 }
 
-/**
- * A statement over many rows at once: `{rows}` in the SQL becomes `(?, ?, …), (?, ?, …)`. Rows go
- * in chunks of up to 64 per statement, which costs far less than one statement per row.
- */
-class Bulk {
-  private readonly statements = new Map<number, Database.Statement>()
-  private readonly db: Database.Database
-  private readonly sql: string
-  private readonly width: number
-
-  constructor(db: Database.Database, sql: string, width: number) {
-    this.db = db
-    this.sql = sql
-    this.width = width
-  }
-
-  run(rows: readonly unknown[][]): void {
-    for (let i = 0; i < rows.length; i += 64) {
-      const chunk = rows.slice(i, i + 64)
-      this.statement(chunk.length).run(...chunk.flat())
-    }
-  }
-
-  private statement(n: number): Database.Statement {
-    let st = this.statements.get(n)
-    if (st === undefined) {
-      const row = `(${placeholders(this.width)})`
-      st = this.db.prepare(
-        this.sql.replace('{rows}', Array.from({ length: n }, () => row).join(', ')),
-      )
-      this.statements.set(n, st)
-    }
-    return st
-  }
-}
-
-const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ')
-
 export class SqliteStore implements Store {
   readonly capabilities: StoreCapabilities = { sharedAcrossProcesses: false }
   private readonly db: Database.Database
   private readonly path: string
-  private readonly hold_: SqliteHold | undefined
-  private statements: ReturnType<SqliteStore['prepare']> | undefined
+  private readonly hold_: SqliteHold
+  private readonly synchronous: 'full' | 'normal'
+  private readonly busyTimeoutMs: number
+  /** Started by the first commit, once the schema is there. */
+  private writer: SqliteWriter | undefined
   /** Read statements by their SQL: the reads are a fixed set, so this stays small. */
   private readonly readStatements = new Map<string, Database.Statement>()
   private readonly reads: Reads = new StoreReads(<R>(sql: string, params: readonly unknown[]) =>
@@ -101,19 +67,23 @@ export class SqliteStore implements Store {
   )
 
   constructor(options: SqliteStoreOptions) {
+    if (options.path === ':memory:' || options.path === '') {
+      throw new Error('an SQLite store needs a file: its writer thread opens it too')
+    }
     this.path = options.path
-    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true })
+    this.synchronous = options.synchronous ?? 'full'
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 1000
+    mkdirSync(dirname(options.path), { recursive: true })
     this.db = new Database(options.path)
     this.db.pragma('journal_mode = WAL')
-    this.db.pragma(`synchronous = ${options.synchronous ?? 'full'}`)
-    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 1000}`)
-    this.hold_ = options.path === ':memory:' ? undefined : new SqliteHold(options.path)
+    this.db.pragma(`synchronous = ${this.synchronous}`)
+    this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`)
+    this.hold_ = new SqliteHold(options.path)
     this.db.pragma('foreign_keys = OFF')
   }
 
-  /** A `:memory:` store is this handle's alone already: nothing to take. */
   hold(): Promise<void> {
-    return settle(() => this.hold_?.take())
+    return settle(() => this.hold_.take())
   }
 
   migrate(): Promise<number> {
@@ -138,137 +108,72 @@ export class SqliteStore implements Store {
     return settle(() => run.immediate())
   }
 
-  private prepare() {
-    const db = this.db
-    return {
-      packet: db.prepare(
-        'INSERT INTO packets (id, name, body, created_at, owner) VALUES (?, ?, ?, ?, ?)',
-      ),
-      artifact: db.prepare(
-        'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
-      ),
-      order: db.prepare(`INSERT INTO orders (${orderColumns}) VALUES (${placeholders(15)})`),
-      jobs: new Bulk(db, `INSERT INTO jobs (${jobColumns}) VALUES {rows}`, 11),
-      locks: new Bulk(
-        db,
-        'INSERT INTO locks (job_id, next_id, released) SELECT column1, column2, 0 FROM (VALUES {rows})',
-        2,
-      ),
-      attempts: new Bulk(
-        db,
-        `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM (VALUES {rows}) WHERE true
-         ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
-           transitions = excluded.transitions, reason = excluded.reason,
-           exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
-           product_hash = excluded.product_hash, artefacts = excluded.artefacts`,
-        12,
-      ),
-      jobUpdates: new Bulk(
-        db,
-        `UPDATE jobs SET state = u.column2, attempt = u.column3, reason = u.column4,
-           retry_at = u.column5
-         FROM (VALUES {rows}) AS u WHERE jobs.id = u.column1`,
-        5,
-      ),
-      productsAdd: new Bulk(
-        db,
-        // A product made again where a copy was kept takes the new copy's hash.
-        `INSERT INTO products (product_id, target_id, hash) VALUES {rows}
-         ON CONFLICT (product_id, target_id) DO UPDATE SET hash = excluded.hash`,
-        3,
-      ),
-      events: new Bulk(
-        db,
-        'INSERT INTO events (seq, at, type, order_id, job_id, body) VALUES {rows}',
-        6,
-      ),
-      specInsert: db.prepare(
-        'INSERT INTO job_specs (hash, body) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING',
-      ),
-      specId: db.prepare('SELECT id FROM job_specs WHERE hash = ?').pluck(),
-      // Values come id first, as for PostgreSQL's unnest.
-      orderUpdate: db.prepare(
-        `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at,
-           reason = u.reason
-         FROM (SELECT ? AS id, ? AS state, ? AS started_at, ? AS ended_at, ? AS reason) AS u
-         WHERE orders.id = u.id`,
-      ),
-      release: new Bulk(db, 'UPDATE locks SET released = 1 WHERE job_id IN (VALUES {rows})', 1),
-      target: db.prepare(
-        `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at, runs)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
-           labels = excluded.labels, projects = excluded.projects, url = excluded.url,
-           live = excluded.live, updated_at = excluded.updated_at, runs = excluded.runs`,
-      ),
-      productRemove: db.prepare('DELETE FROM products WHERE product_id = ? AND target_id = ?'),
-      cacheDrop: db.prepare('DELETE FROM products WHERE target_id = ?'),
-      targetForget: db.prepare('DELETE FROM targets WHERE id = ?'),
-      holderSet: db.prepare(
-        'INSERT INTO resources (key, holder) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder',
-      ),
-      lastToken: db.prepare('SELECT token FROM last_commit WHERE one = 1').pluck(),
-      tokenSet: db.prepare(
-        'INSERT INTO last_commit (one, token) VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET token = excluded.token',
-      ),
-    }
-  }
-
+  /**
+   * One commit: the batch's rows, built here, written in one transaction by the writer thread
+   * (see `sqlite-writer.ts`), so the event loop serves on while SQLite writes and syncs.
+   */
   commit(batch: Batch): Promise<void> {
-    return settle(() => {
-      try {
-        this.write(batch)
-      } catch (e) {
-        this.specIds.clear()
-        throw e
-      }
-    })
-  }
-
-  private write(batch: Batch): void {
-    const s = (this.statements ??= this.prepare())
-    const each = <T>(statement: Database.Statement, rows: T[], values: (row: T) => unknown[]) => {
-      for (const row of rows) statement.run(...values(row))
+    let steps: Step[]
+    try {
+      steps = this.steps(batch)
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)))
     }
-    this.db.transaction(() => {
-      // A batch tried again is written only if its first try did not land.
-      if (batch.retried === true && s.lastToken.get() === batch.token) return
-      if (batch.token !== undefined) s.tokenSet.run(batch.token)
-      each(s.packet, batch.packets, rowValues.packet)
-      each(s.artifact, batch.artifacts, rowValues.artifact)
-      for (const o of batch.orders) {
-        s.order.run(...orderValues(o.stored))
-        s.jobs.run(o.jobs.map((job) => jobValues(job, this.specId(specBody(job)))))
-        s.locks.run(o.locks.map(rowValues.lock))
-      }
-      each(s.orderUpdate, batch.orderUpdates, rowValues.orderUpdate)
-      s.jobUpdates.run(batch.jobUpdates.map(rowValues.jobUpdate))
-      s.attempts.run(batch.attempts.map(attemptValues))
-      s.release.run(batch.released.map((id) => [toBin(id)]))
-      each(s.target, batch.targets, rowValues.target)
-      for (const id of batch.cachesDropped) s.cacheDrop.run(id)
-      for (const id of batch.targetsForgotten) s.targetForget.run(id)
-      s.productsAdd.run(batch.productsAdded.map(rowValues.product))
-      each(s.productRemove, batch.productsRemoved, rowValues.productKey)
-      each(s.holderSet, batch.holders, rowValues.holder)
-      s.events.run(batch.events.map(rowValues.event))
-    })()
+    this.writer ??= new SqliteWriter(this.path, this.synchronous, this.busyTimeoutMs)
+    return this.writer.write({ token: batch.token, retried: batch.retried, steps })
   }
 
-  private readonly specIds = new SpecIds()
-
-  /** The id of a spec, stored on first use. */
-  private specId(body: string): number {
-    let id = this.specIds.get(body)
-    if (id === undefined) {
-      const s = this.statements!
-      const hash = specHash(body)
-      s.specInsert.run(hash, body)
-      id = Number(s.specId.get(hash))
-      this.specIds.set(body, id)
+  /** The batch as statements and rows, in the order that keeps them consistent. */
+  private steps(batch: Batch): Step[] {
+    const steps: Step[] = []
+    const add = (statement: number, rows: unknown[][]) => {
+      if (rows.length > 0) steps.push([statement, rows])
     }
-    return id
+    add(S.packet, batch.packets.map(rowValues.packet))
+    add(S.artifact, batch.artifacts.map(rowValues.artifact))
+    for (const o of batch.orders) {
+      add(S.order, [orderValues(o.stored)])
+      add(
+        S.jobs,
+        o.jobs.map((job) => jobValues(job, this.specKey(specBody(job)))),
+      )
+      add(S.locks, o.locks.map(rowValues.lock))
+    }
+    add(S.orderUpdate, batch.orderUpdates.map(rowValues.orderUpdate))
+    add(S.jobUpdates, batch.jobUpdates.map(rowValues.jobUpdate))
+    add(S.attempts, batch.attempts.map(attemptValues))
+    add(
+      S.release,
+      batch.released.map((id) => [toBin(id)]),
+    )
+    add(S.target, batch.targets.map(rowValues.target))
+    add(
+      S.cacheDrop,
+      batch.cachesDropped.map((id) => [id]),
+    )
+    add(
+      S.targetForget,
+      batch.targetsForgotten.map((id) => [id]),
+    )
+    add(S.productsAdd, batch.productsAdded.map(rowValues.product))
+    add(S.productRemove, batch.productsRemoved.map(rowValues.productKey))
+    add(S.holderSet, batch.holders.map(rowValues.holder))
+    add(S.events, batch.events.map(rowValues.event))
+    return steps
   }
+
+  /** What the writer stores a spec by: its text and digest (digests are kept, bounded). */
+  private specKey(body: string): [string, string] {
+    let hash = this.specHashes.get(body)
+    if (hash === undefined) {
+      if (this.specHashes.size >= 50_000) this.specHashes.clear()
+      hash = specHash(body)
+      this.specHashes.set(body, hash)
+    }
+    return [body, hash]
+  }
+
+  private readonly specHashes = new Map<string, string>()
 
   load(): Promise<Snapshot> {
     const db = this.db
@@ -324,9 +229,11 @@ export class SqliteStore implements Store {
   events: Reads['events'] = (afterSeq, limit, orderId) =>
     this.reads.events(afterSeq, limit, orderId)
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    const writer = this.writer
+    this.writer = undefined
+    await writer?.close()
     if (this.db.open) this.db.close()
-    this.hold_?.release()
-    return Promise.resolve()
+    this.hold_.release()
   }
 }
