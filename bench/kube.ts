@@ -93,8 +93,11 @@ async function run(runMs: number): Promise<{ seconds: number; created: number; m
       for (;;) {
         const { fulfilment } = await c.order(o.orderId)
         if (fulfilment.state === 'succeeded') break
-        if (fulfilment.state !== 'running')
-          throw new Error(`order ${o.orderId} ${fulfilment.state}`)
+        if (fulfilment.state !== 'running') {
+          const failed = (await c.jobs(o.orderId)).filter((j) => j.state === 'failed')
+          const why = failed.slice(0, 3).map((j) => `${j.name}: ${j.reason ?? ''}`)
+          throw new Error(`order ${o.orderId} ${fulfilment.state} (${why.join('; ')})`)
+        }
         await new Promise((r) => setTimeout(r, 20))
       }
     }

@@ -463,12 +463,25 @@ describe('the Kubernetes driver', () => {
     },
   )
 
-  it('fails a create answered 503 as target-unreachable', async () => {
+  it('fails a create answered 503 three times as target-unreachable', async () => {
     const d = await opens()
-    kube.failNext(1, 503, { method: 'POST' })
+    kube.failNext(3, 503, { method: 'POST' })
     const { result } = await d.start(assignment())
     expect(result).toMatchObject({ ok: false, reason: 'target-unreachable' })
     expect(result.message).toContain('503')
+    expect(creates()).toBe(3)
+  })
+
+  it('sends a create answered 503 again, and the attempt runs on its one Pod', async () => {
+    const d = await opens()
+    kube.failNext(1, 503, { method: 'POST' })
+    const a = assignment()
+    const outcome = d.start(a)
+    await eventually(() => kube.maxNonTerminal(NS) === 1, 'the Pod')
+    kube.succeed(NS, nameOf(a))
+    expect((await outcome).result).toMatchObject({ ok: true })
+    expect(creates()).toBe(2)
+    expect(kube.maxNonTerminal(NS)).toBe(1)
   })
 
   it('refuses an operation that is not an image', async () => {

@@ -85,6 +85,10 @@ const STOPPING: JobResult = {
   message: 'the scheduler is stopping; the Pod is left to run and is adopted on restart',
 }
 
+/** Tries of a create that got no answer, or a 5xx, 429 or 408; the wait grows by this each time. */
+const CREATE_TRIES = 3
+const CREATE_RETRY_MS = 200
+
 export class KubernetesDriver implements TargetDriver {
   readonly id: string
   readonly registration: TargetRegistration
@@ -309,11 +313,24 @@ export class KubernetesDriver implements TargetDriver {
       this.attempts.delete(a.name)
       return
     }
-    try {
-      await cluster.api.createNamespacedPod({ namespace: cluster.namespace, body })
-    } catch (e) {
-      // A Pod already there is this attempt's: a create sent twice, or before a restart.
-      if (!isAlreadyExists(e)) return this.createFailed(a, e)
+    for (let tried = 1; ; tried++) {
+      try {
+        await cluster.api.createNamespacedPod({ namespace: cluster.namespace, body })
+        break
+      } catch (e) {
+        // A Pod already there is this attempt's: a create sent twice, or before a restart.
+        if (isAlreadyExists(e)) break
+        // No answer (a kept-alive connection the server had just closed), or one that may pass:
+        // the Pod's name is the attempt's, so sending the create again makes no second Pod.
+        const again = tried < CREATE_TRIES && !this.closed && a.settle !== undefined
+        if (!again || !createFailure(e, a.name, this.id, '').podMayExist) {
+          return this.createFailed(a, e)
+        }
+        await new Promise<void>((resolve) =>
+          this.clock.setTimeout(resolve, CREATE_RETRY_MS * tried),
+        )
+        if (a.settle === undefined) break
+      }
     }
     a.since = ++this.seq
     if (a.settle === undefined) {
