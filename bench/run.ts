@@ -5,6 +5,7 @@
 import { runBind } from './bind.ts'
 import { runCore } from './core.ts'
 import { runDashboard } from './dashboard.ts'
+import { runE2eDag } from './e2e-dag.ts'
 import { runE2ePostgres, runE2eSqlite } from './e2e.ts'
 import { runKube } from './kube.ts'
 import { runPeers } from './peers.ts'
@@ -20,6 +21,7 @@ const benches: Record<string, () => unknown> = {
   restart: runRestart,
   'e2e-sqlite': runE2eSqlite,
   'e2e-postgres': runE2ePostgres,
+  'e2e-dag': runE2eDag,
   kube: runKube,
   soak: runSoak,
   dashboard: runDashboard,

@@ -5,12 +5,14 @@
  * so a scrape costs nothing between scrapes.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Assignment } from '../core/protocol.ts'
 import type { SchedulerService } from '../service/service.ts'
 
 export class Metrics {
   readonly registry = new Registry()
   private readonly heartbeats: Histogram
   private readonly handedOut: Counter
+  private readonly inputs: Counter<'local'>
   private readonly off: () => void
 
   constructor(service: SchedulerService) {
@@ -88,6 +90,12 @@ export class Metrics {
       help: 'Jobs handed to workers by heartbeats.',
       registers,
     })
+    this.inputs = new Counter({
+      name: 'lockstep_inputs_handed_out_total',
+      help: 'Inputs of the jobs handed to workers; local="true" for those already in that worker\'s cache.',
+      labelNames: ['local'],
+      registers,
+    })
     const lost = new Counter({
       name: 'lockstep_targets_lost_total',
       help: 'Targets lost for missing their lease.',
@@ -98,10 +106,24 @@ export class Metrics {
     })
   }
 
-  /** Records one heartbeat: how long it took to answer (long polls included) and jobs handed out. */
-  heartbeat(seconds: number, jobs: number): void {
+  /**
+   * Records one heartbeat of `targetId`: how long it took to answer (long polls included), the
+   * jobs handed out, and their inputs, local where the target holds them already.
+   */
+  heartbeat(seconds: number, targetId: string, assignments: readonly Assignment[]): void {
     this.heartbeats.observe(seconds)
-    if (jobs > 0) this.handedOut.inc(jobs)
+    if (assignments.length === 0) return
+    this.handedOut.inc(assignments.length)
+    let local = 0
+    let fetched = 0
+    for (const a of assignments) {
+      for (const input of a.inputs) {
+        if (input.holders.includes(targetId)) local++
+        else fetched++
+      }
+    }
+    if (local > 0) this.inputs.inc({ local: 'true' }, local)
+    if (fetched > 0) this.inputs.inc({ local: 'false' }, fetched)
   }
 
   render(): Promise<string> {

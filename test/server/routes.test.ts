@@ -144,6 +144,41 @@ describe('the HTTP layer', () => {
     expect(service.holders('never-made')).toEqual([])
   })
 
+  it('counts in /metrics the inputs handed out already in the worker’s cache, and those it fetches', async () => {
+    const beat = async (id: string, body: unknown) => {
+      const res = await fetch(`${server.url}/v1/targets/${id}/heartbeat`, {
+        method: 'POST',
+        headers: { ...fleet, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+      expect(res.status).toBe(200)
+      return (await res.json()) as { assignments: { jobId: string; name: string }[] }
+    }
+    await service.registerTarget({ id: 'w1' })
+    await service.registerTarget({ id: 'w2' })
+    const op = { builtin: 'noop' }
+    await service.submitPacket(
+      {
+        name: 'local',
+        jobs: [
+          { name: 'make', op, target: 'w1' },
+          { name: 'here', op, after: ['make'], target: 'w1' },
+          { name: 'there', op, after: ['make'], target: 'w2' },
+        ],
+      },
+      {},
+      'ana',
+    )
+    const [make] = (await beat('w1', { free: 1 })).assignments
+    const result = { ok: true, productHash: 'a'.repeat(64) }
+    await beat('w1', { results: [{ jobId: make!.jobId, attempt: 1, result }] })
+    expect((await beat('w1', { free: 1 })).assignments.map((a) => a.name)).toEqual(['here'])
+    expect((await beat('w2', { free: 1 })).assignments.map((a) => a.name)).toEqual(['there'])
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    expect(metrics).toMatch(/^lockstep_inputs_handed_out_total\{local="true"\} 1$/m)
+    expect(metrics).toMatch(/^lockstep_inputs_handed_out_total\{local="false"\} 1$/m)
+  })
+
   it('lets no worker register a cluster, speak for one, or claim to run images', async () => {
     const post = (body: unknown) =>
       fetch(`${server.url}/v1/targets`, {

@@ -96,7 +96,7 @@ export function targetRoutes(ctx: RouteContext): void {
       }
       const started = performance.now()
       const reply = await service.heartbeat(params.id, input ?? {}, signal)
-      metrics.heartbeat((performance.now() - started) / 1000, reply.assignments.length)
+      metrics.heartbeat((performance.now() - started) / 1000, params.id, reply.assignments)
       return reply
     },
   })
