@@ -212,7 +212,9 @@ describe.each(backends)('end to end: %s', (_name, make) => {
     await cluster.server(['--lease-ms', '3000'])
     for (const o of orders) {
       const f = await cluster.finished(o.orderId, 60_000)
-      expect(f.state).toBe('succeeded')
+      const failed = (await c.jobs(o.orderId)).filter((j) => j.state !== 'succeeded')
+      const why = failed.map((j) => `${j.name} ${j.state} ${j.reason ?? ''}`).join('; ')
+      expect(f.state, `order ${o.orderId}: ${why}`).toBe('succeeded')
       expect(f.counts.succeeded).toBe(20)
     }
   }, 90_000)
