@@ -16,6 +16,9 @@ import { followOrder } from './follow.ts'
 import type { FollowOptions } from './follow.ts'
 import { Http } from './http.ts'
 import type { CallInit } from './http.ts'
+
+// The worker's heartbeat channel speaks node:http itself and reports errors as this client does.
+export { errorFrom as errorFromResponse, unreachable } from './http.ts'
 import { downloadProducts, readProduct, readText } from './products.ts'
 import type { Download, DownloadOptions } from './products.ts'
 import { serverSentEvents } from './server-sent.ts'

@@ -210,7 +210,9 @@ describe.each(backends)('attempts on a target: %s', (_name, make) => {
     lines.length = 0
     expect(await cli('targets', 'w1', '--state', 'failed')).toBe(0)
     expect(lines).toHaveLength(2)
-    expect(lines[1]).toMatch(/^ {2}failed +\S+ {2}attempt 1 {2}- +\d+s {2}exit-code, exit code 2$/)
+    expect(lines[1]).toMatch(
+      /^ {2}failed +\S+ {2}attempt 1 {2}- +\d+[smh] {2}exit-code, exit code 2$/,
+    )
     lines.length = 0
     expect(await cli('targets')).toBe(0)
     expect(lines.map((l) => l.split(' ')[0])).toEqual(['initiator', 'w1', 'k1'])

@@ -1,6 +1,7 @@
 /**
  * Cache announcements are checked: a worker is taken to hold a product only if it made it, the
- * store already says it holds it, or it was sent to fetch it as an input (with a known hash). A
+ * store already says it holds it, it was sent to fetch it as an input (with a known hash), or it
+ * held it when it was lost and registers again with it (with a known hash). A
  * planted product is ignored (never an error that breaks the heartbeat), counted and logged, and
  * so neither satisfies a cache key nor appears among the holders consumers are sent to.
  */
@@ -136,7 +137,7 @@ describe.each(backends)('cache announcements: %s', (_name, make) => {
     expect(again.jobId).not.toBe(lib.jobId)
   })
 
-  it('believes a registration for what the store says the worker holds, until it is lost', async () => {
+  it('believes a registration for what the store says the worker holds, and what it held when lost', async () => {
     const { service, clock } = await start('registration')
     await service.registerTarget({ id: 'w1' })
     await orderLib(service)
@@ -148,10 +149,35 @@ describe.each(backends)('cache announcements: %s', (_name, make) => {
     await service.registerTarget({ id: 'w1', cached: [LIB] })
     expect(service.holders(LIB).map((h) => h.target)).toEqual(['w1'])
     expect(service.stats()).toMatchObject({ refusedAnnouncements: 0 })
-    // Lost, its cache is forgotten; its word on registering again is not taken.
+    // Lost, it holds nothing; restarted on its cache, it holds again what it held then (its hash
+    // is known, so every reader checks its copy), and nothing else it claims.
+    clock.advance(2000)
+    expect(service.holders(LIB)).toEqual([])
+    await service.registerTarget({ id: 'w1', cached: [LIB, 'cache:planted@1'] })
+    expect(service.holders(LIB).map((h) => h.target)).toEqual(['w1'])
+    expect(service.holders('cache:planted@1')).toEqual([])
+    expect(service.stats()).toMatchObject({ refusedAnnouncements: 1 })
+    await service.durable()
+    const stored = (await service.store.load()).products.filter((p) => p.productId === LIB)
+    expect(stored.map((p) => [p.targetId, p.hash])).toEqual([['w1', HASH]])
+    // Lost again and back without it: it is gone, and a later claim is not taken.
+    clock.advance(2000)
+    await service.registerTarget({ id: 'w1' })
+    await service.registerTarget({ id: 'w1', cached: [LIB] })
+    expect(service.holders(LIB)).toEqual([])
+    expect(service.stats()).toMatchObject({ refusedAnnouncements: 2 })
+  })
+
+  it('takes no product without a hash back from a worker that was lost', async () => {
+    const { service, clock } = await start('hashless-lost')
+    await service.registerTarget({ id: 'w1' })
+    await orderLib(service)
+    const lib = await take(service, 'w1')
+    await service.heartbeat('w1', {
+      results: [{ jobId: lib.jobId, attempt: 1, result: { ok: true } }],
+    })
     clock.advance(2000)
     await service.registerTarget({ id: 'w1', cached: [LIB] })
     expect(service.holders(LIB)).toEqual([])
-    expect(service.stats()).toMatchObject({ refusedAnnouncements: 1 })
   })
 })

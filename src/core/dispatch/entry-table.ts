@@ -49,11 +49,16 @@ export class EntryTable {
     this.collect(entry)
   }
 
-  /** Forgets `t` as a holder of every product. */
-  dropTarget(t: TargetQueues): void {
+  /** Forgets `t` as a holder of every product; answers the products it held. */
+  dropTarget(t: TargetQueues): string[] {
+    const held: string[] = []
     for (const entry of this.entries.values()) {
-      if (entry.holds(t)) this.dropHolder(entry, t)
+      if (entry.holds(t)) {
+        held.push(entry.id)
+        this.dropHolder(entry, t)
+      }
     }
+    return held
   }
 
   /** Records a new waiting job as a reader of each product it depends on. */

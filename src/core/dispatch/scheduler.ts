@@ -92,16 +92,17 @@ export class Scheduler {
 
   /**
    * Forgets a worker that is gone: its cached products, its local queues and its pending picks
-   * (which resolve with null). Jobs strict to it keep waiting for it to come back.
+   * (which resolve with null). Jobs strict to it keep waiting for it to come back. Answers the
+   * products it held.
    */
-  removeWorker(workerId: string): void {
+  removeWorker(workerId: string): string[] {
     const t = this.targets.get(workerId)
-    if (t === undefined) return
+    if (t === undefined) return []
     t.live = false
     t.first.clear()
     t.second.clear()
     this.picks.cancel(t)
-    this.entries.dropTarget(t)
+    return this.entries.dropTarget(t)
   }
 
   /**

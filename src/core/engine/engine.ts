@@ -118,8 +118,9 @@ export class Engine {
           ...(r.capabilities.refusal === undefined ? {} : { refusal: r.capabilities.refusal }),
         }),
       gone: (r, event) => {
-        dispatch.removeWorker(r.target.id)
+        const held = dispatch.removeWorker(r.target.id)
         ledger.dropTarget(r.target.id)
+        this.cacheReports.gone(r.target.id, held)
         events.emit(event, { targetId: r.target.id })
       },
       lost: (job, why) => orders.loseAttempt(job, why),
@@ -197,6 +198,7 @@ export class Engine {
   /** Forgets a target that left or was lost: no longer a site of its projects (TARGET_LIVE if live). */
   forgetTarget(targetId: string): void {
     this.registry.forget(targetId)
+    this.cacheReports.forgotten(targetId)
     this.events.emit('target:forgotten', { targetId })
   }
 
