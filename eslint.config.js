@@ -11,7 +11,7 @@ const mayImport = {
   targets: ['core', 'service', 'runner'],
   runner: ['core'],
   server: ['core', 'store', 'service', 'targets', 'runner'],
-  client: ['core'],
+  client: ['core', 'runner'],
   worker: ['core', 'client', 'runner'],
   cli: ['core', 'store', 'service', 'targets', 'server', 'client', 'worker', 'runner'],
   web: ['core', 'client'],

@@ -4,13 +4,13 @@
  * statistic computed centrally over all the rows, so a reader sees federation change nothing.
  */
 import { readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { LockstepClient } from '../client/client.ts'
 import { central, parseCsv } from '../core/analytics.ts'
+import { LockstepError } from '../core/errors.ts'
 import type { Analytic, AnalyticsArgs, Result } from '../core/analytics.ts'
 import type { Out } from './output.ts'
-import { follow, readProduct } from './workbench-commands.ts'
+import { follow } from './workbench-commands.ts'
 
 /** Each local worker holds one part of the sample data set. */
 export function sampleData(i: number): Record<string, string> {
@@ -62,16 +62,11 @@ export async function runExamples(
 
 /** What the last job of an order produced: its result.json, or its standard output. */
 export async function finalResult(c: LockstepClient, orderId: string): Promise<string> {
-  const [jobs, products] = await Promise.all([c.jobs(orderId), c.products(orderId)])
-  const last = jobs.reduce((a, b) => (b.index > a.index ? b : a))
-  // The product's id is the API's, never built from the job's: a job with a cache key makes
-  // `cache:KEY`. The scheduler relays it from whichever target holds it, the initiator included.
-  const product = products.find((p) => p.jobId === last.id)
-  if (product === undefined || !product.holders.some((h) => h.url !== undefined)) {
-    return '(no holder serves it)'
+  try {
+    const result = await c.result(orderId)
+    return result.value === undefined ? result.stdout.trim() : JSON.stringify(result.value)
+  } catch (e) {
+    if (e instanceof LockstepError && e.code === 'PRODUCT_NOT_FOUND') return '(no holder serves it)'
+    throw e
   }
-  return readProduct(c, product.productId, async (dir) => {
-    const result = await readFile(join(dir, 'out', 'result.json'), 'utf8').catch(() => undefined)
-    return (result ?? (await readFile(join(dir, 'stdout'), 'utf8'))).trim()
-  })
 }

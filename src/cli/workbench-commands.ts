@@ -5,18 +5,13 @@
  * saved, and prints lines or `--json`.
  */
 import { readFileSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { LockstepClient } from '../client/client.ts'
-import type { StreamEvent } from '../client/client.ts'
 import type { AttemptState, OrderFulfilment } from '../core/engine/fulfilment.ts'
-import { LockstepError, ValidationError } from '../core/errors.ts'
-import { leavesProduct, productOf } from '../core/model.ts'
+import { ValidationError } from '../core/errors.ts'
 import type { OrderSites, Target } from '../core/model.ts'
 import { formatSize, parseSize } from '../core/sizes.ts'
-import { DEFAULT_MAX_UNPACKED_BYTES, unpack } from '../runner/archive.ts'
+import { DEFAULT_MAX_UNPACKED_BYTES } from '../runner/archive.ts'
 import { credentialsPath, readCredentials } from './credentials.ts'
 import type { Out } from './output.ts'
 
@@ -95,7 +90,10 @@ export async function submit(args: string[], out: Out): Promise<number> {
   return final.state === 'succeeded' ? 0 : 1
 }
 
-/** Follows an order to its end, drawing a progress bar (or printing events as JSON lines). */
+/**
+ * Follows an order to its end, drawing a progress bar (or printing events as JSON lines). The
+ * SDK's follow resumes a cut stream where it was cut, so no event is printed twice.
+ */
 export async function follow(
   c: LockstepClient,
   order: OrderFulfilment,
@@ -104,34 +102,11 @@ export async function follow(
 ): Promise<OrderFulfilment> {
   let last = order
   const tty = process.stdout.isTTY && !json
-  const onEvent = (e: StreamEvent) => {
-    if (e.type === 'fulfilment') last = e.data as OrderFulfilment
-    if (json) {
-      out(JSON.stringify({ type: e.type, data: e.data }))
-      return
-    }
-    if (e.type !== 'fulfilment') return
-    const line = progress(last)
-    if (tty) process.stdout.write(`\r${line}`)
-  }
-  // A stream that ends while the order still runs was cut (a proxy, a scheduler restart):
-  // follow it again, waiting longer each time; give up after 30 tries that heard nothing.
-  let quiet = 0
-  for (let wait = 250; quiet < 30; wait = Math.min(wait * 2, 10_000)) {
-    const before = last
-    try {
-      await c.follow(order.orderId, onEvent)
-    } catch (e) {
-      const passes =
-        e instanceof LockstepError && (e.code === 'UNAVAILABLE' || e.code === 'STORE_UNAVAILABLE')
-      if (!passes && !(e instanceof TypeError)) {
-        throw e
-      }
-    }
-    if (last.state !== 'running') break
-    if (last === before) quiet++
-    else quiet = 0
-    await new Promise((r) => setTimeout(r, wait))
+  for await (const e of c.follow(order.orderId)) {
+    if (e.type === 'fulfilment') last = e.fulfilment
+    if (json)
+      out(JSON.stringify({ type: e.type, data: e.type === 'fulfilment' ? e.fulfilment : e }))
+    else if (e.type === 'fulfilment' && tty) process.stdout.write(`\r${progress(last)}`)
   }
   if (tty) process.stdout.write('\n')
   if (!json) {
@@ -314,12 +289,12 @@ export async function logs(args: string[], out: Out): Promise<number> {
   })
   if (positionals.length !== 1) throw new Error('give a job: lockstep logs JOB')
   const c = client(values)
-  const detail = await c.job(positionals[0]!)
   if (values.json) {
-    out(JSON.stringify(detail))
+    out(JSON.stringify(await c.job(positionals[0]!)))
     return 0
   }
-  for (const a of detail.attempts) {
+  const logs = await c.logs(positionals[0]!)
+  for (const a of logs.attempts) {
     const why = [a.reason, a.exitCode === undefined ? undefined : `exit code ${a.exitCode}`]
       .filter((x) => x !== undefined)
       .join(', ')
@@ -327,37 +302,16 @@ export async function logs(args: string[], out: Out): Promise<number> {
     if (a.message !== undefined) out(a.message.replace(/^/gm, '  '))
     for (const url of a.artefacts ?? []) out(`  artefact ${url}`)
   }
-  if (detail.job.state === 'succeeded' && !leavesProduct(detail.job)) {
+  if (logs.job.state === 'succeeded' && logs.stdout === undefined) {
     // A Pod keeps no product: what it made is in its artefacts, its output in the cluster's logs.
     out(
-      `(an image job leaves no product; its output is in the logs of its Pod on ${detail.attempts.at(-1)?.target ?? 'its cluster'})`,
+      `(an image job leaves no product; its output is in the logs of its Pod on ${logs.attempts.at(-1)?.target ?? 'its cluster'})`,
     )
-  } else if (detail.job.state === 'succeeded') {
-    await readProduct(c, productOf(detail.job), async (dir) => {
-      out(await readFile(join(dir, 'stdout'), 'utf8').catch(() => ''))
-      const stderr = await readFile(join(dir, 'stderr'), 'utf8').catch(() => '')
-      if (stderr !== '') process.stderr.write(stderr)
-    })
+  } else if (logs.stdout !== undefined) {
+    out(logs.stdout)
+    if (logs.stderr !== undefined && logs.stderr !== '') process.stderr.write(logs.stderr)
   }
   return 0
-}
-
-/**
- * Unpacks a product (relayed by the scheduler) into a temporary folder, reads it with `read`,
- * and removes the folder whatever happens.
- */
-export async function readProduct<T>(
-  c: LockstepClient,
-  productId: string,
-  read: (dir: string) => Promise<T>,
-): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'lockstep-product-'))
-  try {
-    await unpack(await c.productContent(productId), dir)
-    return await read(dir)
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
 }
 
 /**
@@ -380,37 +334,14 @@ export async function download(args: string[], out: Out): Promise<number> {
   const maxBytes = parseSize(values['max-bytes'], '--max-bytes')
   const c = client(values)
   const orderId = positionals[0]!
-  const to = resolve(values.to ?? `lockstep-${orderId}`)
-  // Products no live target serves any more are left out and named: once an order's workers
-  // are gone, the scheduler still holds its final products (its last jobs'), not the ones
-  // between. A worker killed outside its lease is still listed until the lease ends, so the
-  // scheduler's answer that nobody serves it counts the same.
-  const products: string[] = []
-  const missing: string[] = []
-  for (const p of await c.products(orderId)) {
-    if (p.holders.length === 0) {
-      missing.push(p.name)
-      continue
-    }
-    let content: AsyncIterable<Uint8Array>
-    try {
-      content = await c.productContent(p.productId)
-    } catch (e) {
-      if (!(e instanceof LockstepError && e.code === 'PRODUCT_NOT_FOUND')) throw e
-      missing.push(p.name)
-      continue
-    }
-    try {
-      await unpack(content, join(to, p.name), { maxBytes, capName: '--max-bytes' })
-    } catch (e) {
-      throw new Error(`product ${p.name} (${p.productId}): ${(e as Error).message}`)
-    }
-    products.push(p.name)
-  }
+  const { dir, jobs, missing } = await c.download(orderId, values.to ?? `lockstep-${orderId}`, {
+    maxBytes,
+    capName: '--max-bytes',
+  })
   out(
     values.json
-      ? JSON.stringify({ dir: to, jobs: products, missing })
-      : `${products.length} products in ${to}` +
+      ? JSON.stringify({ dir, jobs, missing })
+      : `${jobs.length} products in ${dir}` +
           (missing.length === 0 ? '' : `; no live target holds ${missing.join(', ')}`),
   )
   return 0

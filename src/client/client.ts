@@ -1,32 +1,55 @@
 /**
- * The HTTP client of the Lockstep API, shared by the CLI, the SDK, the worker agent and the
- * dashboard. Errors from the server come back as {@link LockstepError}s with the server's code;
- * a server that cannot be reached is an error that says so.
+ * The HTTP client of the Lockstep API, shared by the SDK (`lockstep/client`), the CLI and the
+ * worker agent. Every error it throws is a {@link LockstepError} with a code of the catalogue:
+ * the server's own, UNAVAILABLE for a server that cannot be reached (see `http.ts`). What it
+ * answers is typed by the schemas the server answers with (`types.ts`).
+ *
+ * Rooms: `http.ts` (calls and errors), `follow.ts` (an order's events that survive a dropped
+ * stream), `products.ts` (downloads and reading products), `server-sent.ts` (the stream format).
  */
+import type { AttemptState } from '../core/engine/fulfilment.ts'
+import { LockstepError } from '../core/errors.ts'
+import { leavesProduct, productOf } from '../core/model.ts'
+import type { OrderState } from '../core/model.ts'
 import type { HeartbeatInput, HeartbeatReply, TargetRegistration } from '../core/protocol.ts'
-import type { AttemptState, OrderFulfilment, TargetFulfilment } from '../core/engine/fulfilment.ts'
-import { LockstepError, StoreUnavailableError, ValidationError } from '../core/errors.ts'
-import type { ErrorCode, Issue } from '../core/errors.ts'
-import type { Job, Lock, Order, OrderState, Target } from '../core/model.ts'
-import type { OrderOptions } from '../core/order.ts'
+import { followOrder } from './follow.ts'
+import type { FollowOptions } from './follow.ts'
+import { Http } from './http.ts'
+import type { CallInit } from './http.ts'
+
+// The worker's heartbeat channel speaks node:http itself and reports errors as this client does.
+export { errorFrom as errorFromResponse, unreachable } from './http.ts'
+import { downloadProducts, readProduct, readText } from './products.ts'
+import type { Download, DownloadOptions } from './products.ts'
 import { serverSentEvents } from './server-sent.ts'
+import type {
+  ArtifactInput,
+  Job,
+  JobDetail,
+  JobWait,
+  ListedJob,
+  Lock,
+  OrderDetail,
+  OrderEvent,
+  OrderFulfilment,
+  OrderOptions,
+  OrderProducts,
+  PacketCreated,
+  PacketInput,
+  ProductHolders,
+  Target,
+  TargetAttempt,
+  TargetFulfilment,
+  TargetStatus,
+} from './types.ts'
 
 /** Options of a {@link LockstepClient}. */
 export interface ClientOptions {
   /** The scheduler's URL, e.g. `http://127.0.0.1:7300`. */
   url: string
   /** A bearer token; none for an open server. */
-  token?: string
+  token?: string | undefined
 }
-
-/** A product's holders, with the URL each serves it from. */
-export interface ProductHolders {
-  productId: string
-  holders: { target: string; url?: string }[]
-}
-
-/** An attempt on a target, with what runs it there when its driver says (a Pod and its phase). */
-export type TargetAttempt = TargetFulfilment & { unit?: { name: string; phase: string } }
 
 /** Which orders {@link LockstepClient.orders} lists: the query of `GET /v1/orders`. */
 export interface OrderFilter {
@@ -53,67 +76,83 @@ export interface OrderPage {
   next?: string
 }
 
-/** Why a job waits: its machine-readable fields (see `JobWait`), and `text`, the same in words. */
-export type JobWaitWords = { kind: string; text: string } & Record<string, unknown>
+/** Order options that go as query parameters beside a YAML or JSON document. */
+export interface DocumentOptions {
+  /** 1–100, higher first. @default 50 */
+  priority?: number
+  /** Artifacts only: run over the live sites if at least this many are live. */
+  minSites?: number
+  /** Artifacts only: wait up to this long for offline sites. @default 0 */
+  waitForSitesMs?: number
+}
 
-/** One server-sent event. */
+/** One server-sent event, as {@link LockstepClient.events} hears it. */
 export interface StreamEvent {
   type: string
   data: unknown
 }
 
+/** A job's output: its attempts (each with the end of its stderr), and its product's streams. */
+export interface JobLogs {
+  job: Job
+  attempts: TargetFulfilment[]
+  /** The standard output its product kept; absent until it succeeds, or for an image job. */
+  stdout?: string
+  /** The standard error its product kept. */
+  stderr?: string
+}
+
+/** What an order's last job produced (`lockstep up --examples` prints it). */
+export interface OrderResult {
+  /** The job whose product it is: the order's last. */
+  jobId: string
+  /** Its `out/result.json`, parsed, when it wrote one (the analytics builtins do). */
+  value?: unknown
+  /** Its standard output. */
+  stdout: string
+}
+
 export class LockstepClient {
   readonly url: string
-  private readonly token: string | undefined
+  private readonly http: Http
 
   constructor(options: ClientOptions) {
-    this.url = options.url.replace(/\/+$/, '')
-    this.token = options.token
+    this.http = new Http(options.url, options.token)
+    this.url = this.http.url
   }
 
-  /** Calls the API; throws the server's error, or one that says the server cannot be reached. */
-  async request<T>(
-    method: string,
-    path: string,
-    body?: unknown,
-    init: { signal?: AbortSignal; contentType?: string } = {},
-  ): Promise<T> {
-    return (await this.exchange<T>(method, path, body, init)).value
-  }
-
-  /** {@link request}, with the answer's headers. */
-  private async exchange<T>(
-    method: string,
-    path: string,
-    body?: unknown,
-    init: { signal?: AbortSignal; contentType?: string } = {},
-  ): Promise<{ value: T; headers: Headers }> {
-    const headers: Record<string, string> = {}
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
-    let payload: string | undefined
-    if (body !== undefined) {
-      headers['content-type'] = init.contentType ?? 'application/json'
-      payload = typeof body === 'string' ? body : JSON.stringify(body)
-    }
-    let res: Response
-    try {
-      res = await fetch(`${this.url}${path}`, {
-        method,
-        headers,
-        body: payload,
-        signal: init.signal,
-      })
-    } catch (e) {
-      if (init.signal?.aborted === true) throw e
-      throw unreachable(this.url, e)
-    }
-    const text = await res.text()
-    if (!res.ok) throw errorFromResponse(res.status, text, res.headers.get('retry-after'))
-    return { value: (text === '' ? undefined : JSON.parse(text)) as T, headers: res.headers }
+  /** Calls the API; throws the server's error, or UNAVAILABLE when it cannot be reached. */
+  async request<T>(method: string, path: string, body?: unknown, init: CallInit = {}): Promise<T> {
+    return (await this.http.exchange<T>(method, path, body, init)).value
   }
 
   health(): Promise<{ ok: boolean }> {
     return this.request('GET', '/healthz')
+  }
+
+  // ---- submitting ----
+
+  /** Binds an artifact over the workers that hold its project's data, and orders it. */
+  submitArtifact(artifact: ArtifactInput, options: OrderOptions = {}): Promise<OrderFulfilment> {
+    return this.submit({ artifact }, options)
+  }
+
+  /** Stores a packet and orders it once. */
+  submitPacket(packet: PacketInput, options: OrderOptions = {}): Promise<OrderFulfilment> {
+    return this.submit({ packet }, options)
+  }
+
+  /**
+   * Orders a stored packet by id, or by name (the latest version of the caller's packet of that
+   * name; an admin may write `owner/name`).
+   */
+  submitStoredPacket(nameOrId: string, options: OrderOptions = {}): Promise<OrderFulfilment> {
+    return this.submit({ packetRef: nameOrId }, options)
+  }
+
+  /** Stores a packet to order later (a name used again gets a new version). */
+  createPacket(packet: PacketInput): Promise<PacketCreated> {
+    return this.request('POST', '/v1/packets', packet)
   }
 
   /** Orders an artifact, a packet, or a stored packet by id or name. */
@@ -125,14 +164,11 @@ export class LockstepClient {
   }
 
   /**
-   * Orders what a YAML or JSON file holds, as the server reads it (errors name line and column);
-   * its options go as query parameters.
-   * With `waitForSitesMs`, the answer comes once the artifact is bound (or refused).
+   * Orders what a YAML or JSON document holds (an artifact or a packet), as the server reads it:
+   * errors name line and column. With `waitForSitesMs`, the answer comes once the artifact is
+   * bound (or refused).
    */
-  submitDocument(
-    text: string,
-    options: { priority?: number; minSites?: number; waitForSitesMs?: number } = {},
-  ): Promise<OrderFulfilment> {
+  submitDocument(text: string, options: DocumentOptions = {}): Promise<OrderFulfilment> {
     const query = new URLSearchParams()
     for (const [key, value] of Object.entries(options)) {
       if (value !== undefined) query.set(key, String(value))
@@ -140,6 +176,56 @@ export class LockstepClient {
     const q = query.size === 0 ? '' : `?${query.toString()}`
     return this.request('POST', `/v1/orders${q}`, text, { contentType: 'application/yaml' })
   }
+
+  // ---- following ----
+
+  /**
+   * An order's events, from its submission (or after `options.after`) until it ends: an async
+   * iterator that reconnects after a dropped stream and loses and repeats none. Each event is
+   * typed by its `type`; a `fulfilment` event carries the order's progress.
+   */
+  follow(
+    orderId: string,
+    options: FollowOptions = {},
+  ): AsyncGenerator<OrderEvent, void, undefined> {
+    return followOrder(this.http, orderId, options)
+  }
+
+  /** Follows an order to its end and gives its final fulfilment. */
+  async wait(orderId: string, options: FollowOptions = {}): Promise<OrderFulfilment> {
+    let last: OrderFulfilment | undefined
+    for await (const e of this.follow(orderId, options)) {
+      if (e.type === 'fulfilment') last = e.fulfilment
+    }
+    // Stopped by the caller's signal before the end: what is known now.
+    return last?.state === 'running' || last === undefined
+      ? (await this.order(orderId)).fulfilment
+      : last
+  }
+
+  /**
+   * One connection to `GET /v1/events` (one order's, or every event for an admin or a viewer),
+   * calling `onEvent` for each; resolves when the stream ends, and does not reconnect: see
+   * {@link follow} for that.
+   */
+  async events(
+    orderId: string | undefined,
+    onEvent: (e: StreamEvent) => void,
+    options: { signal?: AbortSignal; after?: number } = {},
+  ): Promise<void> {
+    const query = new URLSearchParams()
+    if (orderId !== undefined) query.set('order', orderId)
+    if (options.after !== undefined) query.set('after', String(options.after))
+    const res = await this.http.open('GET', `/v1/events?${query.toString()}`, undefined, {
+      signal: options.signal,
+      headers: { accept: 'text/event-stream' },
+    })
+    for await (const e of serverSentEvents(res.body!)) {
+      if (e.data !== '') onEvent({ type: e.event, data: JSON.parse(e.data) as unknown })
+    }
+  }
+
+  // ---- reading ----
 
   /** One page of orders, newest first unless sorted by priority; a number is the limit alone. */
   async orders(filter: OrderFilter | number = {}): Promise<OrderFulfilment[]> {
@@ -157,7 +243,7 @@ export class LockstepClient {
       const value = filter[key]
       if (value !== undefined) query.set(key, String(value))
     }
-    const { value, headers } = await this.exchange<OrderFulfilment[]>(
+    const { value, headers } = await this.http.exchange<OrderFulfilment[]>(
       'GET',
       `/v1/orders?${query.toString()}`,
     )
@@ -169,12 +255,18 @@ export class LockstepClient {
     }
   }
 
-  order(orderId: string): Promise<{ order: Order; fulfilment: OrderFulfilment }> {
+  /** An order and its fulfilment (its state and progress). */
+  order(orderId: string): Promise<OrderDetail> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}`)
   }
 
+  /** An order's progress: its state, its jobs counted by state. */
+  async status(orderId: string): Promise<OrderFulfilment> {
+    return (await this.order(orderId)).fulfilment
+  }
+
   /** An order's jobs: why each waits, and the artefacts each one's latest attempt reported. */
-  jobs(orderId: string): Promise<(Job & { wait?: JobWaitWords; artefacts?: string[] })[]> {
+  jobs(orderId: string): Promise<ListedJob[]> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/jobs`)
   }
 
@@ -183,29 +275,91 @@ export class LockstepClient {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/locks`)
   }
 
-  job(
-    jobId: string,
-  ): Promise<{ job: Job; attempts: TargetFulfilment[]; inputs: unknown[]; wait: unknown }> {
+  /** A job, its attempts, its inputs and why it waits. */
+  job(jobId: string): Promise<JobDetail> {
     return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`)
   }
 
+  /**
+   * Why a job has not started (its locks, a backoff, a locality delay, a held resource, no
+   * target that may take it, …), as data and in words; undefined once it runs or has ended.
+   */
+  async jobWait(jobId: string): Promise<JobWait | undefined> {
+    return (await this.job(jobId)).wait
+  }
+
+  /**
+   * A job's output, as `lockstep logs` shows it: every attempt (a failed one with the end of its
+   * stderr as `message`), and once it succeeded, the stdout and stderr its product kept.
+   */
+  async logs(jobId: string): Promise<JobLogs> {
+    const { job, attempts } = await this.job(jobId)
+    // A Pod keeps no product: what it made is in its artefacts, its output in its cluster's logs.
+    const product = job.state === 'succeeded' && leavesProduct(job) ? productOf(job) : undefined
+    if (product === undefined) return { job, attempts }
+    return readProduct(this, product, async (dir) => {
+      const [stdout, stderr] = await Promise.all([readText(dir, 'stdout'), readText(dir, 'stderr')])
+      return { job, attempts, stdout: stdout ?? '', stderr: stderr ?? '' }
+    })
+  }
+
+  /** What the order's last job produced: its `out/result.json` and its stdout. */
+  async result(orderId: string): Promise<OrderResult> {
+    const [jobs, products] = await Promise.all([this.jobs(orderId), this.products(orderId)])
+    const last = jobs.reduce((a, b) => (b.index > a.index ? b : a))
+    // The product's id is the API's, never built from the job's: a job with a cache key makes
+    // `cache:KEY`. The scheduler relays it from whichever target holds it, the initiator included.
+    const product = products.find((p) => p.jobId === last.id)
+    if (product === undefined || product.holders.length === 0) {
+      throw new LockstepError(
+        'PRODUCT_NOT_FOUND',
+        `the last job of order ${orderId} (${last.name}, ${last.state}) has no product a live target holds`,
+      )
+    }
+    return readProduct(this, product.productId, async (dir) => {
+      const json = await readText(dir, 'out', 'result.json')
+      const stdout = (await readText(dir, 'stdout')) ?? ''
+      return json === undefined
+        ? { jobId: last.id, stdout }
+        : { jobId: last.id, value: JSON.parse(json) as unknown, stdout }
+    })
+  }
+
+  /** Downloads an order's products into `dir`, one folder per job (see `downloadProducts`). */
+  download(orderId: string, dir: string, options: DownloadOptions = {}): Promise<Download> {
+    return downloadProducts(this, orderId, dir, options)
+  }
+
+  // ---- changing ----
+
+  /** Cancels an order: its waiting jobs are cancelled, its running attempts told to stop. */
   cancelOrder(orderId: string): Promise<OrderFulfilment> {
     return this.request('POST', `/v1/orders/${encodeURIComponent(orderId)}/cancel`)
   }
 
+  /** Cancels a job; its dependents are skipped, or its order fails, by its failure policy. */
   cancelJob(jobId: string): Promise<Job> {
     return this.request('POST', `/v1/jobs/${encodeURIComponent(jobId)}/cancel`)
   }
 
-  products(
-    orderId: string,
-  ): Promise<
-    { jobId: string; productId: string; name: string; holders: ProductHolders['holders'] }[]
-  > {
+  // ---- products and targets ----
+
+  /** The products of an order's jobs, with where each is held. */
+  products(orderId: string): Promise<OrderProducts> {
     return this.request('GET', `/v1/orders/${encodeURIComponent(orderId)}/products`)
   }
 
-  workers(): Promise<{ target: Target; live: boolean; running: number; problem?: string }[]> {
+  /** A product's content as an archive stream, relayed by the scheduler. */
+  async productContent(productId: string): Promise<AsyncIterable<Uint8Array>> {
+    const path = `/v1/products/${encodeURIComponent(productId)}/content`
+    return (await this.http.open('GET', path)).body!
+  }
+
+  locate(productId: string): Promise<ProductHolders> {
+    return this.request('GET', `/v1/products/${encodeURIComponent(productId)}`)
+  }
+
+  workers(): Promise<TargetStatus[]> {
     return this.request('GET', '/v1/targets')
   }
 
@@ -223,6 +377,8 @@ export class LockstepClient {
     const q = query.size === 0 ? '' : `?${query.toString()}`
     return this.request('GET', `/v1/targets/${encodeURIComponent(targetId)}/fulfilments${q}`)
   }
+
+  // ---- the worker's calls ----
 
   register(registration: TargetRegistration): Promise<Target> {
     return this.request('POST', '/v1/targets', registration)
@@ -242,75 +398,4 @@ export class LockstepClient {
   leave(workerId: string): Promise<void> {
     return this.request('DELETE', `/v1/targets/${encodeURIComponent(workerId)}`)
   }
-
-  locate(productId: string): Promise<ProductHolders> {
-    return this.request('GET', `/v1/products/${encodeURIComponent(productId)}`)
-  }
-
-  /** A product's content as an archive stream, relayed by the scheduler. */
-  async productContent(productId: string): Promise<AsyncIterable<Uint8Array>> {
-    const headers: Record<string, string> = {}
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
-    const res = await fetch(`${this.url}/v1/products/${encodeURIComponent(productId)}/content`, {
-      headers,
-    })
-    if (!res.ok || res.body === null)
-      throw errorFromResponse(res.status, await res.text(), res.headers.get('retry-after'))
-    return res.body
-  }
-
-  /**
-   * Follows server-sent events (one order's, until it ends, or every event for an admin),
-   * calling `onEvent` for each; resolves when the stream ends.
-   */
-  async follow(
-    orderId: string | undefined,
-    onEvent: (e: StreamEvent) => void,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const headers: Record<string, string> = { accept: 'text/event-stream' }
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
-    const query = orderId === undefined ? '' : `?order=${encodeURIComponent(orderId)}`
-    const res = await fetch(`${this.url}/v1/events${query}`, { headers, signal })
-    if (!res.ok || res.body === null)
-      throw errorFromResponse(res.status, await res.text(), res.headers.get('retry-after'))
-    for await (const e of serverSentEvents(res.body)) {
-      if (e.data !== '') onEvent({ type: e.event, data: JSON.parse(e.data) as unknown })
-    }
-  }
-}
-
-/** The error a request that reached no scheduler ends with. */
-export function unreachable(url: string, cause: unknown): LockstepError {
-  return new LockstepError(
-    'UNAVAILABLE',
-    `cannot reach the scheduler at ${url} (${(cause as Error).message}); is it running?`,
-  )
-}
-
-/** The error an answer of the API with an error status carries, with the server's code. */
-export function errorFromResponse(
-  status: number,
-  text: string,
-  retryAfter: string | null,
-): LockstepError {
-  let parsed: { error?: { code?: string; message?: string; issues?: Issue[] } } | undefined
-  try {
-    parsed = JSON.parse(text) as typeof parsed
-  } catch {
-    parsed = undefined
-  }
-  const e = parsed?.error
-  if (e?.issues !== undefined && e.code !== undefined) {
-    return new ValidationError(e.issues, e.code as ErrorCode)
-  }
-  if (e?.code === 'STORE_UNAVAILABLE') {
-    // The scheduler's database fails: the caller learns when it is worth trying again.
-    return new StoreUnavailableError(e.message ?? 'the database fails', Number(retryAfter) || 1)
-  }
-  const error = new LockstepError(
-    (e?.code as ErrorCode | undefined) ?? (status >= 500 ? 'INTERNAL' : 'NOT_FOUND'),
-    e?.message ?? `HTTP ${status}: ${text.slice(0, 200)}`,
-  )
-  return error
 }

@@ -68,7 +68,10 @@ export const errorCatalogue = {
     status: 500,
     summary: 'The database was migrated by a newer Lockstep than this one.',
   },
-  UNAVAILABLE: { status: 503, summary: 'The server is starting or stopping.' },
+  UNAVAILABLE: {
+    status: 503,
+    summary: 'The server is starting or stopping, or a client cannot reach it.',
+  },
   STORE_UNAVAILABLE: {
     status: 503,
     summary:

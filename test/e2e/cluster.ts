@@ -4,12 +4,14 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { LockstepClient } from '../../src/client/client.ts'
 import type { StreamEvent } from '../../src/client/client.ts'
+import { parseCsv } from '../../src/core/analytics.ts'
+import type { Table } from '../../src/core/analytics.ts'
 import { unpack } from '../../src/runner/archive.ts'
 import type { Opened } from '../leaks.ts'
 
@@ -17,6 +19,14 @@ export const WORKBENCH = 'bench-token-123'
 export const WORKER = 'worker-token-123'
 export const BOB = 'bob-token-12345'
 const TOKENS = `admin:ana:${WORKBENCH},worker:*:${WORKER},workbench:bob:${BOB}`
+
+/** The sample data's three clinics' rows put together, as one machine would hold them. */
+export function allClinics(): Table {
+  const tables = [1, 2, 3].map((i) =>
+    parseCsv(readFileSync(`examples/data/clinic-${i}.csv`, 'utf8')),
+  )
+  return { columns: tables[0]!.columns, rows: tables.flatMap((t) => t.rows) }
+}
 
 /** An `exec` operation that runs a shell script. */
 export const sh = (script: string) => ({ exec: ['sh', '-c', script] })
@@ -235,6 +245,16 @@ export class Cluster {
       if (Date.now() > deadline)
         throw new Error(`order ${orderId} still running: ${JSON.stringify(fulfilment.counts)}`)
       await new Promise((r) => setTimeout(r, 50))
+    }
+  }
+
+  /** Starts three workers, `clinic-1` to `clinic-3`, each holding its clinic's sample data. */
+  async clinics(): Promise<void> {
+    for (const i of [1, 2, 3]) {
+      await this.worker(`clinic-${i}`, [
+        '--data',
+        `clinics=${resolve(`examples/data/clinic-${i}.csv`)}`,
+      ])
     }
   }
 

@@ -9,13 +9,13 @@ import { pathToFileURL } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
 import { LockstepClient } from '../../src/client/client.ts'
-import { central, parseCsv } from '../../src/core/analytics.ts'
+import { central } from '../../src/core/analytics.ts'
 import { LockstepError } from '../../src/core/errors.ts'
 import { checkLeaks } from '../leaks.ts'
 import { seeded } from '../seed.ts'
 import { backends } from '../store/backends.ts'
 import type { Backend } from '../store/backends.ts'
-import { BOB, Cluster, WORKBENCH, makeThenRead, sh } from './cluster.ts'
+import { BOB, Cluster, WORKBENCH, allClinics, makeThenRead, sh } from './cluster.ts'
 
 const opened = checkLeaks()
 const random = seeded('e2e')
@@ -221,17 +221,9 @@ describe.each(backends)('end to end: %s', (_name, make) => {
 
   it('runs the federated examples over three workers and gets the central numbers', async () => {
     await cluster.server()
-    for (const i of [1, 2, 3]) {
-      await cluster.worker(`clinic-${i}`, [
-        '--data',
-        `clinics=${resolve(`examples/data/clinic-${i}.csv`)}`,
-      ])
-    }
+    await cluster.clinics()
     const c = cluster.client()
-    const tables = [1, 2, 3].map((i) =>
-      parseCsv(readFileSync(`examples/data/clinic-${i}.csv`, 'utf8')),
-    )
-    const all = { columns: tables[0]!.columns, rows: tables.flatMap((t) => t.rows) }
+    const all = allClinics()
     const result = async (file: string) => {
       const order = await c.submitDocument(readFileSync(file, 'utf8'))
       expect((await cluster.finished(order.orderId)).state).toBe('succeeded')

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { describeWaitReason } from '../../src/core/dispatch/scheduler.ts'
-import type { Job } from '../../src/core/model.ts'
+import type { ListedJob } from '../../src/client/types.ts'
 import type { WaitReason } from '../../src/core/dispatch/scheduler.ts'
 import { checkLeaks } from '../leaks.ts'
 import { sqliteBackend } from '../store/backends.ts'
@@ -60,7 +60,6 @@ function expectNoSecret(env: string): void {
 }
 
 /** A job as the API lists it. */
-type ListedJob = Job & { wait?: unknown }
 
 /** Waits until the job `name` of an order is as `done` wants it, and returns it. */
 async function jobUntil(

@@ -11,6 +11,8 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>()
   private cutOff = false
   port = 0
+  /** Connections passed through so far. */
+  passed = 0
 
   constructor(
     private readonly targetHost: string,
@@ -46,6 +48,7 @@ export class TcpProxy {
       inbound.destroy()
       return
     }
+    this.passed++
     const outbound = connect(this.targetPort, this.targetHost)
     for (const [a, b] of [
       [inbound, outbound],

@@ -101,7 +101,7 @@ describe('limits on a job', () => {
         ],
       },
     })
-    await ana.follow(order.orderId, () => {})
+    await ana.events(order.orderId, () => {})
     expect((await ana.order(order.orderId)).fulfilment.state).toBe('failed')
     const [, work] = await ana.jobs(order.orderId)
     const { job, attempts } = await ana.job(work!.id)
@@ -116,7 +116,7 @@ describe('limits on a job', () => {
         steps: [{ kind: 'parallel', op: { exec: ['sh', '-c', 'head -c 5000 /dev/zero'] } }],
       },
     })
-    await ana.follow(order.orderId, () => {})
+    await ana.events(order.orderId, () => {})
     const [work] = await ana.jobs(order.orderId)
     const { attempts } = await ana.job(work!.id)
     expect(attempts.map((a) => [a.reason, a.message])).toEqual([

@@ -130,7 +130,7 @@ describe.each(backends)('HTTP API: %s', (_name, make) => {
       { priority: 70 },
     )
     const events: StreamEvent[] = []
-    const followed = ana.follow(order.orderId, (e) => events.push(e))
+    const followed = ana.events(order.orderId, (e) => events.push(e))
     let results: { jobId: string; attempt: number; result: { ok: boolean } }[] = []
     for (let i = 0; i < 3; i++) {
       const reply = await worker.heartbeat('w1', { results, free: 2, waitMs: 300 })

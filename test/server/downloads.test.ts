@@ -77,7 +77,7 @@ describe.each(backends)('downloads: %s', (_name, make) => {
         ],
       },
     })
-    await ana.follow(order.orderId, () => {})
+    await ana.events(order.orderId, () => {})
     expect((await ana.order(order.orderId)).fulfilment.state).toBe('succeeded')
     const [init, work] = await ana.jobs(order.orderId)
     return { initiator: init!.id, worker: work!.id }

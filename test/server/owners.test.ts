@@ -97,13 +97,13 @@ describe.each(backends)('owners see their own: %s', (_name, make) => {
     const stop = new AbortController()
     let first: StreamEvent | undefined
     await client
-      .follow(
+      .events(
         orderId,
         (e) => {
           first ??= e
           stop.abort()
         },
-        stop.signal,
+        { signal: stop.signal },
       )
       .catch((e: unknown) => {
         if (!stop.signal.aborted) throw e
@@ -128,12 +128,12 @@ describe.each(backends)('owners see their own: %s', (_name, make) => {
     expect(await refused(ana.jobs(bobs.orderId))).toEqual([404, 'ORDER_NOT_FOUND'])
     expect(await refused(ana.locks(bobs.orderId))).toEqual([404, 'ORDER_NOT_FOUND'])
     expect(await refused(ana.job(bobs.a))).toEqual([404, 'JOB_NOT_FOUND'])
-    expect(await refused(ana.follow(bobs.orderId, () => {}))).toEqual([404, 'ORDER_NOT_FOUND'])
+    expect(await refused(ana.events(bobs.orderId, () => {}))).toEqual([404, 'ORDER_NOT_FOUND'])
     expect(await refused(ana.products(bobs.orderId))).toEqual([404, 'ORDER_NOT_FOUND'])
     expect(await refused(ana.locate(bobs.a))).toEqual([404, 'PRODUCT_NOT_FOUND'])
     expect(await refused(ana.cancelOrder(bobs.orderId))).toEqual([404, 'ORDER_NOT_FOUND'])
     expect(await refused(ana.cancelJob(bobs.b))).toEqual([404, 'JOB_NOT_FOUND'])
-    expect(await refused(ana.follow(undefined, () => {}))).toEqual([403, 'FORBIDDEN'])
+    expect(await refused(ana.events(undefined, () => {}))).toEqual([403, 'FORBIDDEN'])
     expect(await stored()).toEqual(before)
 
     // Bob, the owner, does each of them: what refused ana was the owner check.
