@@ -16,7 +16,6 @@ import { LockstepError, ValidationError } from '../core/errors.ts'
 import { leavesProduct, productOf } from '../core/model.ts'
 import type { OrderSites, Target } from '../core/model.ts'
 import { formatSize, parseSize } from '../core/sizes.ts'
-import { DEFAULT_MAX_UNPACKED_BYTES, unpack } from '../runner/archive.ts'
 import { credentialsPath, readCredentials } from './credentials.ts'
 import type { Out } from './output.ts'
 
@@ -342,6 +341,9 @@ export async function logs(args: string[], out: Out): Promise<number> {
   return 0
 }
 
+/** The tar reader, loaded by the commands that unpack products only: the others start faster. */
+const archive = () => import('../runner/archive.ts')
+
 /**
  * Unpacks a product (relayed by the scheduler) into a temporary folder, reads it with `read`,
  * and removes the folder whatever happens.
@@ -351,6 +353,7 @@ export async function readProduct<T>(
   productId: string,
   read: (dir: string) => Promise<T>,
 ): Promise<T> {
+  const { unpack } = await archive()
   const dir = await mkdtemp(join(tmpdir(), 'lockstep-product-'))
   try {
     await unpack(await c.productContent(productId), dir)
@@ -367,6 +370,7 @@ export async function readProduct<T>(
  * there, naming the product and the entry, and leaves no partial folder for it.
  */
 export async function download(args: string[], out: Out): Promise<number> {
+  const { DEFAULT_MAX_UNPACKED_BYTES, unpack } = await archive()
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
