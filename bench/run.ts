@@ -26,6 +26,9 @@ const benches: Record<string, () => unknown> = {
   peers: runPeers,
 }
 
+// The `lockstep` processes the benches start run the sources (see docs/architecture.md).
+process.env.LOCKSTEP_SOURCE ??= '1'
+
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((name) => !(name in benches))
 if (unknown.length > 0) {
