@@ -3,6 +3,7 @@
  * lines on stdout; a table goes to stderr.
  */
 import { runBind } from './bind.ts'
+import { runCli } from './cli.ts'
 import { runCore } from './core.ts'
 import { runDashboard } from './dashboard.ts'
 import { runE2ePostgres, runE2eSqlite } from './e2e.ts'
@@ -24,9 +25,11 @@ const benches: Record<string, () => unknown> = {
   soak: runSoak,
   dashboard: runDashboard,
   peers: runPeers,
+  cli: runCli,
 }
 
-// The `lockstep` processes the benches start run the sources (see docs/architecture.md).
+// The `lockstep` processes the benches start run the sources (see docs/architecture.md); `cli`
+// alone times the compiled command, as users run it.
 process.env.LOCKSTEP_SOURCE ??= '1'
 
 const wanted = process.argv.slice(2)

@@ -1,0 +1,101 @@
+/**
+ * `cli`: how long the installed `lockstep` command takes, from its start to its exit, as a user
+ * waits for it: `lockstep help`, `lockstep version`, and `lockstep status` against a running
+ * scheduler (started here on a free loopback port, holding one order to list). Each is run
+ * RUNS times after one run that is not counted; the figures are the median, with min and max on
+ * stderr. Target: ≤ 300 ms each.
+ *
+ * It times the compiled CLI in dist/, which is what `npx lockstep` runs, and builds dist/ first
+ * when a source is newer than it, so the figure is always that of the sources at hand.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { LockstepClient } from '../src/client/client.ts'
+import { startServer, stopProcess } from './processes.ts'
+import { median, report } from './report.ts'
+
+const RUNS = Number(process.env.CLI_RUNS ?? 20)
+const TARGET_MS = 300
+
+export async function runCli(): Promise<void> {
+  buildIfStale()
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-cli-bench-'))
+  let server: ChildProcess | undefined
+  try {
+    const started = await startServer(['--port', '0', '--data-dir', join(dir, 'data')], {
+      LOCKSTEP_TOKENS: '',
+      LOCKSTEP_DATABASE_URL: '',
+    })
+    server = started.child
+    await new LockstepClient({ url: started.url }).submitDocument(
+      'name: one\njobs:\n  - name: a\n    op: { exec: ["true"] }\n',
+    )
+    const commands: [string, string[]][] = [
+      ['help', ['help']],
+      ['version', ['version']],
+      ['status', ['status', '--server', started.url]],
+    ]
+    for (const [name, args] of commands) {
+      const times = await timeRuns(args)
+      process.stderr.write(
+        `cli: lockstep ${args[0]}: min ${Math.min(...times).toFixed(0)} ms, median ${median(times).toFixed(0)} ms, max ${Math.max(...times).toFixed(0)} ms over ${RUNS} runs\n`,
+      )
+      report({
+        bench: 'cli',
+        metric: `${name}_ms_median`,
+        value: Math.round(median(times)),
+        target: { max: TARGET_MS },
+      })
+    }
+  } finally {
+    if (server !== undefined) await stopProcess(server)
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Wall milliseconds of RUNS runs of the compiled `lockstep ARGS`, after one uncounted run. */
+async function timeRuns(args: string[]): Promise<number[]> {
+  const times: number[] = []
+  for (let run = -1; run < RUNS; run++) {
+    const start = performance.now()
+    const code = await lockstep(args)
+    const ms = performance.now() - start
+    if (code !== 0) throw new Error(`lockstep ${args.join(' ')} exited ${code}`)
+    if (run >= 0) times.push(ms)
+  }
+  return times
+}
+
+/** Runs the compiled CLI (LOCKSTEP_SOURCE unset) and resolves with its exit code. */
+function lockstep(args: string[]): Promise<number | null> {
+  const env = { ...process.env }
+  delete env.LOCKSTEP_SOURCE
+  const child = spawn(process.execPath, ['bin/lockstep.js', ...args], {
+    stdio: 'ignore',
+    env,
+  })
+  return new Promise((resolve, reject) => {
+    child.on('error', reject)
+    child.on('exit', (code) => resolve(code))
+  })
+}
+
+/** Builds dist/ when it is missing or a file under src/ changed since it was built. */
+function buildIfStale(): void {
+  const built = statSync('dist/cli/main.js', { throwIfNoEntry: false })?.mtimeMs ?? 0
+  const newest = (dir: string): number =>
+    Math.max(
+      0,
+      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+        e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
+      ),
+    )
+  if (newest('src') <= built) return
+  process.stderr.write('cli: building dist/ (npm run build)\n')
+  const r = spawnSync(process.execPath, ['scripts/build.js'], { stdio: 'inherit' })
+  if (r.status !== 0) throw new Error(`npm run build failed (exit ${r.status})`)
+}
