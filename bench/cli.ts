@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -84,18 +84,8 @@ function lockstep(args: string[]): Promise<number | null> {
   })
 }
 
-/** Builds dist/ when it is missing or a file under src/ changed since it was built. */
+/** Builds dist/ when it is missing or older than the sources (`scripts/build.js --if-stale`). */
 function buildIfStale(): void {
-  const built = statSync('dist/cli/main.js', { throwIfNoEntry: false })?.mtimeMs ?? 0
-  const newest = (dir: string): number =>
-    Math.max(
-      0,
-      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
-        e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
-      ),
-    )
-  if (newest('src') <= built) return
-  process.stderr.write('cli: building dist/ (npm run build)\n')
-  const r = spawnSync(process.execPath, ['scripts/build.js'], { stdio: 'inherit' })
+  const r = spawnSync(process.execPath, ['scripts/build.js', '--if-stale'], { stdio: 'inherit' })
   if (r.status !== 0) throw new Error(`npm run build failed (exit ${r.status})`)
 }

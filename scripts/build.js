@@ -4,14 +4,32 @@
 // (tsconfig.build.json); the dashboard's browser files, which the server reads by path, are
 // copied beside the compiled server as they are. dist/ is made afresh each time, so a source
 // that was renamed or deleted leaves nothing behind in the package.
+//
+// `--if-stale` builds only when dist/ is missing or older than a file it is built from: what
+// `npm start` and the `cli` bench run, so they never run yesterday's sources.
 import { spawnSync } from 'node:child_process'
-import { cpSync, rmSync } from 'node:fs'
+import { cpSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { join } from 'node:path'
 import process from 'node:process'
 import { URL, fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const at = (path) => fileURLToPath(new URL(`../${path}`, import.meta.url))
+const at = (path) => join(root, path)
+
+/** The newest modification time of a file or of any file under a folder, in ms. */
+function newest(path) {
+  const stat = statSync(path)
+  if (!stat.isDirectory()) return stat.mtimeMs
+  return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))))
+}
+
+if (process.argv.includes('--if-stale')) {
+  const built = statSync(at('dist/cli/main.js'), { throwIfNoEntry: false })?.mtimeMs ?? 0
+  const sources = ['src', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.js']
+  if (Math.max(...sources.map((s) => newest(at(s)))) < built) process.exit(0)
+  process.stderr.write('dist/ is older than the sources: building it\n')
+}
 
 rmSync(at('dist'), { recursive: true, force: true })
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
