@@ -17,11 +17,14 @@ import { URL, fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const at = (path) => join(root, path)
 
-/** The newest modification time of a file or of any file under a folder, in ms. */
+/**
+ * The newest modification time of a file, or of a folder and anything under it, in ms. A
+ * folder's own time changes when a file in it is added, renamed or deleted.
+ */
 function newest(path) {
   const stat = statSync(path)
   if (!stat.isDirectory()) return stat.mtimeMs
-  return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))))
+  return Math.max(stat.mtimeMs, ...readdirSync(path).map((name) => newest(join(path, name))))
 }
 
 if (process.argv.includes('--if-stale')) {
