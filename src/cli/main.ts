@@ -40,6 +40,14 @@ const oneShot: Record<string, () => Promise<Command>> = {
   download: async () => (await workbenchCommands()).download,
 }
 
+/** The loader of a command's function, when there is such a command. */
+function commandOf(name: string | undefined): (() => Promise<Command>) | undefined {
+  if (name === undefined) return undefined
+  if (Object.hasOwn(longRunning, name)) return longRunning[name]
+  if (Object.hasOwn(oneShot, name)) return oneShot[name]
+  return undefined
+}
+
 const usage = `lockstep — a distributed job scheduler
 
   lockstep up [--port 7300] [--workers 3]      a scheduler and local workers, for trying it out
@@ -104,16 +112,11 @@ export async function main(
 ): Promise<number> {
   const [command, ...rest] = argv
   try {
-    if (isLongRunning(command)) {
-      guardProcess(`lockstep ${command}`)
-      return await (
-        await longRunning[command!]!()
-      )(rest, out)
-    }
-    if (command !== undefined && Object.hasOwn(oneShot, command)) {
-      return await (
-        await oneShot[command]!()
-      )(rest, out)
+    const load = commandOf(command)
+    if (load !== undefined) {
+      if (isLongRunning(command)) guardProcess(`lockstep ${command}`)
+      const run = await load()
+      return await run(rest, out)
     }
     if (command === 'version' || command === '--version') {
       out(version())
