@@ -42,7 +42,7 @@ const layerRule = (layer) => ({
 })
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'coverage/**', '.lockstep/**', 'src/web/dist/**'] },
+  { ignores: ['node_modules/**', 'coverage/**', '.lockstep/**', 'dist/**', 'src/web/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -3,6 +3,7 @@
  * lines on stdout; a table goes to stderr.
  */
 import { runBind } from './bind.ts'
+import { runCli } from './cli.ts'
 import { runCore } from './core.ts'
 import { runDashboard } from './dashboard.ts'
 import { runE2eDag } from './e2e-dag.ts'
@@ -26,7 +27,12 @@ const benches: Record<string, () => unknown> = {
   soak: runSoak,
   dashboard: runDashboard,
   peers: runPeers,
+  cli: runCli,
 }
+
+// The `lockstep` processes the benches start run the sources (see docs/architecture.md); `cli`
+// alone times the compiled command, as users run it.
+process.env.LOCKSTEP_SOURCE ??= '1'
 
 const wanted = process.argv.slice(2)
 const unknown = wanted.filter((name) => !(name in benches))

@@ -8,7 +8,13 @@
  */
 import { chmodSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { defaultDataDir } from '../store/open-store.ts'
+
+/**
+ * The data directory when `LOCKSTEP_DATA_DIR` names none: the store's `defaultDataDir`
+ * (`src/store/open-store.ts`, held equal by a test), said again here so that finding cli.json
+ * does not load both databases' drivers into every workbench command.
+ */
+export const defaultDataDir = '.lockstep'
 
 /** What `lockstep up` saves. */
 export interface Credentials {

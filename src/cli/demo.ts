@@ -4,7 +4,8 @@
  * statistic computed centrally over all the rows, so a reader sees federation change nothing.
  */
 import { readFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { LockstepClient } from '../client/client.ts'
 import { central, parseCsv } from '../core/analytics.ts'
 import { LockstepError } from '../core/errors.ts'
@@ -12,10 +13,15 @@ import type { Analytic, AnalyticsArgs, Result } from '../core/analytics.ts'
 import type { Out } from './output.ts'
 import { follow } from './workbench-commands.ts'
 
+/**
+ * The examples and their sample data, shipped with the package: two folders up from src/cli and
+ * from dist/cli alike, wherever the command is run from.
+ */
+const home = fileURLToPath(new URL('../../', import.meta.url))
+
 /** Each local worker holds one part of the sample data set. */
 export function sampleData(i: number): Record<string, string> {
-  const dir = resolve('examples', 'data')
-  return { clinics: join(dir, `clinic-${i}.csv`) }
+  return { clinics: join(home, 'examples', 'data', `clinic-${i}.csv`) }
 }
 
 const examples = [
@@ -49,7 +55,7 @@ export async function runExamples(
 ): Promise<void> {
   const c = new LockstepClient({ url: running.url, token: running.token })
   for (const example of examples) {
-    const order = await c.submitDocument(readFileSync(example.file, 'utf8'))
+    const order = await c.submitDocument(readFileSync(join(home, example.file), 'utf8'))
     out(`\n${example.file}`)
     const final = await follow(c, order, false, out)
     if (final.state !== 'succeeded') continue

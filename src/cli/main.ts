@@ -2,12 +2,51 @@
  * `lockstep <command>`: the scheduler, the worker agent and the workbench in one program.
  * Every command that prints data takes `--json`; every error says what to do.
  */
+import { readFileSync } from 'node:fs'
 import { describe } from './output.ts'
 import type { Out } from './output.ts'
-import { backup } from './backup.ts'
 import { guardProcess } from './process-guards.ts'
-import { up, server, worker } from './process-commands.ts'
-import { cancel, download, forget, logs, status, submit, workers } from './workbench-commands.ts'
+
+/** A command: its arguments in, its exit code out. */
+type Command = (args: string[], out: Out) => Promise<number>
+
+// Each command's module is loaded when that command runs, never before: `lockstep help` and the
+// workbench commands start without the HTTP server, the databases' drivers or the Kubernetes
+// client, whose loading alone would take longer than the command.
+const processCommands = () => import('./process-commands.ts')
+const workbenchCommands = () => import('./workbench-commands.ts')
+
+/** The long-running commands, which guard their process against stray errors. */
+const longRunning: Record<string, () => Promise<Command>> = {
+  up: async () => (await processCommands()).up,
+  server: async () => (await processCommands()).server,
+  worker: async () => (await processCommands()).worker,
+}
+
+/** True for `up`, `server` and `worker`, which serve until a signal; false for the rest. */
+export function isLongRunning(command: string | undefined): boolean {
+  return command !== undefined && Object.hasOwn(longRunning, command)
+}
+
+const oneShot: Record<string, () => Promise<Command>> = {
+  submit: async () => (await workbenchCommands()).submit,
+  backup: async () => (await import('./backup.ts')).backup,
+  status: async () => (await workbenchCommands()).status,
+  cancel: async () => (await workbenchCommands()).cancel,
+  forget: async () => (await workbenchCommands()).forget,
+  workers: async () => (await workbenchCommands()).workers,
+  targets: async () => (await workbenchCommands()).workers,
+  logs: async () => (await workbenchCommands()).logs,
+  download: async () => (await workbenchCommands()).download,
+}
+
+/** The loader of a command's function, when there is such a command. */
+function commandOf(name: string | undefined): (() => Promise<Command>) | undefined {
+  if (name === undefined) return undefined
+  if (Object.hasOwn(longRunning, name)) return longRunning[name]
+  if (Object.hasOwn(oneShot, name)) return oneShot[name]
+  return undefined
+}
 
 const usage = `lockstep — a distributed job scheduler
 
@@ -52,10 +91,19 @@ const usage = `lockstep — a distributed job scheduler
                   [--max-bytes 10GiB]          the most one product may unpack to
   lockstep backup FILE [--data-dir DIR]        a consistent copy of the SQLite store, taken
                                                while the scheduler runs
+  lockstep version                             this Lockstep's version
 
 Workbench commands find the scheduler in --server/--token, LOCKSTEP_URL/LOCKSTEP_TOKEN, or the
 credentials that 'lockstep up' writes to cli.json in the data directory (LOCKSTEP_DATA_DIR,
 else ./.lockstep). Add --json for machine output.`
+
+/** The package's version. package.json is two folders up from src/cli and from dist/cli alike. */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string
+  }
+  return pkg.version
+}
 
 /** Runs one command line; returns the exit code. */
 export async function main(
@@ -64,42 +112,22 @@ export async function main(
 ): Promise<number> {
   const [command, ...rest] = argv
   try {
-    switch (command) {
-      case 'up':
-        guardProcess('lockstep up')
-        return await up(rest, out)
-      case 'server':
-        guardProcess('lockstep server')
-        return await server(rest, out)
-      case 'worker':
-        guardProcess('lockstep worker')
-        return await worker(rest, out)
-      case 'submit':
-        return await submit(rest, out)
-      case 'backup':
-        return await backup(rest, out)
-      case 'status':
-        return await status(rest, out)
-      case 'cancel':
-        return await cancel(rest, out)
-      case 'forget':
-        return await forget(rest, out)
-      case 'workers':
-      case 'targets':
-        return await workers(rest, out)
-      case 'logs':
-        return await logs(rest, out)
-      case 'download':
-        return await download(rest, out)
-      case undefined:
-      case 'help':
-      case '--help':
-        out(usage)
-        return command === undefined ? 2 : 0
-      default:
-        process.stderr.write(`lockstep: no command '${command}'\n\n${usage}\n`)
-        return 2
+    const load = commandOf(command)
+    if (load !== undefined) {
+      if (isLongRunning(command)) guardProcess(`lockstep ${command}`)
+      const run = await load()
+      return await run(rest, out)
     }
+    if (command === 'version' || command === '--version') {
+      out(version())
+      return 0
+    }
+    if (command === undefined || command === 'help' || command === '--help') {
+      out(usage)
+      return command === undefined ? 2 : 0
+    }
+    process.stderr.write(`lockstep: no command '${command}'\n\n${usage}\n`)
+    return 2
   } catch (e) {
     process.stderr.write(`lockstep ${command}: ${describe(e)}\n`)
     return 1

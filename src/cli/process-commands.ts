@@ -23,8 +23,8 @@ import type { LimitsOptions } from '../core/limits.ts'
 import type { OperationKind } from '../core/model.ts'
 import { readTargetsFile, TargetsFileError } from '../targets/kubernetes/targets-file.ts'
 import type { ResolvedTarget } from '../targets/kubernetes/targets-file.ts'
-import { serve } from './serve.ts'
-import type { Serving } from './serve.ts'
+import { serve } from '../server/serve.ts'
+import type { Serving } from '../server/serve.ts'
 
 /** `lockstep server`: the scheduler, until a signal. */
 export async function server(args: string[], out: Out): Promise<number> {

@@ -11,7 +11,6 @@ import type { AttemptState, OrderFulfilment } from '../core/engine/fulfilment.ts
 import { ValidationError } from '../core/errors.ts'
 import type { OrderSites, Target } from '../core/model.ts'
 import { formatSize, parseSize } from '../core/sizes.ts'
-import { DEFAULT_MAX_UNPACKED_BYTES } from '../runner/archive.ts'
 import { credentialsPath, readCredentials } from './credentials.ts'
 import type { Out } from './output.ts'
 
@@ -314,6 +313,9 @@ export async function logs(args: string[], out: Out): Promise<number> {
   return 0
 }
 
+/** The tar reader, loaded by the commands that unpack products only: the others start faster. */
+const archive = () => import('../runner/archive.ts')
+
 /**
  * `lockstep download ORDER [--to DIR] [--max-bytes SIZE]`: its products, one folder per job. A
  * product that would unpack to more than `--max-bytes` (10 GiB unless given) is refused, and so
@@ -321,6 +323,7 @@ export async function logs(args: string[], out: Out): Promise<number> {
  * there, naming the product and the entry, and leaves no partial folder for it.
  */
 export async function download(args: string[], out: Out): Promise<number> {
+  const { DEFAULT_MAX_UNPACKED_BYTES } = await archive()
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,

@@ -8,10 +8,11 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { readCredentials } from '../../src/cli/credentials.ts'
+import { credentialsPath, dataDir, readCredentials } from '../../src/cli/credentials.ts'
 import { startLocal } from '../../src/cli/process-commands.ts'
+import { storeUrlFromEnvironment } from '../../src/store/open-store.ts'
 import { checkLeaks } from '../leaks.ts'
 
 const opened = checkLeaks()
@@ -58,6 +59,11 @@ describe('cli.json', () => {
     } finally {
       await local.close()
     }
+  })
+
+  it('is looked for beside the default store when LOCKSTEP_DATA_DIR names no folder', () => {
+    const store = resolve(storeUrlFromEnvironment({}))
+    expect(credentialsPath(dataDir({}))).toBe(join(dirname(store), 'cli.json'))
   })
 
   it('is read from the data directory, not from the directory the user stands in', async () => {

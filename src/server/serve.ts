@@ -1,37 +1,56 @@
 /**
  * The scheduler process's wiring: the store, the SchedulerService, the push targets (the
  * initiator, and the clusters of the targets file) with their push loop, and the HTTP server,
- * started together and closed together. `lockstep server` and `lockstep up` run it.
+ * started together and closed together. `lockstep server` and `lockstep up` run it, and a
+ * program embedding Lockstep calls it through `lockstep/server`.
  */
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { LockstepError } from '../core/errors.ts'
+import type { LimitsOptions } from '../core/limits.ts'
 import { capabilityKeyFile } from '../service/capabilities.ts'
 import { SchedulerService } from '../service/service.ts'
-import type { LimitsOptions } from '../core/limits.ts'
-import type { TokenEntry } from '../server/auth.ts'
-import { startServer } from '../server/server.ts'
 import { openStore, storeUrlFromEnvironment } from '../store/open-store.ts'
+import type { Store } from '../store/store.ts'
 import { FinalProducts } from '../targets/final-products.ts'
 import { InitiatorDriver, initiatorRuns } from '../targets/initiator.ts'
 import type { ResolvedTarget } from '../targets/kubernetes/targets-file.ts'
 import { PushLoop } from '../targets/push-loop.ts'
 import type { TargetDriver } from '../targets/target-driver.ts'
-import { describe } from './output.ts'
+import type { TokenEntry } from './auth.ts'
+import { startServer } from './server.ts'
 
 /** A running scheduler: its URL, and how to stop it. */
 export interface Serving {
   url: string
+  /** Stops serving, then closes the push targets, the service and the store. */
   close(): Promise<void>
 }
 
-/** Starts a scheduler on a store (SQLite under `dataDir`, or LOCKSTEP_DATABASE_URL). */
-export async function serve(options: {
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /** The port to listen on; 0 picks a free one ({@link Serving.url} says which). */
   port: number
+  /** The address to listen on, e.g. `127.0.0.1`. */
   host: string
+  /** `role:name:token` entries (`parseTokens`); none leaves the server open to whoever reaches it. */
   tokens: TokenEntry[]
+  /** Lets workbenches download products; the final products of each order are then kept here. */
   allowDownload: boolean
+  /**
+   * The scheduler's folder: its capability key, the initiator's products, and the SQLite store
+   * unless `store` or `LOCKSTEP_DATABASE_URL` names another.
+   */
   dataDir: string
+  /**
+   * The store to run on, opened by the caller (`openStore(url)`); the scheduler holds it while
+   * it runs and closes it with itself.
+   * @default LOCKSTEP_DATABASE_URL when set, else SQLite at `dataDir/lockstep.db`
+   */
+  store?: Store
+  /** How long a worker's lease lasts without a heartbeat. @default 30000 */
   leaseMs?: number
+  /** Logs one JSON line per request to standard error. */
   log: boolean
   /** The URL clients reach the server at, accepted in the Host header. */
   publicUrl?: string
@@ -43,9 +62,28 @@ export async function serve(options: {
   targets?: readonly ResolvedTarget[]
   /** What one request may cause (`--max-jobs-per-order` and the rest). @default defaultLimits */
   limits?: LimitsOptions
-}): Promise<Serving> {
-  const url = storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir })
-  const store = openStore(url)
+  /**
+   * Called when a commit fails for good: the scheduler cannot go on, and the store holds every
+   * change it acknowledged.
+   * @default says so on standard error and exits the process with code 3
+   */
+  onFatal?: (error: unknown) => void
+}
+
+/** An error in one line for the operator: its message, and its code when it has one. */
+function messageOf(e: unknown): string {
+  if (e instanceof LockstepError) return `${e.message} (${e.code})`
+  return e instanceof Error ? e.message : String(e)
+}
+
+/**
+ * Starts a scheduler on a store (the one given, else SQLite under `dataDir` or
+ * LOCKSTEP_DATABASE_URL) and serves its API and dashboard until {@link Serving.close}.
+ */
+export async function serve(options: ServeOptions): Promise<Serving> {
+  const store =
+    options.store ??
+    openStore(storeUrlFromEnvironment({ ...process.env, LOCKSTEP_DATA_DIR: options.dataDir }))
   const workerToken = options.tokens.find((t) => t.role === 'worker')?.token
   // The capability key outlives a restart: workers hold its public half, and capabilities
   // already handed out stay good.
@@ -61,10 +99,12 @@ export async function serve(options: {
       initiatorRuns: initiatorRuns({ exec: options.initiatorExec }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),
     },
-    onFatal: (e) => {
-      process.stderr.write(`lockstep server: a commit failed, stopping: ${describe(e)}\n`)
-      process.exit(3)
-    },
+    onFatal:
+      options.onFatal ??
+      ((e) => {
+        process.stderr.write(`lockstep server: a commit failed, stopping: ${messageOf(e)}\n`)
+        process.exit(3)
+      }),
   }).catch(async (e: unknown) => {
     await store.close().catch(() => {})
     throw e
@@ -78,7 +118,7 @@ export async function serve(options: {
   await initiator.open()
   const clusters = await openClusters(service, options.targets ?? [])
   const push = new PushLoop(service, [initiator, ...clusters], {
-    onError: (e) => process.stderr.write(`lockstep server: push loop: ${describe(e)}\n`),
+    onError: (e) => process.stderr.write(`lockstep server: push loop: ${messageOf(e)}\n`),
   })
   const server = await startServer({
     service,
@@ -139,7 +179,7 @@ async function openClusters(
           )
         },
         onError: (e) =>
-          process.stderr.write(`lockstep server: target ${target.name}: ${describe(e)}\n`),
+          process.stderr.write(`lockstep server: target ${target.name}: ${messageOf(e)}\n`),
         ownerOf: (a) => service.orderOwner(a.orderId),
       }),
   )
