@@ -2,7 +2,8 @@
  * `e2e-sqlite`, `e2e-postgres`: the whole system over loopback HTTP. A `lockstep server` process
  * and one `lockstep worker` process with 64 slots; 20,000 no-op jobs submitted in bulk (20
  * packets of 1,000). Prints jobs_per_s (targets 20,000 on SQLite, 8,000 on PostgreSQL), and the
- * latency from submission to start of a single job on an idle cluster.
+ * latency from submission to start of a single job on an idle cluster. E2E_SLOTS sets the
+ * worker's slots (64 by default, as the peers' concurrency is 10–50).
  */
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -45,7 +46,7 @@ async function run(bench: string, database: string, target: number, jobs: number
         '--id',
         'bench',
         '--slots',
-        '64',
+        process.env.E2E_SLOTS ?? '64',
         '--cache',
         join(dir, 'worker'),
       ],
