@@ -7,37 +7,8 @@
  * order of a page is total (the id breaks every tie), and every filter but the text search is a
  * range of one of migration 8's indexes, read backwards and stopped at the limit.
  */
-import type { OrderState } from '../core/model.ts'
-import type { Id } from '../core/ids.ts'
 import { toBin } from './rows.ts'
-
-/** How the list is sorted: newest first, or highest priority first and newest among equals. */
-export type OrderSort = 'created' | 'priority'
-
-/** Where a page starts: after the order with this key, in the list's sort. */
-export interface OrderKey {
-  id: Id
-  priority: number
-}
-
-/** Which orders {@link Store.findOrders} reads. */
-export interface OrderQuery {
-  /** Only orders in one of these states. */
-  states?: readonly OrderState[] | undefined
-  /** Only this owner's orders. */
-  owner?: string | undefined
-  /**
-   * Only orders whose source name (packet name or artifact project) holds this text, ignoring
-   * case, or whose id starts with it (a prefix of the id's hex digits, dashes optional).
-   */
-  text?: string | undefined
-  /** @default 'created' */
-  sort?: OrderSort | undefined
-  /** The most orders to read. */
-  limit: number
-  /** Start after this order: the last of the previous page. */
-  after?: OrderKey | undefined
-}
+import type { OrderQuery, OrderSort } from './store.ts'
 
 /** A filter as SQL with `?` placeholders and their values. */
 interface Where {

@@ -11,7 +11,7 @@ import { emptyCounts } from '../core/engine/fulfilment.ts'
 import type { JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
 import { specMap } from './job-specs.ts'
 import { countSql, pageSql, sortKey } from './order-pages.ts'
-import type { OrderQuery } from './order-pages.ts'
+import type { OrderQuery } from './store.ts'
 import {
   attemptColumns,
   decodeAttempt,

@@ -7,9 +7,34 @@ import type { Id } from '../core/ids.ts'
 import type { Artifact, Job, Lock, Order, OrderState, Target } from '../core/model.ts'
 import type { PacketRecord } from '../core/engine/engine.ts'
 import type { AttemptState, JobCounts, TargetFulfilment } from '../core/engine/fulfilment.ts'
-import type { OrderKey, OrderQuery } from './order-pages.ts'
 
-export type { OrderKey, OrderQuery, OrderSort } from './order-pages.ts'
+/** How the list is sorted: newest first, or highest priority first and newest among equals. */
+export type OrderSort = 'created' | 'priority'
+
+/** Where a page starts: after the order with this key, in the list's sort. */
+export interface OrderKey {
+  id: Id
+  priority: number
+}
+
+/** Which orders {@link Store.findOrders} reads. */
+export interface OrderQuery {
+  /** Only orders in one of these states. */
+  states?: readonly OrderState[] | undefined
+  /** Only this owner's orders. */
+  owner?: string | undefined
+  /**
+   * Only orders whose source name (packet name or artifact project) holds this text, ignoring
+   * case, or whose id starts with it (a prefix of the id's hex digits, dashes optional).
+   */
+  text?: string | undefined
+  /** @default 'created' */
+  sort?: OrderSort | undefined
+  /** The most orders to read. */
+  limit: number
+  /** Start after this order: the last of the previous page. */
+  after?: OrderKey | undefined
+}
 
 /** What a backend can do; tests and the service ask this, never the backend's name. */
 export interface StoreCapabilities {
