@@ -17,8 +17,6 @@ import type { FollowOptions } from './follow.ts'
 import { Http } from './http.ts'
 import type { CallInit } from './http.ts'
 
-// The worker's heartbeat channel speaks node:http itself and reports errors as this client does.
-export { errorFrom as errorFromResponse, unreachable } from './http.ts'
 import { downloadProducts, readProduct, readText } from './products.ts'
 import type { Download, DownloadOptions } from './products.ts'
 import { serverSentEvents } from './server-sent.ts'
@@ -382,6 +380,11 @@ export class LockstepClient {
 
   register(registration: TargetRegistration): Promise<Target> {
     return this.request('POST', '/v1/targets', registration)
+  }
+
+  /** Closes the connections it keeps alive; a later call opens new ones. */
+  close(): void {
+    this.http.close()
   }
 
   heartbeat(workerId: string, body: HeartbeatInput, signal?: AbortSignal): Promise<HeartbeatReply> {

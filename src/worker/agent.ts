@@ -19,7 +19,6 @@ import { operationKind } from '../core/model.ts'
 import type { JobResult, OperationKind } from '../core/model.ts'
 import { ProductCache, sendProduct } from '../runner/products.ts'
 import { execute } from '../runner/execute.ts'
-import { HeartbeatChannel } from './heartbeat-channel.ts'
 import { PeerCapabilities } from './peer-capabilities.ts'
 import { untilReachable } from './until-reachable.ts'
 import type { RunningJob } from '../runner/run-job.ts'
@@ -92,8 +91,6 @@ const attemptKey = (jobId: string, attempt: number) => `${jobId}#${attempt}`
 export class WorkerAgent {
   readonly id: string
   readonly client: LockstepClient
-  /** Heartbeats go over connections of their own (see `heartbeat-channel.ts`). */
-  private readonly beats: HeartbeatChannel
   private readonly options: AgentOptions
   private readonly slots: number
   private readonly runs: readonly OperationKind[]
@@ -125,7 +122,6 @@ export class WorkerAgent {
     this.slots = options.slots ?? 1
     this.runs = options.runs ?? ['builtin', 'exec']
     this.client = new LockstepClient({ url: options.server, token: options.token })
-    this.beats = new HeartbeatChannel(options.server, options.token)
     this.cache = new ProductCache(options.cacheDir, options.cacheBytes ?? 1024 ** 3)
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ worker: options.id })
     this.peers = new PeerCapabilities(this.client, this.log)
@@ -213,7 +209,7 @@ export class WorkerAgent {
     await this.loopDone.catch(() => {})
     await this.flushReports()
     await this.client.leave(this.id).catch(() => {})
-    this.beats.close()
+    this.client.close()
     await new Promise<void>((resolve) => {
       this.productServer?.close(() => resolve())
       this.productServer?.closeAllConnections()
@@ -225,7 +221,7 @@ export class WorkerAgent {
     const quiet = this.results.length === 0 && this.added.length === 0 && this.removed.length === 0
     if (quiet && !always) return
     const body = this.takeReports()
-    await this.beats.heartbeat(this.id, body).catch(() => this.putBack(body))
+    await this.client.heartbeat(this.id, body).catch(() => this.putBack(body))
   }
 
   private takeReports(): HeartbeatInput {
@@ -257,7 +253,7 @@ export class WorkerAgent {
       this.inPoll = true
       let reply: HeartbeatReply
       try {
-        reply = await this.beats.heartbeat(this.id, body, this.quit.signal)
+        reply = await this.client.heartbeat(this.id, body, this.quit.signal)
       } catch (e) {
         this.putBack(body)
         if (this.stopping) break
@@ -304,7 +300,7 @@ export class WorkerAgent {
           const body: HeartbeatInput = { ...this.takeReports(), free, waitMs: 0 }
           this.promised += free
           try {
-            this.apply(await this.beats.heartbeat(this.id, body))
+            this.apply(await this.client.heartbeat(this.id, body))
           } catch (e) {
             this.putBack(body)
             await this.recover(e)
