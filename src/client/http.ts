@@ -40,18 +40,24 @@ export class Http {
     this.base = new URL(this.url)
   }
 
+  /** A request's headers (the token, the body's type) and its body as text. */
+  private prepare(
+    body: unknown,
+    init: CallInit,
+  ): { headers: Record<string, string>; payload: string | undefined } {
+    const headers: Record<string, string> = { ...init.headers }
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
+    if (body === undefined) return { headers, payload: undefined }
+    headers['content-type'] = init.contentType ?? 'application/json'
+    return { headers, payload: typeof body === 'string' ? body : JSON.stringify(body) }
+  }
+
   /**
    * Sends a request and gives the response once its status is a success; a failure status is
    * thrown as the server's error. The body is left for the caller to read (a stream, an archive).
    */
   async open(method: string, path: string, body?: unknown, init: CallInit = {}): Promise<Response> {
-    const headers: Record<string, string> = { ...init.headers }
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
-    let payload: string | undefined
-    if (body !== undefined) {
-      headers['content-type'] = init.contentType ?? 'application/json'
-      payload = typeof body === 'string' ? body : JSON.stringify(body)
-    }
+    const { headers, payload } = this.prepare(body, init)
     let res: Response
     try {
       res = await fetch(`${this.url}${path}`, {
@@ -83,14 +89,8 @@ export class Http {
     body?: unknown,
     init: CallInit = {},
   ): Promise<{ value: T; headers: AnswerHeaders }> {
-    const headers: Record<string, string | number> = { ...init.headers }
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
-    let payload: string | undefined
-    if (body !== undefined) {
-      headers['content-type'] = init.contentType ?? 'application/json'
-      payload = typeof body === 'string' ? body : JSON.stringify(body)
-      headers['content-length'] = Buffer.byteLength(payload)
-    }
+    const { headers, payload } = this.prepare(body, init)
+    if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload))
     const https = this.base.protocol === 'https:'
     this.agent ??= https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true })
     const signal = init.signal
