@@ -154,6 +154,15 @@ export function isAlreadyExists(e: unknown): boolean {
 }
 
 /**
+ * True for a failed call that got no answer, or one that may pass with time: the cluster may
+ * have acted on it, and sending it again may succeed. False for a refusal (a 4xx but 408, 429).
+ */
+export function mayPass(e: unknown): boolean {
+  const refusal = apiRefusal(e)
+  return refusal === undefined || isTransient(refusal)
+}
+
+/**
  * What a failed create of the Pod `pod` means for its attempt: a refusal by the API server
  * (`pod-refused`, with its words; no Pod was made), or no answer, or one that may pass with time
  * (`target-unreachable`; the Pod may have been made all the same).
@@ -164,8 +173,7 @@ export function createFailure(
   target: string,
   server: string,
 ): { result: JobResult; podMayExist: boolean } {
-  const refusal = apiRefusal(e)
-  if (refusal !== undefined && !isTransient(refusal)) {
+  if (!mayPass(e)) {
     const message = `${target} refused the Pod ${pod}: ${describeError(e)}`
     return { result: { ok: false, reason: 'pod-refused', message }, podMayExist: false }
   }

@@ -24,7 +24,7 @@ import type { Clock, Timer } from '../../core/clock.ts'
 import type { JobResult } from '../../core/model.ts'
 import type { Assignment, RunningAttempt, Stop, TargetRegistration } from '../../core/protocol.ts'
 import type { AttemptOutcome, AttemptUnit, TargetDriver } from '../target-driver.ts'
-import { createFailure, isAlreadyExists } from './cluster.ts'
+import { createFailure, isAlreadyExists, mayPass } from './cluster.ts'
 import { isActive, podManifest, podName, podOutcome } from './pod.ts'
 import { PodDeletions } from './pod-deletions.ts'
 import { PodWatch } from './pod-watch.ts'
@@ -323,7 +323,7 @@ export class KubernetesDriver implements TargetDriver {
         // No answer (a kept-alive connection the server had just closed), or one that may pass:
         // the Pod's name is the attempt's, so sending the create again makes no second Pod.
         const again = tried < CREATE_TRIES && !this.closed && a.settle !== undefined
-        if (!again || !createFailure(e, a.name, this.id, '').podMayExist) {
+        if (!again || !mayPass(e)) {
           return this.createFailed(a, e)
         }
         await new Promise<void>((resolve) =>
