@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { LockstepClient } from '../src/client/client.ts'
 import { seededRandom } from '../src/core/random.ts'
-import { startLockstep, startServer, stopProcess } from './processes.ts'
+import { startLockstep, startServer, stopProcess, untilSucceeded } from './processes.ts'
 import { report } from './report.ts'
 
 const JOBS = Number(process.env.DAG_JOBS ?? 20_000)
@@ -67,15 +67,11 @@ export async function runE2eDag(): Promise<void> {
     const orders = await Promise.all(
       Array.from({ length: packets }, (_, p) => c.submit({ packet: buildGraph(p, random) })),
     )
-    for (const o of orders) {
-      for (;;) {
-        const { fulfilment } = await c.order(o.orderId)
-        if (fulfilment.state === 'succeeded') break
-        if (fulfilment.state !== 'running')
-          throw new Error(`order ${o.orderId} ${fulfilment.state}`)
-        await new Promise((r) => setTimeout(r, 50))
-      }
-    }
+    await untilSucceeded(
+      c,
+      orders.map((o) => o.orderId),
+      50,
+    )
     const seconds = (performance.now() - begin) / 1000
     const metrics = await (await fetch(`${server.url}/metrics`)).text()
     const count = (local: boolean) =>

@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { LockstepClient } from '../src/client/client.ts'
 import { KubeApiServer } from '../test/kube/api-server.ts'
-import { startServer, stopProcess } from './processes.ts'
+import { startServer, stopProcess, untilSucceeded } from './processes.ts'
 import { report } from './report.ts'
 
 const JOBS = Number(process.env.KUBE_JOBS ?? 2_000)
@@ -89,18 +89,11 @@ async function run(runMs: number): Promise<{ seconds: number; created: number; m
         }),
       ),
     )
-    for (const o of orders) {
-      for (;;) {
-        const { fulfilment } = await c.order(o.orderId)
-        if (fulfilment.state === 'succeeded') break
-        if (fulfilment.state !== 'running') {
-          const failed = (await c.jobs(o.orderId)).filter((j) => j.state === 'failed')
-          const why = failed.slice(0, 3).map((j) => `${j.name}: ${j.reason ?? ''}`)
-          throw new Error(`order ${o.orderId} ${fulfilment.state} (${why.join('; ')})`)
-        }
-        await new Promise((r) => setTimeout(r, 20))
-      }
-    }
+    await untilSucceeded(
+      c,
+      orders.map((o) => o.orderId),
+      20,
+    )
     const seconds = (performance.now() - begin) / 1000
     const created = kube.requests.filter((r) => r.method === 'POST').length
     const most = CLUSTERS.map((name) => kube.maxNonTerminal(name))

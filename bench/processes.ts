@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import type { LockstepClient } from '../src/client/client.ts'
 
 /**
  * Starts `lockstep ARGS…` and resolves with its first line of output. `profileDir` writes a CPU
@@ -46,4 +47,27 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   child.kill('SIGTERM')
   await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))])
   child.kill('SIGKILL')
+}
+
+/**
+ * Waits for every order to succeed, reading each every `pollMs`; throws, naming the first failed
+ * jobs and why, for an order that ends otherwise.
+ */
+export async function untilSucceeded(
+  c: LockstepClient,
+  orderIds: readonly string[],
+  pollMs: number,
+): Promise<void> {
+  for (const orderId of orderIds) {
+    for (;;) {
+      const { fulfilment } = await c.order(orderId)
+      if (fulfilment.state === 'succeeded') break
+      if (fulfilment.state !== 'running') {
+        const failed = (await c.jobs(orderId)).filter((j) => j.state === 'failed')
+        const why = failed.slice(0, 3).map((j) => `${j.name}: ${j.reason ?? ''}`)
+        throw new Error(`order ${orderId} ${fulfilment.state} (${why.join('; ')})`)
+      }
+      await new Promise((r) => setTimeout(r, pollMs))
+    }
+  }
 }
