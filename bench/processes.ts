@@ -1,6 +1,7 @@
 /**
  * Lockstep processes for the benchmarks: `bin/lockstep.js` started as a child with its stderr
- * ignored, known once it prints its first line, and stopped politely, then for good.
+ * ignored (shown with BENCH_STDERR=1), known once it prints its first line, and stopped
+ * politely, then for good.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -17,7 +18,7 @@ export function startLockstep(
 ): Promise<{ child: ChildProcess; line: string }> {
   const node = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
   const child = spawn(process.execPath, [...node, 'bin/lockstep.js', ...args], {
-    stdio: ['ignore', 'pipe', 'ignore'],
+    stdio: ['ignore', 'pipe', process.env.BENCH_STDERR ? 'inherit' : 'ignore'],
     env: { ...process.env, ...env },
   })
   return new Promise((resolve, reject) => {

@@ -81,9 +81,14 @@ export class Journal {
         break
       case 'attempt:started': {
         this.jobs.add(e.jobId)
-        this.orders.add(e.orderId)
         const job = engine.job(e.jobId)!
-        this.attempts.set(`${e.jobId}#${e.attempt}`, engine.attempts(e.jobId)[e.attempt - 1]!)
+        const attempt = engine.attempts(e.jobId)[e.attempt - 1]!
+        this.attempts.set(`${e.jobId}#${e.attempt}`, attempt)
+        // The order's row changes with its first attempt only (it starts then); not with later
+        // ones. Two that start in the same millisecond both write it, which is harmless.
+        if (engine.orderStartedAt(e.orderId) === attempt.transitions[0]!.at) {
+          this.orders.add(e.orderId)
+        }
         for (const r of job.uses) if (r.unique) this.holders.set(r.key, e.jobId)
         break
       }

@@ -12,16 +12,7 @@ import { clientSettings, defaultTimeouts } from './postgres-settings.ts'
 import type { PostgresTimeouts } from './postgres-settings.ts'
 import { readSnapshot, StoreReads } from './reads.ts'
 import type { Query, Reads } from './reads.ts'
-import {
-  attemptColumns,
-  attemptValues,
-  jobColumns,
-  jobValues,
-  orderColumns,
-  orderValues,
-  rowValues,
-  toBin,
-} from './rows.ts'
+import { attemptColumns, jobColumns, orderColumns, binaryRows, toBin } from './rows.ts'
 import type { Batch, HoldOptions, Snapshot, Store, StoreCapabilities } from './store.ts'
 
 /** Options of a {@link PostgresStore}. */
@@ -245,17 +236,17 @@ export class PostgresStore implements Store {
       }
       await q(
         `INSERT INTO packets (id, name, body, created_at, owner) SELECT * FROM {rows}`,
-        batch.packets.map(rowValues.packet),
+        batch.packets.map(binaryRows.packet),
         ['bytea', 'text', 'text', 'bigint', 'text'],
       )
       await q(
         `INSERT INTO artifacts (id, project, body, created_at) SELECT * FROM {rows}`,
-        batch.artifacts.map(rowValues.artifact),
+        batch.artifacts.map(binaryRows.artifact),
         ['bytea', 'text', 'text', 'bigint'],
       )
       await q(
         `INSERT INTO orders (${orderColumns}) SELECT * FROM {rows}`,
-        batch.orders.map((o) => orderValues(o.stored)),
+        batch.orders.map((o) => binaryRows.order(o.stored)),
         orderTypes,
       )
       const jobs = batch.orders.flatMap((o) => o.jobs)
@@ -263,26 +254,26 @@ export class PostgresStore implements Store {
       await this.resolveSpecs(c, bodies)
       await q(
         `INSERT INTO jobs (${jobColumns}) SELECT * FROM {rows}`,
-        jobs.map((job, i) => jobValues(job, this.specIds.get(bodies[i]!)!)),
+        jobs.map((job, i) => binaryRows.job(job, this.specIds.get(bodies[i]!)!)),
         jobTypes,
       )
       await q(
         `INSERT INTO locks (job_id, next_id, released) SELECT a, b, 0 FROM {rows} AS u(a, b)`,
-        batch.orders.flatMap((o) => o.locks.map(rowValues.lock)),
+        batch.orders.flatMap((o) => o.locks.map(binaryRows.lock)),
         ['bytea', 'bytea'],
       )
       await q(
         `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at, reason = u.reason
          FROM {rows} AS u(id, state, started_at, ended_at, reason)
          WHERE orders.id = u.id`,
-        batch.orderUpdates.map(rowValues.orderUpdate),
+        batch.orderUpdates.map(binaryRows.orderUpdate),
         ['bytea', 'text', 'bigint', 'bigint', 'text'],
       )
       await q(
         `UPDATE jobs SET state = u.state, attempt = u.attempt, reason = u.reason, retry_at = u.retry_at
          FROM {rows} AS u(id, state, attempt, reason, retry_at)
          WHERE jobs.id = u.id`,
-        batch.jobUpdates.map(rowValues.jobUpdate),
+        batch.jobUpdates.map(binaryRows.jobUpdate),
         ['bytea', 'text', 'int', 'text', 'bigint'],
       )
       await q(
@@ -291,7 +282,7 @@ export class PostgresStore implements Store {
            transitions = excluded.transitions, reason = excluded.reason,
            exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
            product_hash = excluded.product_hash, artefacts = excluded.artefacts`,
-        batch.attempts.map(attemptValues),
+        batch.attempts.map(binaryRows.attempt),
         attemptTypes,
       )
       if (batch.released.length > 0) {
@@ -305,7 +296,7 @@ export class PostgresStore implements Store {
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
            labels = excluded.labels, projects = excluded.projects, url = excluded.url,
            live = excluded.live, updated_at = excluded.updated_at, runs = excluded.runs`,
-        batch.targets.map(rowValues.target),
+        batch.targets.map(binaryRows.target),
         targetTypes,
       )
       if (batch.cachesDropped.length > 0) {
@@ -320,24 +311,24 @@ export class PostgresStore implements Store {
         // A product made again where a copy was kept takes the new copy's hash.
         `INSERT INTO products (product_id, target_id, hash) SELECT * FROM {rows}
          ON CONFLICT (product_id, target_id) DO UPDATE SET hash = excluded.hash`,
-        batch.productsAdded.map(rowValues.product),
+        batch.productsAdded.map(binaryRows.product),
         ['text', 'text', 'text'],
       )
       await q(
         `DELETE FROM products p USING {rows} AS u(pid, tid)
          WHERE p.product_id = u.pid AND p.target_id = u.tid`,
-        batch.productsRemoved.map(rowValues.productKey),
+        batch.productsRemoved.map(binaryRows.productKey),
         ['text', 'text'],
       )
       await q(
         `INSERT INTO resources (key, holder) SELECT * FROM {rows}
          ON CONFLICT (key) DO UPDATE SET holder = excluded.holder`,
-        batch.holders.map(rowValues.holder),
+        batch.holders.map(binaryRows.holder),
         ['text', 'bytea'],
       )
       await q(
         `INSERT INTO events (seq, at, type, order_id, job_id, body) SELECT * FROM {rows}`,
-        batch.events.map(rowValues.event),
+        batch.events.map(binaryRows.event),
         ['bigint', 'bigint', 'text', 'bytea', 'bytea', 'text'],
       )
     }

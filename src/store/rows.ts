@@ -50,10 +50,10 @@ export const jobColumns =
   'id, order_id, idx, name, spec, state, attempt, step, iteration, reason, retry_at'
 
 /** A job's row; `spec` is its spec's id (or what a writer turns into it). */
-export function jobValues(j: Job, spec: unknown): unknown[] {
+function jobValues(j: Job, spec: unknown, bin: BindId): unknown[] {
   return [
-    toBin(j.id),
-    toBin(j.orderId),
+    bin(j.id),
+    bin(j.orderId),
     j.index,
     j.name,
     spec,
@@ -149,13 +149,13 @@ export interface OrderRow {
 export const orderColumns =
   'id, source_kind, source_id, priority, owner, creator, override, state, created_at, started_at, ended_at, reason, iterations, sites, source_name'
 
-export function orderValues(s: StoredOrder): unknown[] {
+function orderValues(s: StoredOrder, bin: BindId): unknown[] {
   const o = s.order
   const sourceId = o.source.kind === 'packet' ? o.source.packetId : o.source.artifactId
   return [
-    toBin(o.id),
+    bin(o.id),
     o.source.kind,
-    toBin(sourceId),
+    bin(sourceId),
     o.priority,
     o.owner,
     o.creator,
@@ -198,62 +198,84 @@ export function decodeOrder(r: OrderRow): StoredOrder {
   return out
 }
 
-/** Row values for the writes both backends make, in the column order of their statements. */
-export const rowValues = {
-  packet: (p: PacketRecord): unknown[] => [
-    toBin(p.id),
-    p.name,
-    JSON.stringify(p.packet),
-    p.createdAt,
-    p.owner,
-  ],
-  artifact: (a: ArtifactRecord): unknown[] => [
-    toBin(a.id),
-    a.artifact.project,
-    JSON.stringify(a.artifact),
-    a.createdAt,
-  ],
-  lock: (l: Lock): unknown[] => [toBin(l.jobId), toBin(l.nextId)],
-  orderUpdate: (u: OrderUpdate): unknown[] => [
-    toBin(u.id),
-    u.state,
-    u.startedAt ?? null,
-    u.endedAt ?? null,
-    u.reason ?? null,
-  ],
-  jobUpdate: (u: JobUpdate): unknown[] => [
-    toBin(u.id),
-    u.state,
-    u.attempt,
-    u.reason ?? null,
-    u.retryAt ?? null,
-  ],
-  target: (t: Batch['targets'][number]): unknown[] => [
-    t.target.id,
-    t.target.kind,
-    t.target.availability,
-    JSON.stringify(t.target.labels),
-    JSON.stringify(t.target.projects),
-    t.target.url ?? null,
-    t.live ? 1 : 0,
-    t.at,
-    t.target.runs === undefined ? null : JSON.stringify(t.target.runs),
-  ],
-  product: (p: ProductLocation): unknown[] => [p.productId, p.targetId, p.hash ?? null],
-  productKey: (p: ProductLocation): unknown[] => [p.productId, p.targetId],
-  holder: (h: Batch['holders'][number]): unknown[] => [
-    h.key,
-    h.holder === undefined ? null : toBin(h.holder),
-  ],
-  event: (e: EventRow): unknown[] => [
-    e.seq,
-    e.at,
-    e.type,
-    e.orderId === undefined ? null : toBin(e.orderId),
-    e.jobId === undefined ? null : toBin(e.jobId),
-    e.body,
-  ],
+/** How a backend binds an id: PostgreSQL as 16 bytes; SQLite's writer thread is sent the text. */
+export type BindId = (id: Id) => unknown
+
+/**
+ * Row values for the writes both backends make, in the column order of their statements, with
+ * ids bound by `bin`. PostgreSQL binds the bytes; the SQLite store sends its writer thread the
+ * id's text, which crosses threads far cheaper than thousands of small buffers, and the thread
+ * turns the columns its statements name as ids into bytes.
+ */
+export function rowCodec(bin: BindId) {
+  return {
+    job: (j: Job, spec: unknown) => jobValues(j, spec, bin),
+    order: (s: StoredOrder) => orderValues(s, bin),
+    attempt: (a: TargetFulfilment) => attemptValues(a, bin),
+    ...rowsWith(bin),
+  }
 }
+
+function rowsWith(bin: BindId) {
+  return {
+    packet: (p: PacketRecord): unknown[] => [
+      bin(p.id),
+      p.name,
+      JSON.stringify(p.packet),
+      p.createdAt,
+      p.owner,
+    ],
+    artifact: (a: ArtifactRecord): unknown[] => [
+      bin(a.id),
+      a.artifact.project,
+      JSON.stringify(a.artifact),
+      a.createdAt,
+    ],
+    lock: (l: Lock): unknown[] => [bin(l.jobId), bin(l.nextId)],
+    orderUpdate: (u: OrderUpdate): unknown[] => [
+      bin(u.id),
+      u.state,
+      u.startedAt ?? null,
+      u.endedAt ?? null,
+      u.reason ?? null,
+    ],
+    jobUpdate: (u: JobUpdate): unknown[] => [
+      bin(u.id),
+      u.state,
+      u.attempt,
+      u.reason ?? null,
+      u.retryAt ?? null,
+    ],
+    target: (t: Batch['targets'][number]): unknown[] => [
+      t.target.id,
+      t.target.kind,
+      t.target.availability,
+      JSON.stringify(t.target.labels),
+      JSON.stringify(t.target.projects),
+      t.target.url ?? null,
+      t.live ? 1 : 0,
+      t.at,
+      t.target.runs === undefined ? null : JSON.stringify(t.target.runs),
+    ],
+    product: (p: ProductLocation): unknown[] => [p.productId, p.targetId, p.hash ?? null],
+    productKey: (p: ProductLocation): unknown[] => [p.productId, p.targetId],
+    holder: (h: Batch['holders'][number]): unknown[] => [
+      h.key,
+      h.holder === undefined ? null : bin(h.holder),
+    ],
+    event: (e: EventRow): unknown[] => [
+      e.seq,
+      e.at,
+      e.type,
+      e.orderId === undefined ? null : bin(e.orderId),
+      e.jobId === undefined ? null : bin(e.jobId),
+      e.body,
+    ],
+  }
+}
+
+/** The values PostgreSQL binds: ids as bytes. */
+export const binaryRows = rowCodec(toBin)
 
 export interface AttemptRow {
   job_id: Bin
@@ -274,9 +296,9 @@ export interface AttemptRow {
 export const attemptColumns =
   'job_id, attempt, target, state, transitions, reason, exit_code, message, product, product_hash, artefacts, started_at'
 
-export function attemptValues(a: TargetFulfilment): unknown[] {
+function attemptValues(a: TargetFulfilment, bin: BindId): unknown[] {
   return [
-    toBin(a.jobId),
+    bin(a.jobId),
     a.attempt,
     a.target,
     a.state,

@@ -8,24 +8,19 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
+import type { Id } from '../core/ids.ts'
 import { specBody, specHash, specMap } from './job-specs.ts'
 import { migrationsTable, pendingMigrations } from './migrations.ts'
 import { assembleSnapshot, readEach, snapshotSql, StoreReads } from './reads.ts'
 import type { Reads, SnapshotRows } from './reads.ts'
-import {
-  attemptValues,
-  decodeJobArray,
-  hexToId,
-  jobArrayColumns,
-  jobValues,
-  orderValues,
-  rowValues,
-  toBin,
-} from './rows.ts'
+import { decodeJobArray, hexToId, jobArrayColumns, rowCodec, toBin } from './rows.ts'
 import { SqliteHold } from './sqlite-hold.ts'
 import { S, SqliteWriter } from './sqlite-writer.ts'
 import type { Step } from './sqlite-writer.ts'
 import type { Batch, Snapshot, Store, StoreCapabilities } from './store.ts'
+
+/** Rows as the writer thread is sent them: ids as text, which it binds as bytes. */
+const textRows = rowCodec((id) => id)
 
 /** Options of a {@link SqliteStore}. */
 export interface SqliteStoreOptions {
@@ -126,39 +121,31 @@ export class SqliteStore implements Store {
   /** The batch as statements and rows, in the order that keeps them consistent. */
   private steps(batch: Batch): Step[] {
     const steps: Step[] = []
-    const add = (statement: number, rows: unknown[][]) => {
-      if (rows.length > 0) steps.push([statement, rows])
+    const add = <T>(statement: number, items: readonly T[], values: (item: T) => unknown[]) => {
+      if (items.length === 0) return
+      const flat: unknown[] = []
+      for (const item of items) for (const v of values(item)) flat.push(v)
+      steps.push([statement, flat])
     }
-    add(S.packet, batch.packets.map(rowValues.packet))
-    add(S.artifact, batch.artifacts.map(rowValues.artifact))
+    const one = (id: Id) => [id]
+    add(S.packet, batch.packets, textRows.packet)
+    add(S.artifact, batch.artifacts, textRows.artifact)
     for (const o of batch.orders) {
-      add(S.order, [orderValues(o.stored)])
-      add(
-        S.jobs,
-        o.jobs.map((job) => jobValues(job, this.specKey(specBody(job)))),
-      )
-      add(S.locks, o.locks.map(rowValues.lock))
+      add(S.order, [o.stored], textRows.order)
+      add(S.jobs, o.jobs, (job) => textRows.job(job, this.specKey(specBody(job))))
+      add(S.locks, o.locks, textRows.lock)
     }
-    add(S.orderUpdate, batch.orderUpdates.map(rowValues.orderUpdate))
-    add(S.jobUpdates, batch.jobUpdates.map(rowValues.jobUpdate))
-    add(S.attempts, batch.attempts.map(attemptValues))
-    add(
-      S.release,
-      batch.released.map((id) => [toBin(id)]),
-    )
-    add(S.target, batch.targets.map(rowValues.target))
-    add(
-      S.cacheDrop,
-      batch.cachesDropped.map((id) => [id]),
-    )
-    add(
-      S.targetForget,
-      batch.targetsForgotten.map((id) => [id]),
-    )
-    add(S.productsAdd, batch.productsAdded.map(rowValues.product))
-    add(S.productRemove, batch.productsRemoved.map(rowValues.productKey))
-    add(S.holderSet, batch.holders.map(rowValues.holder))
-    add(S.events, batch.events.map(rowValues.event))
+    add(S.orderUpdate, batch.orderUpdates, textRows.orderUpdate)
+    add(S.jobUpdates, batch.jobUpdates, textRows.jobUpdate)
+    add(S.attempts, batch.attempts, textRows.attempt)
+    add(S.release, batch.released, one)
+    add(S.target, batch.targets, textRows.target)
+    add(S.cacheDrop, batch.cachesDropped, one)
+    add(S.targetForget, batch.targetsForgotten, one)
+    add(S.productsAdd, batch.productsAdded, textRows.product)
+    add(S.productRemove, batch.productsRemoved, textRows.productKey)
+    add(S.holderSet, batch.holders, textRows.holder)
+    add(S.events, batch.events, textRows.event)
     return steps
   }
 

@@ -4,17 +4,20 @@
  * so a transaction and its fsync never block the scheduler's event loop. Plain JavaScript, so
  * that it starts the same from the sources and from the compiled package.
  *
- * It is given the statements once (`workerData.statements`: SQL, and for a statement over many
- * rows at once the width of a row, its `{rows}` becoming `(?, …), (?, …)` in chunks of up to 64),
- * then one message per commit: `{ id, token, retried, steps }`, each step `[statement, rows]`. It
- * answers `{ id }` once the transaction is committed, or `{ id, error: { name, message, code } }`
- * when it rolled back. A job row's spec, sent as its text, is stored once and replaced by its id.
+ * It is given the statements once (`workerData.statements`: SQL, the width of a row, whether it
+ * runs over many rows at once, its `{rows}` becoming `(?, …), (?, …)` in chunks of up to 64, and
+ * which columns hold ids), then one message per commit: `{ id, token, retried, steps }`, each step
+ * `[statement, values]`, the rows' values one after another. It answers `{ id }` once the
+ * transaction is committed, or `{ id, error: { name, message, code } }` when it rolled back. Ids
+ * come as text and are bound as 16 bytes; a job row's spec, sent as its text, is stored once and
+ * replaced by its id.
  */
+import { Buffer } from 'node:buffer'
 import { parentPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 
-/** @typedef {{ sql: string, width: number, spec?: number }} StatementSpec */
-/** @typedef {[number, unknown[][]]} Step */
+/** @typedef {{ sql: string, width: number, bulk?: true, ids?: number[], spec?: number }} StatementSpec */
+/** @typedef {[number, unknown[]]} Step */
 
 const CHUNK = 64
 const { path, synchronous, busyTimeoutMs, statements, specs } =
@@ -50,10 +53,21 @@ function idOfSpec(body, hash) {
   return id
 }
 
+/**
+ * An id's 16 bytes from its text (`xxxxxxxx-xxxx-…`); the scheduler checked it when it was made.
+ * @param {string} id
+ */
+function idBytes(id) {
+  return Buffer.from(
+    id.slice(0, 8) + id.slice(9, 13) + id.slice(14, 18) + id.slice(19, 23) + id.slice(24),
+    'hex',
+  )
+}
+
 /** @param {number} index @param {number} n */
 function statement(index, n) {
   const s = statements[index]
-  if (s.width === 0) {
+  if (s.bulk !== true) {
     let st = single.get(index)
     if (st === undefined) single.set(index, (st = db.prepare(s.sql)))
     return st
@@ -69,23 +83,31 @@ function statement(index, n) {
 }
 
 /** @param {Step} step */
-function run([index, rows]) {
+function run([index, values]) {
   const s = statements[index]
-  if (s.spec !== undefined) {
-    // The spec column holds [text, digest] until here.
-    for (const row of rows) {
-      const [body, hash] = /** @type {[string, string]} */ (row[s.spec])
-      row[s.spec] = idOfSpec(body, hash)
+  const width = s.width
+  for (const column of s.ids ?? []) {
+    for (let i = column; i < values.length; i += width) {
+      const id = values[i]
+      if (id !== null) values[i] = idBytes(/** @type {string} */ (id))
     }
   }
-  if (s.width === 0) {
+  if (s.spec !== undefined) {
+    // The spec column holds [text, digest] until here.
+    for (let i = s.spec; i < values.length; i += width) {
+      const [body, hash] = /** @type {[string, string]} */ (values[i])
+      values[i] = idOfSpec(body, hash)
+    }
+  }
+  if (s.bulk !== true) {
     const st = statement(index, 1)
-    for (const row of rows) st.run(...row)
+    for (let i = 0; i < values.length; i += width) st.run(values.slice(i, i + width))
     return
   }
-  for (let i = 0; i < rows.length; i += CHUNK) {
-    const chunk = rows.slice(i, i + CHUNK)
-    statement(index, chunk.length).run(...chunk.flat())
+  const step = CHUNK * width
+  for (let i = 0; i < values.length; i += step) {
+    const chunk = values.slice(i, i + step)
+    statement(index, chunk.length / width).run(chunk)
   }
 }
 

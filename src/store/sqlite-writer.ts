@@ -11,8 +11,12 @@
 import { Worker } from 'node:worker_threads'
 import { attemptColumns, jobColumns, orderColumns } from './rows.ts'
 
-/** One statement and its rows: `[statement index, rows]`. */
-export type Step = [number, unknown[][]]
+/**
+ * One statement and its rows: `[statement index, values]`, the rows' values one after another
+ * (one flat array per statement, not an array per row). Ids are sent as text: the thread turns
+ * the columns its statement names in `ids` into 16 bytes.
+ */
+export type Step = [number, unknown[]]
 
 /** The statements, by the index a {@link Step} names. */
 export const S = {
@@ -35,25 +39,40 @@ export const S = {
 } as const
 
 /**
- * The SQL of each statement, in the order of {@link S}. `width` > 0: a statement over many rows
- * at once, its `{rows}` becoming `(?, …), (?, …)`, up to 64 rows a statement, which costs far
- * less than one statement per row; 0: one run per row. `spec`: the column holding a job's spec,
- * sent as `[text, digest]` and stored once in `job_specs`.
+ * The SQL of each statement, in the order of {@link S}. `width`: the values of one row. `bulk`:
+ * a statement over many rows at once, its `{rows}` becoming `(?, …), (?, …)`, up to 64 rows a
+ * statement, which costs far less than one statement per row; otherwise one run per row.
+ * `ids`: the columns holding ids (sent as text, bound as 16 bytes). `spec`: the column holding a
+ * job's spec, sent as `[text, digest]` and stored once in `job_specs`.
  */
-const statements: { sql: string; width: number; spec?: number }[] = [
+const statements: { sql: string; width: number; bulk?: true; ids?: number[]; spec?: number }[] = [
   {
     sql: 'INSERT INTO packets (id, name, body, created_at, owner) VALUES (?, ?, ?, ?, ?)',
-    width: 0,
+    width: 5,
+    ids: [0],
   },
-  { sql: 'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)', width: 0 },
+  {
+    sql: 'INSERT INTO artifacts (id, project, body, created_at) VALUES (?, ?, ?, ?)',
+    width: 4,
+    ids: [0],
+  },
   {
     sql: `INSERT INTO orders (${orderColumns}) VALUES (${Array.from({ length: 15 }, () => '?').join(', ')})`,
-    width: 0,
+    width: 15,
+    ids: [0, 2],
   },
-  { sql: `INSERT INTO jobs (${jobColumns}) VALUES {rows}`, width: 11, spec: 4 },
+  {
+    sql: `INSERT INTO jobs (${jobColumns}) VALUES {rows}`,
+    width: 11,
+    bulk: true,
+    ids: [0, 1],
+    spec: 4,
+  },
   {
     sql: 'INSERT INTO locks (job_id, next_id, released) SELECT column1, column2, 0 FROM (VALUES {rows})',
     width: 2,
+    bulk: true,
+    ids: [0, 1],
   },
   {
     // Values come id first, as for PostgreSQL's unnest.
@@ -61,13 +80,16 @@ const statements: { sql: string; width: number; spec?: number }[] = [
            reason = u.reason
          FROM (SELECT ? AS id, ? AS state, ? AS started_at, ? AS ended_at, ? AS reason) AS u
          WHERE orders.id = u.id`,
-    width: 0,
+    width: 5,
+    ids: [0],
   },
   {
     sql: `UPDATE jobs SET state = u.column2, attempt = u.column3, reason = u.column4,
            retry_at = u.column5
          FROM (VALUES {rows}) AS u WHERE jobs.id = u.column1`,
     width: 5,
+    bulk: true,
+    ids: [0],
   },
   {
     sql: `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM (VALUES {rows}) WHERE true
@@ -76,30 +98,44 @@ const statements: { sql: string; width: number; spec?: number }[] = [
            exit_code = excluded.exit_code, message = excluded.message, product = excluded.product,
            product_hash = excluded.product_hash, artefacts = excluded.artefacts`,
     width: 12,
+    bulk: true,
+    ids: [0],
   },
-  { sql: 'UPDATE locks SET released = 1 WHERE job_id IN (VALUES {rows})', width: 1 },
+  {
+    sql: 'UPDATE locks SET released = 1 WHERE job_id IN (VALUES {rows})',
+    width: 1,
+    bulk: true,
+    ids: [0],
+  },
   {
     sql: `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at, runs)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
            labels = excluded.labels, projects = excluded.projects, url = excluded.url,
            live = excluded.live, updated_at = excluded.updated_at, runs = excluded.runs`,
-    width: 0,
+    width: 9,
   },
-  { sql: 'DELETE FROM products WHERE target_id = ?', width: 0 },
-  { sql: 'DELETE FROM targets WHERE id = ?', width: 0 },
+  { sql: 'DELETE FROM products WHERE target_id = ?', width: 1 },
+  { sql: 'DELETE FROM targets WHERE id = ?', width: 1 },
   {
     // A product made again where a copy was kept takes the new copy's hash.
     sql: `INSERT INTO products (product_id, target_id, hash) VALUES {rows}
          ON CONFLICT (product_id, target_id) DO UPDATE SET hash = excluded.hash`,
     width: 3,
+    bulk: true,
   },
-  { sql: 'DELETE FROM products WHERE product_id = ? AND target_id = ?', width: 0 },
+  { sql: 'DELETE FROM products WHERE product_id = ? AND target_id = ?', width: 2 },
   {
     sql: 'INSERT INTO resources (key, holder) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET holder = excluded.holder',
-    width: 0,
+    width: 2,
+    ids: [1],
   },
-  { sql: 'INSERT INTO events (seq, at, type, order_id, job_id, body) VALUES {rows}', width: 6 },
+  {
+    sql: 'INSERT INTO events (seq, at, type, order_id, job_id, body) VALUES {rows}',
+    width: 6,
+    bulk: true,
+    ids: [3, 4],
+  },
 ]
 
 const specs = {

@@ -361,6 +361,11 @@ export class Engine {
     return fulfilmentOf(this.orders.orderRecord(orderId))
   }
 
+  /** When the order's first attempt started; undefined before. */
+  orderStartedAt(orderId: Id): number | undefined {
+    return this.orders.order(orderId)?.startedAt
+  }
+
   job(jobId: Id): Job | undefined {
     return this.orders.job(jobId)?.job
   }
