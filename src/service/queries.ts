@@ -201,7 +201,7 @@ export class Queries {
 
   /** Every attempt of a job, first first. */
   async attempts(jobId: Id): Promise<TargetFulfilment[]> {
-    if (this.engine.job(jobId) !== undefined) return this.engine.attempts(jobId)
+    if (this.engine.job(jobId) !== undefined) return [...this.engine.attempts(jobId)]
     return this.store.attempts(jobId)
   }
 

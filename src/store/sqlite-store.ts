@@ -13,7 +13,7 @@ import { specBody, specHash, specMap } from './job-specs.ts'
 import { migrationsTable, pendingMigrations } from './migrations.ts'
 import { assembleSnapshot, readEach, snapshotSql, StoreReads } from './reads.ts'
 import type { Reads, SnapshotRows } from './reads.ts'
-import { decodeJobArray, hexToId, jobArrayColumns, rowCodec, toBin } from './rows.ts'
+import { decodeJobArray, idText, jobArrayColumns, rowCodec, toBin } from './rows.ts'
 import { SqliteHold } from './sqlite-hold.ts'
 import { S, SqliteWriter } from './sqlite-writer.ts'
 import type { Step } from './sqlite-writer.ts'
@@ -167,7 +167,7 @@ export class SqliteStore implements Store {
     const read = db.transaction(() => {
       const rows = readEach(snapshotSql, (sql) => db.prepare(sql).all())
       const snapshot = assembleSnapshot({ ...rows, jobs: [], locks: [] } as SnapshotRows)
-      // Jobs and locks are read order by order as arrays with hex ids: at a restart with
+      // Jobs and locks are read order by order as arrays with ids as text: at a restart with
       // millions of jobs, a row object and two buffers per job cost more than the read.
       const specs = specMap(rows.specs as SnapshotRows['specs'])
       const jobs = db
@@ -175,7 +175,7 @@ export class SqliteStore implements Store {
         .raw()
       const locks = db
         .prepare(
-          `SELECT lower(hex(l.job_id)), lower(hex(l.next_id)), l.released FROM jobs j
+          `SELECT ${idText('l.job_id')}, ${idText('l.next_id')}, l.released FROM jobs j
            JOIN locks l ON l.job_id = j.id WHERE j.order_id = ?`,
         )
         .raw()
@@ -183,9 +183,9 @@ export class SqliteStore implements Store {
         const orderId = o.stored.order.id
         const id = toBin(orderId)
         o.jobs = (jobs.all(id) as unknown[][]).map((r) => decodeJobArray(r, specs, orderId))
-        o.locks = (locks.all(id) as [string, string, number][]).map((r) => ({
-          jobId: hexToId(r[0]),
-          nextId: hexToId(r[1]),
+        o.locks = (locks.all(id) as [Id, Id, number][]).map((r) => ({
+          jobId: r[0],
+          nextId: r[1],
           released: r[2] === 1,
         }))
       }

@@ -376,7 +376,7 @@ export class Engine {
   }
 
   /** Every attempt of a job, first first. */
-  attempts(jobId: Id): TargetFulfilment[] {
+  attempts(jobId: Id): readonly TargetFulfilment[] {
     return this.orders.jobRecord(jobId).attempts
   }
 

@@ -141,7 +141,7 @@ export class JobLifecycle {
       state: 'running',
       transitions: [{ state: 'running', at: now }],
     }
-    job.attempts.push(fulfilment)
+    job.addAttempt(fulfilment)
     job.runningOn = target
     target.running.set(job.job.id, job)
     this.setState(job, 'running')

@@ -36,16 +36,20 @@ export class OrderRecord {
 export class JobRecord {
   readonly job: Job
   readonly order: OrderRecord
-  /** The jobs it reads from: its incoming locks. */
-  readonly inputs: JobRecord[] = []
+  /**
+   * The jobs it reads from: its incoming locks. Like `next` and `attempts`, a shared empty list
+   * until it has one (see {@link linkJobs}): a million restored jobs make no million empty lists.
+   */
+  inputs: readonly JobRecord[] = NO_JOBS
   /** The jobs waiting on it: its outgoing locks. */
-  readonly next: JobRecord[] = []
+  next: readonly JobRecord[] = NO_JOBS
   /** Incoming locks not yet released. */
   held = 0
   /** Unique resource keys, as the dispatch core takes them. */
   readonly uses: string[]
   readonly resources: Resource[]
-  readonly attempts: TargetFulfilment[] = []
+  /** Its attempts, first to last. */
+  attempts: readonly TargetFulfilment[] = NO_ATTEMPTS
   /** Targets where earlier attempts failed, for retries on another target. */
   avoid: string[] | undefined = undefined
   /** Attempts that never reached their target: they do not count against the policy. */
@@ -75,9 +79,23 @@ export class JobRecord {
   get current(): TargetFulfilment | undefined {
     return this.attempts[this.attempts.length - 1]
   }
+
+  /** Adds an attempt after the others. */
+  addAttempt(attempt: TargetFulfilment): void {
+    this.attempts = this.attempts.length === 0 ? [attempt] : [...this.attempts, attempt]
+  }
 }
 
 const NO_KEYS: string[] = []
+const NO_JOBS: readonly JobRecord[] = Object.freeze([])
+const NO_ATTEMPTS: readonly TargetFulfilment[] = Object.freeze([])
+
+/** `list` with `item` after the rest: a list of one at first, sized to fit (most have one). */
+function withItem<T>(list: readonly T[], item: T): readonly T[] {
+  if (list.length === 0) return [item]
+  ;(list as T[]).push(item)
+  return list
+}
 
 /** Makes an order's job records and joins them by its locks. */
 export function linkJobs(order: OrderRecord, jobs: Job[], locks: readonly Lock[]): void {
@@ -90,8 +108,8 @@ export function linkJobs(order: OrderRecord, jobs: Job[], locks: readonly Lock[]
   for (const lock of locks) {
     const from = byId.get(lock.jobId)!
     const to = byId.get(lock.nextId)!
-    from.next.push(to)
-    to.inputs.push(from)
+    from.next = withItem(from.next, to)
+    to.inputs = withItem(to.inputs, from)
     to.held++
   }
 }

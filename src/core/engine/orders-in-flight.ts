@@ -270,9 +270,11 @@ export class OrdersInFlight {
       this.link(order, o.jobs, o.locks)
       for (const job of order.jobs) {
         order.counts[job.job.state]++
-        job.held = job.inputs.filter((p) => p.job.state !== 'succeeded').length
+        let held = 0
+        for (const p of job.inputs) if (p.job.state !== 'succeeded') held++
+        job.held = held
         const list = attempts.get(job.job.id)
-        if (list !== undefined) job.attempts.push(...list.sort((a, b) => a.attempt - b.attempt))
+        if (list !== undefined) job.attempts = list.sort((a, b) => a.attempt - b.attempt)
       }
       restored.push(order)
     }
