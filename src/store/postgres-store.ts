@@ -57,6 +57,15 @@ function column(rows: unknown[][], i: number): unknown[] {
   return rows.map((r) => r[i])
 }
 
+/** Prepared statements' names by their SQL: the writes are a fixed set, so this stays small. */
+const statementNames = new Map<string, string>()
+
+function statementName(sql: string): string {
+  let name = statementNames.get(sql)
+  if (name === undefined) statementNames.set(sql, (name = `lockstep_write_${statementNames.size}`))
+  return name
+}
+
 /** `unnest($1::t1[], $2::t2[], …)` for the given element types. */
 function unnest(typesOf: string[]): string {
   return `unnest(${typesOf.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`
@@ -123,6 +132,8 @@ export class PostgresStore implements Store {
     const settings = clientSettings(options.timeouts ?? defaultTimeouts)
     this.pool = new pg.Pool({
       connectionString: options.url,
+      // Statements sent together go out together: a commit costs one round trip for its rows.
+      pipeline: true,
       max: options.poolSize ?? 4,
       options: `-c search_path=${this.schema}`,
       types,
@@ -135,6 +146,7 @@ export class PostgresStore implements Store {
         // The server probes the holder's session too, and frees the lock within ~25 s of the
         // holder's host vanishing.
         options: `-c search_path=${this.schema} -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3`,
+        pipeline: true,
         types,
         ...settings,
       },
@@ -144,11 +156,16 @@ export class PostgresStore implements Store {
     this.reads = new StoreReads(queryOn(this.pool))
   }
 
-  private async transaction<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
+  private transaction<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
+    return this.connected((client) => inTransaction(client, fn))
+  }
+
+  /** Runs `fn` on a connection of the pool. */
+  private async connected<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
     const client = await this.pool.connect()
     let broken: Error | undefined
     try {
-      return await inTransaction(client, fn)
+      return await fn(client)
     } catch (e) {
       // A connection that failed is not put back: the pool opens a new one.
       if (isTransient(e)) broken = e as Error
@@ -190,32 +207,52 @@ export class PostgresStore implements Store {
     })
   }
 
+  /**
+   * One commit: BEGIN, the batch's statements and COMMIT sent together on a pipelined session,
+   * one round trip in all, then every answer waited for. A statement that fails aborts the
+   * transaction (its COMMIT only rolls back), and its error is the commit's.
+   */
   async commit(batch: Batch): Promise<void> {
     const write = async (c: pg.ClientBase) => {
+      const sent: Promise<unknown>[] = []
+      let unsent: Error | undefined
       try {
+        sent.push(c.query('BEGIN'))
         // A batch tried again is written only if its first try did not land.
+        let landed = false
         if (batch.retried === true && batch.token !== undefined) {
           const { rows } = await c.query<{ token: string }>(
             'SELECT token FROM last_commit WHERE one = 1',
           )
-          if (rows[0]?.token === batch.token) return
+          landed = rows[0]?.token === batch.token
         }
-        if (batch.token !== undefined) {
-          await c.query(
-            'INSERT INTO last_commit (one, token) VALUES (1, $1) ON CONFLICT (one) DO UPDATE SET token = excluded.token',
-            [batch.token],
-          )
+        if (!landed) {
+          if (batch.token !== undefined) {
+            sent.push(
+              c.query(
+                'INSERT INTO last_commit (one, token) VALUES (1, $1) ON CONFLICT (one) DO UPDATE SET token = excluded.token',
+                [batch.token],
+              ),
+            )
+          }
+          await this.write(c, batch, sent)
         }
-        await this.write(c, batch)
+        sent.push(c.query('COMMIT'))
       } catch (e) {
-        this.specIds.clear()
-        throw e
+        unsent = e instanceof Error ? e : new Error(String(e))
       }
+      // Every statement sent is waited for, so none fails unheard.
+      const failed = (await Promise.allSettled(sent)).find((r) => r.status === 'rejected')
+      const error = (failed?.reason as Error | undefined) ?? unsent
+      if (error === undefined) return
+      this.specIds.clear()
+      await c.query('ROLLBACK').catch(() => {})
+      throw error
     }
-    if (!this.holding.wanted) return this.transaction(write)
+    if (!this.holding.wanted) return this.connected(write)
     await this.holding.run(async (c) => {
       try {
-        await inTransaction(c, write)
+        await write(c)
       } catch (e) {
         if (isTransient(e)) this.holding.drop(e as Error)
         throw e
@@ -223,28 +260,36 @@ export class PostgresStore implements Store {
     })
   }
 
-  private async write(c: pg.ClientBase, batch: Batch): Promise<void> {
+  /**
+   * Sends the batch's statements, in the order they must run, without waiting for each: on the
+   * pipelined session they go out together and cost one round trip, not one each. Each is
+   * added to `sent`; the caller waits for them all.
+   */
+  private async write(c: pg.ClientBase, batch: Batch, sent: Promise<unknown>[]): Promise<void> {
     {
       // One block, so that the statements read in the order they run.
       // `{rows}` in the SQL becomes `unnest($1::t1[], …)` over the given column types.
-      const q = async (sql: string, rows: unknown[][], typesOf: string[]) => {
+      // Named, so that each session parses and plans each statement once, not once a commit.
+      const send = (text: string, values: unknown[]) =>
+        sent.push(c.query({ name: statementName(text), text, values }))
+      const q = (sql: string, rows: unknown[][], typesOf: string[]) => {
         if (rows.length === 0) return
-        await c.query(
+        send(
           sql.replace('{rows}', unnest(typesOf)),
           typesOf.map((_, i) => column(rows, i)),
         )
       }
-      await q(
+      q(
         `INSERT INTO packets (id, name, body, created_at, owner) SELECT * FROM {rows}`,
         batch.packets.map(binaryRows.packet),
         ['bytea', 'text', 'text', 'bigint', 'text'],
       )
-      await q(
+      q(
         `INSERT INTO artifacts (id, project, body, created_at) SELECT * FROM {rows}`,
         batch.artifacts.map(binaryRows.artifact),
         ['bytea', 'text', 'text', 'bigint'],
       )
-      await q(
+      q(
         `INSERT INTO orders (${orderColumns}) SELECT * FROM {rows}`,
         batch.orders.map((o) => binaryRows.order(o.stored)),
         orderTypes,
@@ -252,31 +297,31 @@ export class PostgresStore implements Store {
       const jobs = batch.orders.flatMap((o) => o.jobs)
       const bodies = jobs.map(specBody)
       await this.resolveSpecs(c, bodies)
-      await q(
+      q(
         `INSERT INTO jobs (${jobColumns}) SELECT * FROM {rows}`,
         jobs.map((job, i) => binaryRows.job(job, this.specIds.get(bodies[i]!)!)),
         jobTypes,
       )
-      await q(
+      q(
         `INSERT INTO locks (job_id, next_id, released) SELECT a, b, 0 FROM {rows} AS u(a, b)`,
         batch.orders.flatMap((o) => o.locks.map(binaryRows.lock)),
         ['bytea', 'bytea'],
       )
-      await q(
+      q(
         `UPDATE orders SET state = u.state, started_at = u.started_at, ended_at = u.ended_at, reason = u.reason
          FROM {rows} AS u(id, state, started_at, ended_at, reason)
          WHERE orders.id = u.id`,
         batch.orderUpdates.map(binaryRows.orderUpdate),
         ['bytea', 'text', 'bigint', 'bigint', 'text'],
       )
-      await q(
+      q(
         `UPDATE jobs SET state = u.state, attempt = u.attempt, reason = u.reason, retry_at = u.retry_at
          FROM {rows} AS u(id, state, attempt, reason, retry_at)
          WHERE jobs.id = u.id`,
         batch.jobUpdates.map(binaryRows.jobUpdate),
         ['bytea', 'text', 'int', 'text', 'bigint'],
       )
-      await q(
+      q(
         `INSERT INTO target_fulfilments (${attemptColumns}) SELECT * FROM {rows}
          ON CONFLICT (job_id, attempt) DO UPDATE SET state = excluded.state,
            transitions = excluded.transitions, reason = excluded.reason,
@@ -286,11 +331,11 @@ export class PostgresStore implements Store {
         attemptTypes,
       )
       if (batch.released.length > 0) {
-        await c.query('UPDATE locks SET released = 1 WHERE job_id = ANY($1::bytea[])', [
+        send('UPDATE locks SET released = 1 WHERE job_id = ANY($1::bytea[])', [
           batch.released.map(toBin),
         ])
       }
-      await q(
+      q(
         `INSERT INTO targets (id, kind, slots, labels, projects, url, live, updated_at, runs)
          SELECT * FROM {rows}
          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, slots = excluded.slots,
@@ -300,33 +345,31 @@ export class PostgresStore implements Store {
         targetTypes,
       )
       if (batch.cachesDropped.length > 0) {
-        await c.query('DELETE FROM products WHERE target_id = ANY($1::text[])', [
-          batch.cachesDropped,
-        ])
+        send('DELETE FROM products WHERE target_id = ANY($1::text[])', [batch.cachesDropped])
       }
       if (batch.targetsForgotten.length > 0) {
-        await c.query('DELETE FROM targets WHERE id = ANY($1::text[])', [batch.targetsForgotten])
+        send('DELETE FROM targets WHERE id = ANY($1::text[])', [batch.targetsForgotten])
       }
-      await q(
+      q(
         // A product made again where a copy was kept takes the new copy's hash.
         `INSERT INTO products (product_id, target_id, hash) SELECT * FROM {rows}
          ON CONFLICT (product_id, target_id) DO UPDATE SET hash = excluded.hash`,
         batch.productsAdded.map(binaryRows.product),
         ['text', 'text', 'text'],
       )
-      await q(
+      q(
         `DELETE FROM products p USING {rows} AS u(pid, tid)
          WHERE p.product_id = u.pid AND p.target_id = u.tid`,
         batch.productsRemoved.map(binaryRows.productKey),
         ['text', 'text'],
       )
-      await q(
+      q(
         `INSERT INTO resources (key, holder) SELECT * FROM {rows}
          ON CONFLICT (key) DO UPDATE SET holder = excluded.holder`,
         batch.holders.map(binaryRows.holder),
         ['text', 'bytea'],
       )
-      await q(
+      q(
         `INSERT INTO events (seq, at, type, order_id, job_id, body) SELECT * FROM {rows}`,
         batch.events.map(binaryRows.event),
         ['bigint', 'bigint', 'text', 'bytea', 'bytea', 'text'],
