@@ -19,6 +19,8 @@ import { report } from './report.ts'
 const JOBS = Number(process.env.DAG_JOBS ?? 20_000)
 const LAYERS = 20
 const WIDTH = 50
+/** E2E_PROFILE=DIR writes a CPU profile of each process there, as for `e2e-sqlite`. */
+const profile = process.env.E2E_PROFILE
 const TOKEN = 'bench-admin-token'
 const WORKER = 'bench-worker-token'
 
@@ -47,6 +49,7 @@ export async function runE2eDag(): Promise<void> {
     const server = await startServer(
       ['--port', '0', '--tokens', `admin:bench:${TOKEN},worker:*:${WORKER}`, '--data-dir', dir],
       { LOCKSTEP_DATABASE_URL: '' },
+      profile,
     )
     children.push(server.child)
     for (const id of ['w1', 'w2']) {
@@ -57,6 +60,7 @@ export async function runE2eDag(): Promise<void> {
           ...['--slots', '32', '--cache', join(dir, id)],
         ],
         {},
+        profile,
       )
       children.push(worker.child)
     }

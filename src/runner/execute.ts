@@ -16,7 +16,7 @@ import type { Assignment, JobInput } from '../core/protocol.ts'
 import type { JobResult } from '../core/model.ts'
 import type { ProductCache } from './products.ts'
 import { unpack } from './archive.ts'
-import { productHash, refuseOversized } from './products.ts'
+import { measureProduct, productHash } from './products.ts'
 import type { ExecLimits } from './exec-job.ts'
 import { giveInput, removeJobDir } from './job-dir.ts'
 import { runJob } from './run-job.ts'
@@ -117,9 +117,9 @@ export async function execute(a: Assignment, o: ExecuteOptions): Promise<Execute
           writeFile(join(product, stream), ''),
         )
       }
-      const refused = await refuseOversized(product, o.maxProductBytes)
+      const { bytes, refused } = await measureProduct(product, o.maxProductBytes)
       if (refused !== undefined) return { ...out, result: refused }
-      out.removed.push(...(await o.cache.add(a.productId, product)))
+      out.removed.push(...(await o.cache.add(a.productId, product, bytes)))
       // Hashed as it is kept, and so as it is served: what consumers will check their copy by.
       out.result.productHash = await o.cache.hash(a.productId)
     }

@@ -5,7 +5,7 @@
  * never the cached product that other jobs read and peers are served.
  */
 import { constants } from 'node:fs'
-import { chmod, cp, lstat, mkdir, readdir, rm } from 'node:fs/promises'
+import { chmod, copyFile, lstat, mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 
 /**
@@ -16,29 +16,32 @@ import { join } from 'node:path'
 export async function giveInput(product: string, to: string): Promise<void> {
   const from = join(product, 'out')
   const source = await lstat(from).catch(() => undefined)
-  if (source?.isDirectory() === true) {
-    // A reflink where the file system has them (btrfs, XFS): no bytes copied until one is
-    // written. Elsewhere a plain copy. Links are left out, as the archive that takes a product
-    // to another target leaves them out: a job reads the same input wherever it runs.
-    await cp(from, to, {
-      recursive: true,
-      mode: constants.COPYFILE_FICLONE,
-      filter: async (path) => !(await lstat(path)).isSymbolicLink(),
-    })
-  } else {
+  if (source?.isDirectory() === true) await copyReadOnly(from, to)
+  else {
     await mkdir(to, { recursive: true })
+    await chmod(to, 0o555)
   }
-  await readOnly(to)
 }
 
-/** Files 0444, directories 0555, the directory's contents before the directory itself. */
-async function readOnly(dir: string): Promise<void> {
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) await readOnly(path)
-    else if (entry.isFile()) await chmod(path, 0o444)
+/**
+ * Copies directory `from` to `to` read-only in one walk: files 0444, directories 0555, each
+ * directory's contents before the directory itself. A reflink where the file system has them
+ * (btrfs, XFS): no bytes copied until one is written; elsewhere a plain copy. Links are left
+ * out, as the archive that takes a product to another target leaves them out: a job reads the
+ * same input wherever it runs.
+ */
+async function copyReadOnly(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true })
+  for (const entry of await readdir(from, { withFileTypes: true })) {
+    const source = join(from, entry.name)
+    const target = join(to, entry.name)
+    if (entry.isDirectory()) await copyReadOnly(source, target)
+    else if (entry.isFile()) {
+      await copyFile(source, target, constants.COPYFILE_FICLONE)
+      await chmod(target, 0o444)
+    }
   }
-  await chmod(dir, 0o555)
+  await chmod(to, 0o555)
 }
 
 /**

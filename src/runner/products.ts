@@ -83,13 +83,16 @@ export class ProductCache {
     return mkdtemp(join(this.dir, 'incoming', `${dirName(name).slice(0, 80)}-`))
   }
 
-  /** Moves a built directory into the cache as product `id`; returns the ids evicted to make room. */
-  async add(id: string, from: string): Promise<string[]> {
+  /**
+   * Moves a built directory into the cache as product `id`; returns the ids evicted to make
+   * room. `bytes`: its files' bytes, when the caller has just counted them (`measureProduct`).
+   */
+  async add(id: string, from: string, bytes?: number): Promise<string[]> {
     const to = this.path(id)
     await writeFile(join(from, ID_FILE), id)
     await rm(to, { recursive: true, force: true })
     await rename(from, to)
-    const bytes = await treeBytes(to)
+    bytes = bytes === undefined ? await treeBytes(to) : bytes + Buffer.byteLength(id)
     const old = this.entries.get(id)
     if (old !== undefined) this.total -= old.bytes
     this.entries.set(id, { id, bytes, usedAt: Date.now(), empty: false })
@@ -186,21 +189,25 @@ function hashSink(hash: Hash): Writable {
 export const DEFAULT_MAX_PRODUCT_BYTES = 10 * 1024 ** 3
 
 /**
- * Refuses a product over the cap, measured as it would be archived (its files' bytes: `out/`,
- * stdout and stderr): removes its directory and answers the failed result (`output-too-large`,
- * naming the cap); answers undefined for a product that fits. The walk stops at the cap, so an
- * oversized product costs no more than the cap to find out.
+ * Measures a product as it would be archived (its files' bytes: `out/`, stdout and stderr) and
+ * refuses one over the cap: removes its directory and answers the failed result
+ * (`output-too-large`, naming the cap). The walk stops at the cap, so an oversized product
+ * costs no more than the cap to find out.
  */
-export async function refuseOversized(
+export async function measureProduct(
   dir: string,
   maxBytes = DEFAULT_MAX_PRODUCT_BYTES,
-): Promise<JobResult | undefined> {
-  if ((await treeBytes(dir, maxBytes)) <= maxBytes) return undefined
+): Promise<{ bytes: number; refused?: JobResult }> {
+  const bytes = await treeBytes(dir, maxBytes)
+  if (bytes <= maxBytes) return { bytes }
   await rm(dir, { recursive: true, force: true })
   return {
-    ok: false,
-    reason: 'output-too-large',
-    message: `the product (out/, stdout and stderr) holds more than ${formatSize(maxBytes)}, the cap on a product (--max-product-bytes)`,
+    bytes,
+    refused: {
+      ok: false,
+      reason: 'output-too-large',
+      message: `the product (out/, stdout and stderr) holds more than ${formatSize(maxBytes)}, the cap on a product (--max-product-bytes)`,
+    },
   }
 }
 
