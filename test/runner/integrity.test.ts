@@ -125,6 +125,13 @@ describe('product hashes', () => {
     expect(await productHash(await cache.materialise('noop-product'))).toBe(
       await emptyProductHash('noop-product'),
     )
+    // Another id of the same length (its archive shares all but the id) and one whose bytes
+    // outnumber its characters.
+    for (const id of ['noop-producT', 'noop-prödüct']) {
+      cache.addEmpty(id)
+      expect(await productHash(await cache.materialise(id))).toBe(await emptyProductHash(id))
+    }
+    expect(await emptyProductHash('noop-producT')).not.toBe(await emptyProductHash('noop-product'))
   })
 
   it('is reported with the result of the attempt that made the product', async () => {
