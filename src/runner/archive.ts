@@ -14,8 +14,8 @@
  *   bytes in all than the cap refuse the whole archive, naming the entry; what was unpacked so
  *   far is removed, and the target directory appears only once every entry is in.
  */
-import { createReadStream, createWriteStream, lstatSync, readdirSync } from 'node:fs'
-import { chmod, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises'
+import { createReadStream, createWriteStream, lstatSync, readFileSync, readdirSync } from 'node:fs'
+import { chmod, mkdir, mkdtemp, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { Readable, Transform } from 'node:stream'
 import type { Writable } from 'node:stream'
@@ -105,7 +105,7 @@ function headerOf(entry: TreeEntry): Header {
  */
 async function packEntries(
   entries: AsyncIterable<TreeEntry>,
-  read: (entry: TreeEntry) => Readable | Promise<Buffer>,
+  read: (entry: TreeEntry) => Readable | Buffer,
   out: Writable,
 ): Promise<void> {
   const archive: Pack = tar.pack()
@@ -124,9 +124,8 @@ async function packEntries(
         const body = read(entry)
         if (body instanceof Readable) await pipeline(body, archive.entry(headerOf(entry)))
         else {
-          const bytes = await body
           await new Promise<void>((resolve, reject) =>
-            archive.entry(headerOf(entry), bytes, (e) => (e ? reject(e) : resolve())),
+            archive.entry(headerOf(entry), body, (e) => (e ? reject(e) : resolve())),
           )
         }
       }
@@ -159,9 +158,12 @@ export function pack(dir: string, out: Writable): Promise<void> {
   )
 }
 
-/** A small file's bytes, refused if it is not the size it was walked at (it changed meanwhile). */
-async function readWhole(path: string, size: number): Promise<Buffer> {
-  const bytes = await readFile(path)
+/**
+ * A small file's bytes, read directly (as the walk reads sizes), refused if it is not the size
+ * it was walked at: it changed meanwhile.
+ */
+function readWhole(path: string, size: number): Buffer {
+  const bytes = readFileSync(path)
   if (bytes.length !== size) throw new Error(`${path} changed while it was archived`)
   return bytes
 }
@@ -242,12 +244,13 @@ function safePath(name: string): string {
 /**
  * Reads an archive into directory `dir`, which must not exist or be empty; see the invariants
  * above. Entries land in a sibling temporary directory renamed to `dir` once all are in.
+ * Answers the bytes of the files unpacked.
  */
 export async function unpack(
   input: Readable | AsyncIterable<Uint8Array>,
   dir: string,
   options: UnpackOptions = {},
-): Promise<void> {
+): Promise<number> {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_UNPACKED_BYTES
   const source = input instanceof Readable ? input : Readable.from(input)
   await mkdir(dirname(dir), { recursive: true })
@@ -271,8 +274,8 @@ export async function unpack(
     readFailure = e as Error
     current?.destroy(readFailure)
   })
+  let total = 0
   try {
-    let total = 0
     for await (const entry of extract) {
       current = entry
       const { name, type, size } = entry.header
@@ -319,6 +322,7 @@ export async function unpack(
       }
       throw e
     })
+    return total
   } catch (e) {
     // Why reading failed, if it did, before the destroys below add failures of their own: an
     // entry the archive ended inside fails as 'destroyed', the reading says why.

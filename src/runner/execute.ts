@@ -207,12 +207,12 @@ async function fetchProduct(input: Wanted, o: ExecuteOptions): Promise<string[]>
       })
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`)
       const dir = await o.cache.scratch(productId)
-      await unpack(Readable.fromWeb(res.body as never), dir, {
+      const bytes = await unpack(Readable.fromWeb(res.body as never), dir, {
         maxBytes: o.maxInputBytes,
         capName: '--max-input-bytes',
       })
       await verify(productId, hash, dir)
-      return await o.cache.add(productId, dir)
+      return await o.cache.add(productId, dir, bytes)
     } catch (e) {
       errors.push(`${source.name}: ${(e as Error).message}`)
     }

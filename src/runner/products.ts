@@ -4,6 +4,7 @@
  * SHA-256 is the product's hash. A product over its cap is refused before it is kept.
  */
 import { createHash } from 'node:crypto'
+import { lstatSync } from 'node:fs'
 import type { Hash } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -85,14 +86,20 @@ export class ProductCache {
 
   /**
    * Moves a built directory into the cache as product `id`; returns the ids evicted to make
-   * room. `bytes`: its files' bytes, when the caller has just counted them (`measureProduct`).
+   * room. `bytes`: its files' bytes, when the caller has just counted them (`measureProduct`,
+   * `unpack`); an id file already there is replaced, and counted once.
    */
   async add(id: string, from: string, bytes?: number): Promise<string[]> {
     const to = this.path(id)
-    await writeFile(join(from, ID_FILE), id)
+    const idFile = join(from, ID_FILE)
+    if (bytes !== undefined) {
+      const before = lstatSync(idFile, { throwIfNoEntry: false })?.size ?? 0
+      bytes += Buffer.byteLength(id) - before
+    }
+    await writeFile(idFile, id)
     await rm(to, { recursive: true, force: true })
     await rename(from, to)
-    bytes = bytes === undefined ? await treeBytes(to) : bytes + Buffer.byteLength(id)
+    bytes ??= await treeBytes(to)
     const old = this.entries.get(id)
     if (old !== undefined) this.total -= old.bytes
     this.entries.set(id, { id, bytes, usedAt: Date.now(), empty: false })

@@ -2,6 +2,7 @@ import { mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { treeBytes } from '../../src/runner/archive.ts'
 import { execute } from '../../src/runner/execute.ts'
 import { ProductCache, productHash } from '../../src/runner/products.ts'
 
@@ -43,6 +44,21 @@ describe('the product cache', () => {
     cache.unpin('a')
     expect(await made(cache, 'd', 100)).toEqual(['a'])
     expect(cache.ids().sort()).toEqual(['c', 'd'])
+  })
+
+  it('counts a product as its files whether its bytes are given or walked, its id file once', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lockstep-cache-'))
+    // Two products of 100 bytes and a 1-byte id file each fill it exactly.
+    const cache = new ProductCache(dir, 202)
+    await cache.open()
+    // As a fetched product arrives: unpacked with its id file, its bytes counted by the unpack.
+    const fetched = await cache.scratch('a')
+    mkdirSync(join(fetched, 'out'))
+    writeFileSync(join(fetched, 'out', 'data'), 'x'.repeat(100))
+    writeFileSync(join(fetched, '.product-id'), 'a')
+    expect(await cache.add('a', fetched, await treeBytes(fetched))).toEqual([])
+    expect(await made(cache, 'b', 100)).toEqual([])
+    expect(await made(cache, 'c', 100)).toEqual(['a'])
   })
 
   it('keeps products whose ids are not file names, and finds them again after a restart', async () => {
