@@ -3,7 +3,9 @@
  * one transaction of a fixed number of statements whatever its size: rows travel as arrays and
  * are spread with `unnest`.
  */
+import type { Writable } from 'node:stream'
 import pg from 'pg'
+import type { Job } from '../core/model.ts'
 import { isTransient } from './faults.ts'
 import { specBody, specHash, SpecIds } from './job-specs.ts'
 import { migrationsTable, pendingMigrations } from './migrations.ts'
@@ -226,18 +228,26 @@ export class PostgresStore implements Store {
           )
           landed = rows[0]?.token === batch.token
         }
-        if (!landed) {
-          if (batch.token !== undefined) {
-            sent.push(
-              c.query(
-                'INSERT INTO last_commit (one, token) VALUES (1, $1) ON CONFLICT (one) DO UPDATE SET token = excluded.token',
-                [batch.token],
-              ),
-            )
+        const jobs = batch.orders.flatMap((o) => o.jobs)
+        const bodies = landed ? [] : jobs.map(specBody)
+        // Its spec ids first: the job rows name them.
+        await this.resolveSpecs(c, bodies)
+        // The rest leaves in one write, not one per statement: on loopback each write costs
+        // a wake-up of the server's process.
+        corked(c, () => {
+          if (!landed) {
+            if (batch.token !== undefined) {
+              sent.push(
+                c.query(
+                  'INSERT INTO last_commit (one, token) VALUES (1, $1) ON CONFLICT (one) DO UPDATE SET token = excluded.token',
+                  [batch.token],
+                ),
+              )
+            }
+            this.write(c, batch, jobs, bodies, sent)
           }
-          await this.write(c, batch, sent)
-        }
-        sent.push(c.query('COMMIT'))
+          sent.push(c.query('COMMIT'))
+        })
       } catch (e) {
         unsent = e instanceof Error ? e : new Error(String(e))
       }
@@ -263,9 +273,16 @@ export class PostgresStore implements Store {
   /**
    * Sends the batch's statements, in the order they must run, without waiting for each: on the
    * pipelined session they go out together and cost one round trip, not one each. Each is
-   * added to `sent`; the caller waits for them all.
+   * added to `sent`; the caller waits for them all. `jobs` are the new orders' jobs, `bodies`
+   * their specs' text, whose ids are resolved.
    */
-  private async write(c: pg.ClientBase, batch: Batch, sent: Promise<unknown>[]): Promise<void> {
+  private write(
+    c: pg.ClientBase,
+    batch: Batch,
+    jobs: readonly Job[],
+    bodies: readonly string[],
+    sent: Promise<unknown>[],
+  ): void {
     {
       // One block, so that the statements read in the order they run.
       // `{rows}` in the SQL becomes `unnest($1::t1[], …)` over the given column types.
@@ -294,9 +311,6 @@ export class PostgresStore implements Store {
         batch.orders.map((o) => binaryRows.order(o.stored)),
         orderTypes,
       )
-      const jobs = batch.orders.flatMap((o) => o.jobs)
-      const bodies = jobs.map(specBody)
-      await this.resolveSpecs(c, bodies)
       q(
         `INSERT INTO jobs (${jobColumns}) SELECT * FROM {rows}`,
         jobs.map((job, i) => binaryRows.job(job, this.specIds.get(bodies[i]!)!)),
@@ -428,6 +442,21 @@ export class PostgresStore implements Store {
     this.closed = true
     await this.holding.close()
     await this.pool.end()
+  }
+}
+
+/**
+ * Runs `fn` with the session's socket corked: the statements it sends leave in one write when it
+ * ends. Each statement corks its own messages; the socket counts the corks.
+ */
+function corked(c: pg.ClientBase, fn: () => void): void {
+  const stream = (c as unknown as { connection?: { stream?: Partial<Writable> } }).connection
+    ?.stream
+  stream?.cork?.()
+  try {
+    fn()
+  } finally {
+    stream?.uncork?.()
   }
 }
 
