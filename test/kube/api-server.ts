@@ -31,7 +31,7 @@
  * - what it hands out is a copy: a test cannot change a stored Pod behind its back.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { resolve as resolvePath } from 'node:path'
@@ -201,10 +201,14 @@ export class KubeApiServer {
     server.on('connection', () => this.#connections++)
   }
 
-  /** Starts a server on 127.0.0.1 and a free port. */
+  /**
+   * Starts a server on 127.0.0.1 and a free port below the kernel's ephemeral range where there
+   * is room for one: no client connection and no server on port 0 is ever given such a port, so
+   * a paused server finds its port free again when it resumes.
+   */
   static async start(options: KubeApiServerOptions = {}): Promise<KubeApiServer> {
     const server = createServer()
-    await listen(server, 0)
+    await listenBelowEphemeral(server)
     return new KubeApiServer(server, (server.address() as AddressInfo).port, options)
   }
 
@@ -1001,6 +1005,28 @@ function listen(server: Server, port: number): Promise<void> {
       resolve()
     })
   })
+}
+
+/**
+ * Listens on a random free port between 10000 and the first ephemeral port, when that range is
+ * known (`/proc/sys/net/ipv4/ip_local_port_range`) and holds at least 5000 ports; else on port 0.
+ */
+async function listenBelowEphemeral(server: Server): Promise<void> {
+  let first = 0
+  try {
+    first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0])
+  } catch {
+    // Not Linux: any free port.
+  }
+  if (!(first >= 15_000)) return listen(server, 0)
+  for (let tries = 1; ; tries++) {
+    const port = 10_000 + Math.floor(Math.random() * (first - 10_000))
+    try {
+      return await listen(server, port)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries >= 50) throw e
+    }
+  }
 }
 
 function stop(server: Server): Promise<void> {
