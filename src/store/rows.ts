@@ -216,12 +216,6 @@ export function rowCodec(bin: BindId) {
     job: (j: Job, spec: unknown) => jobValues(j, spec, bin),
     order: (s: StoredOrder) => orderValues(s, bin),
     attempt: (a: TargetFulfilment) => attemptValues(a, bin),
-    ...rowsWith(bin),
-  }
-}
-
-function rowsWith(bin: BindId) {
-  return {
     packet: (p: PacketRecord): unknown[] => [
       bin(p.id),
       p.name,

@@ -82,7 +82,7 @@ export class JobRecord {
 
   /** Adds an attempt after the others. */
   addAttempt(attempt: TargetFulfilment): void {
-    this.attempts = this.attempts.length === 0 ? [attempt] : [...this.attempts, attempt]
+    this.attempts = withItem(this.attempts, attempt)
   }
 }
 
